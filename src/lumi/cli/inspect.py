@@ -1,0 +1,103 @@
+"""``lumi ls`` and ``lumi interface``: what an app is made of, read from its config."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from lumi.cli.output import fail, print_json, stdout
+from lumi.config import AppConfig, load_config
+from lumi.interface import MethodInfo, ServiceInterface, interface
+
+AppDir = Annotated[Path, typer.Option("--app", "-a", help="The app folder (holding lumi.toml).")]
+Env = Annotated[str | None, typer.Option("--env", "-e", help="A named environment of the config.")]
+
+
+def load_interfaces(config: AppConfig) -> dict[str, ServiceInterface]:
+    return {cls.name: interface(cls) for cls in config.load_services()}
+
+
+def pick_service(interfaces: dict[str, ServiceInterface], name: str) -> ServiceInterface:
+    """The interface called ``name``, or exit with a did-you-mean line."""
+    if name in interfaces:
+        return interfaces[name]
+    match = difflib.get_close_matches(name, list(interfaces), n=1)
+    hint = f"; did you mean {match[0]!r}?" if match else ""
+    fail(f"no service {name!r} in this app{hint} (services: {', '.join(interfaces)})")
+
+
+def signature(name: str, method: MethodInfo, iface: ServiceInterface) -> str:
+    props = method.params.get("properties", {})
+    required = set(method.required_params)
+    parts = []
+    for param in method.param_names:
+        text = f"{param}: {schema_type(props.get(param, {}))}"
+        parts.append(text if param in required else f"{text} = …")
+    return f"{name}({', '.join(parts)}) -> {schema_type(method.returns)}"
+
+
+def schema_type(schema: dict[str, object]) -> str:
+    """A short, Python-like rendering of a JSON Schema."""
+    if "$ref" in schema:
+        return str(schema["$ref"]).rsplit("/", 1)[-1]
+    if "anyOf" in schema:
+        return " | ".join(schema_type(s) for s in schema["anyOf"])  # type: ignore[attr-defined]
+    if "enum" in schema:
+        return " | ".join(repr(v) for v in schema["enum"])  # type: ignore[attr-defined]
+    if "const" in schema:
+        return repr(schema["const"])
+    kind = schema.get("type")
+    if kind == "array":
+        return f"list[{schema_type(schema.get('items', {}))}]"  # type: ignore[arg-type]
+    if kind == "object" and isinstance(schema.get("additionalProperties"), dict):
+        return f"dict[str, {schema_type(schema['additionalProperties'])}]"  # type: ignore[arg-type]
+    names = {
+        "string": "str",
+        "integer": "int",
+        "number": "float",
+        "boolean": "bool",
+        "null": "None",
+        "object": "dict",
+    }
+    if schema.get("format") in ("date-time",):
+        return "datetime"
+    if schema.get("format") in ("base64url", "binary"):
+        return "bytes"
+    return names.get(str(kind), "any")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("interface")
+    def interface_cmd(
+        service: Annotated[str, typer.Argument(help="The service name.")],
+        app_dir: AppDir = Path("."),
+        env: Env = None,
+    ) -> None:
+        """Print a service's interface JSON."""
+        interfaces = load_interfaces(load_config(app_dir, env))
+        print_json(pick_service(interfaces, service).to_dict())
+
+    @app.command("ls")
+    def ls_cmd(app_dir: AppDir = Path("."), env: Env = None) -> None:
+        """List the app's services, their methods with signatures, and their events."""
+        config = load_config(app_dir, env)
+        for name, iface in load_interfaces(config).items():
+            summary = escape(iface.doc.splitlines()[0]) if iface.doc else ""
+            stdout.print(f"[bold cyan]{name}[/] {iface.version}  [dim]{summary}[/]")
+            for method_name, method in sorted(iface.methods.items()):
+                flag = " [dim](idempotent)[/]" if method.idempotent else ""
+                stdout.print(
+                    f"  {escape(signature(method_name, method, iface))}{flag}", highlight=False
+                )
+            for event_name, event in sorted(iface.events.items()):
+                stdout.print(
+                    f"  [magenta]event[/] {iface.topic(event_name)}: "
+                    f"{escape(schema_type(event.payload))}",
+                    highlight=False,
+                )
+            for sub in iface.subscriptions:
+                stdout.print(f"  [green]on[/] {sub.topic} -> {sub.handler}", highlight=False)

@@ -1,0 +1,311 @@
+"""App configuration: ``lumi.toml`` (or ``[tool.lumi]`` in ``pyproject.toml``) with named
+environments.
+
+```toml
+[app]
+name = "shop"
+services = ["shop.inventory:Inventory", "shop.orders:Orders"]
+
+[defaults]
+rpc = "http"          # http | grpc | thrift, or a list of them
+events = "embedded"   # embedded | memory | kafka://… | nats://… | redis://… | sns://…
+runtime = "process"   # inproc | process | container | function | kubernetes
+
+[services.Orders]
+replicas = 2
+
+[env.prod.defaults]
+events = "kafka://kafka:9092"
+```
+
+Every mistake — an unknown key, a bad value, a service that does not import — raises one
+:class:`ConfigError` naming the file, the key and what would be valid.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import importlib
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+
+from lumi.errors import ConfigError
+from lumi.service import Service
+
+RPC_BACKENDS = ("http", "grpc", "thrift")
+EVENT_SCHEMES = ("embedded", "memory", "kafka", "nats", "redis", "sns")
+RUNTIMES = ("inproc", "process", "container", "function", "kubernetes")
+
+_STRICT = pydantic.ConfigDict(extra="forbid")
+
+
+def _one_of(value: str, allowed: tuple[str, ...], what: str) -> str:
+    if value not in allowed:
+        match = difflib.get_close_matches(value, allowed, n=1)
+        hint = f"; did you mean {match[0]!r}?" if match else ""
+        raise ValueError(f"unknown {what} {value!r} (valid: {', '.join(allowed)}){hint}")
+    return value
+
+
+def _rpc(value: str | list[str]) -> list[str]:
+    values = [value] if isinstance(value, str) else list(value)
+    if not values:
+        raise ValueError(f"name at least one RPC transport ({', '.join(RPC_BACKENDS)})")
+    return [_one_of(v, RPC_BACKENDS, "RPC transport") for v in values]
+
+
+def _events(value: str) -> str:
+    scheme = value.split("://", 1)[0] if "://" in value else value
+    _one_of(scheme, EVENT_SCHEMES, "event broker")
+    return value
+
+
+class Binding(pydantic.BaseModel):
+    """Where and how services run; ``[defaults]`` and each ``[services.X]`` override it."""
+
+    model_config = _STRICT
+
+    rpc: list[str] | None = None
+    events: str | None = None
+    runtime: str | None = None
+
+    @pydantic.field_validator("rpc", mode="before")
+    @classmethod
+    def _check_rpc(cls, value: Any) -> Any:
+        return None if value is None else _rpc(value)
+
+    @pydantic.field_validator("events")
+    @classmethod
+    def _check_events(cls, value: str | None) -> str | None:
+        return None if value is None else _events(value)
+
+    @pydantic.field_validator("runtime")
+    @classmethod
+    def _check_runtime(cls, value: str | None) -> str | None:
+        return None if value is None else _one_of(value, RUNTIMES, "runtime")
+
+
+class Defaults(Binding):
+    rpc: list[str] | None = ["http"]
+    events: str | None = "embedded"
+    runtime: str | None = "process"
+    grace_period: float = pydantic.Field(
+        default=10.0, ge=0, description="seconds for in-flight calls at stop"
+    )
+
+
+class ServiceConfig(Binding):
+    replicas: int = pydantic.Field(default=1, ge=1, le=64)
+    placement: Literal["default", "per-node"] = "default"
+    environment: dict[str, str] = pydantic.Field(default_factory=dict)
+
+
+class AppSection(pydantic.BaseModel):
+    model_config = _STRICT
+
+    name: str = pydantic.Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    services: list[str] = pydantic.Field(min_length=1)
+    version: str = "0.1.0"
+
+
+class _File(pydantic.BaseModel):
+    """The file's shape; ``env`` holds partial overlays of the other sections."""
+
+    model_config = _STRICT
+
+    app: AppSection
+    defaults: Defaults = pydantic.Field(default_factory=Defaults)
+    services: dict[str, ServiceConfig] = pydantic.Field(default_factory=dict)
+    env: dict[str, dict[str, Any]] = pydantic.Field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class AppConfig:
+    """A loaded, validated configuration for one environment."""
+
+    path: Path  # the file it came from
+    root: Path  # the app directory (imports resolve from here)
+    app: AppSection
+    defaults: Defaults
+    services: dict[str, ServiceConfig]
+    environment: str | None
+    environments: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.app.name
+
+    def service(self, name: str) -> ServiceConfig:
+        return self.services.get(name) or ServiceConfig()
+
+    def binding(self, name: str) -> Defaults:
+        """The effective rpc/events/runtime of one service."""
+        own = self.service(name)
+        merged = self.defaults.model_dump()
+        for key in ("rpc", "events", "runtime"):
+            value = getattr(own, key)
+            if value is not None:
+                merged[key] = value
+        return Defaults(**merged)
+
+    def load_services(self) -> list[type[Service]]:
+        """Import the service classes named in ``app.services``."""
+        classes = [self._import(i, ref) for i, ref in enumerate(self.app.services)]
+        names = [cls.name for cls in classes]
+        for key in self.services:
+            if key not in names:
+                raise _error(
+                    self.path,
+                    f"services.{key}",
+                    f"no service named {key!r} in app.services{_did_you_mean(key, names)} "
+                    f"(services: {', '.join(names)})",
+                )
+        return classes
+
+    def _import(self, index: int, ref: str) -> type[Service]:
+        key = f"app.services[{index}]"
+        module_name, sep, attr = ref.partition(":")
+        if not sep or not module_name or not attr:
+            raise _error(self.path, key, f"{ref!r} is not 'package.module:ClassName'")
+        root = str(self.root)
+        if root not in sys.path:
+            sys.path.insert(0, root)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            raise _error(
+                self.path, key, f"cannot import {module_name!r}: {exc} (looked in {root})"
+            ) from None
+        except Exception as exc:
+            raise _error(
+                self.path, key, f"importing {module_name!r} failed: {type(exc).__name__}: {exc}"
+            ) from None
+        cls = getattr(module, attr, None)
+        if cls is None:
+            candidates = [
+                n
+                for n, v in vars(module).items()
+                if isinstance(v, type) and issubclass(v, Service) and v is not Service
+            ]
+            raise _error(
+                self.path,
+                key,
+                f"module {module_name!r} has no {attr!r}{_did_you_mean(attr, candidates)} "
+                f"(services there: {', '.join(sorted(candidates)) or 'none'})",
+            )
+        if not (isinstance(cls, type) and issubclass(cls, Service)):
+            raise _error(self.path, key, f"{ref!r} is not a lumi.Service subclass")
+        return cls
+
+
+def find_config(path: str | Path) -> Path:
+    """The config file for ``path`` (a file, or a folder holding lumi.toml or pyproject.toml)."""
+    target = Path(path)
+    if target.is_file():
+        return target
+    if not target.exists():
+        raise ConfigError(f"{target}: no such file or directory")
+    for candidate in ("lumi.toml", "pyproject.toml"):
+        file = target / candidate
+        if file.is_file() and (candidate == "lumi.toml" or "[tool.lumi" in file.read_text()):
+            return file
+    raise ConfigError(f"{target}: no lumi.toml (or [tool.lumi] in pyproject.toml) found")
+
+
+def load_config(path: str | Path = ".", env: str | None = None) -> AppConfig:
+    """Load and validate the config at ``path``, with environment ``env`` applied."""
+    file = find_config(path)
+    try:
+        raw = tomllib.loads(file.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    if file.name == "pyproject.toml":
+        raw = raw.get("tool", {}).get("lumi")
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{file}: has no [tool.lumi] table")
+    base = _validate(file, raw, prefix="")
+    for name, overlay in base.env.items():
+        _validate(file, _merge(raw, overlay), prefix=f"env.{name}.")
+    environments = tuple(sorted(base.env))
+    if env is not None and env not in base.env:
+        raise ConfigError(
+            f"{file}: no environment {env!r}{_did_you_mean(env, environments)} "
+            f"(environments: {', '.join(environments) or 'none; add [env.NAME] tables'})"
+        )
+    chosen = (
+        base if env is None else _validate(file, _merge(raw, base.env[env]), prefix=f"env.{env}.")
+    )
+    return AppConfig(
+        path=file,
+        root=file.parent.resolve(),
+        app=chosen.app,
+        defaults=chosen.defaults,
+        services=chosen.services,
+        environment=env,
+        environments=environments,
+    )
+
+
+def _merge(raw: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy({k: v for k, v in raw.items() if k != "env"})
+    _deep_update(merged, overlay)
+    return merged
+
+
+def _deep_update(target: dict[str, Any], overlay: dict[str, Any]) -> None:
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _deep_update(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+def _validate(file: Path, raw: dict[str, Any], *, prefix: str) -> _File:
+    try:
+        return _File.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        loc = [str(p) for p in error["loc"]]
+        key = prefix + ".".join(loc)
+        if error["type"] == "extra_forbidden":
+            valid = _valid_keys(loc[:-1])
+            hint = _did_you_mean(loc[-1], valid)
+            message = f"unknown key{hint} (valid keys here: {', '.join(valid)})"
+        elif error["type"] == "missing":
+            message = "is required"
+        else:
+            message = str(error["msg"]).removeprefix("Value error, ")
+            if "input" in error and error["type"] != "value_error":
+                message += f" (got {error['input']!r})"
+        raise ConfigError(f"{file}: {key}: {message}") from None
+
+
+def _valid_keys(loc: list[str]) -> list[str]:
+    model: type[pydantic.BaseModel] = _File
+    for part in loc:
+        if model is _File and part == "services":
+            return sorted(ServiceConfig.model_fields)
+        field = model.model_fields.get(part)
+        if field is None:
+            return sorted(ServiceConfig.model_fields)  # inside services.<Name>
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+            model = annotation
+        else:
+            return []
+    return sorted(model.model_fields)
+
+
+def _did_you_mean(word: str, choices: Any) -> str:
+    match = difflib.get_close_matches(word, list(choices), n=1)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def _error(file: Path, key: str, message: str) -> ConfigError:
+    return ConfigError(f"{file}: {key}: {message}")

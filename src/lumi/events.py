@@ -1,0 +1,185 @@
+"""Events on the wire: the CloudEvents 1.0 envelope, and the sink a service publishes through.
+
+Every broker carries the same structured-mode CloudEvents JSON::
+
+    {"specversion": "1.0", "id": "...", "source": "/lumi/<app>/<service>",
+     "type": "<service>.<event>", "time": "2026-01-01T00:00:00.000000Z",
+     "datacontenttype": "application/json", "subject": "<partition key>",
+     "traceparent": "00-...", "correlationid": "...", "partitionkey": "...", "data": {...}}
+
+so a consumer that is not Lumi can read them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+from typing import TYPE_CHECKING, Any
+
+import pydantic
+import pydantic_core
+
+from lumi.context import Metadata, context, new_id, outbound_metadata
+from lumi.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from lumi.brokers.base import Broker
+    from lumi.service import EventSpec
+
+SPEC_VERSION = "1.0"
+_REQUIRED = ("specversion", "id", "source", "type")
+_EXTENSIONS = {"traceparent", "correlationid", "partitionkey", "deadletter", "attempts"}
+
+
+class EnvelopeError(ValueError):
+    """Bytes that are not a valid CloudEvents 1.0 structured JSON event."""
+
+
+@dataclasses.dataclass(slots=True)
+class Envelope:
+    """One event: CloudEvents context attributes plus the JSON ``data`` as raw bytes."""
+
+    id: str
+    source: str
+    type: str
+    data: bytes
+    time: str = ""
+    subject: str | None = None
+    datacontenttype: str = "application/json"
+    traceparent: str | None = None
+    correlationid: str | None = None
+    partitionkey: str | None = None
+    extensions: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def topic(self) -> str:
+        return self.type
+
+    def metadata(self) -> Metadata:
+        return Metadata(correlation_id=self.correlationid, traceparent=self.traceparent)
+
+    def attributes(self) -> dict[str, Any]:
+        attrs: dict[str, Any] = {
+            "specversion": SPEC_VERSION,
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+            "datacontenttype": self.datacontenttype,
+        }
+        if self.time:
+            attrs["time"] = self.time
+        for name in ("subject", "traceparent", "correlationid", "partitionkey"):
+            value = getattr(self, name)
+            if value is not None:
+                attrs[name] = value
+        attrs.update(self.extensions)
+        return attrs
+
+    def to_json(self) -> bytes:
+        head = json.dumps(self.attributes(), separators=(",", ":"), ensure_ascii=False).encode()
+        return head[:-1] + b',"data":' + self.data + b"}"
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Envelope:
+        try:
+            obj = pydantic_core.from_json(raw)
+        except ValueError as exc:
+            raise EnvelopeError(f"event is not JSON: {exc}") from None
+        if not isinstance(obj, dict):
+            raise EnvelopeError("event is not a JSON object")
+        return cls.from_dict(obj)
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> Envelope:
+        missing = [name for name in _REQUIRED if not isinstance(obj.get(name), str)]
+        if missing:
+            raise EnvelopeError(f"event lacks CloudEvents attribute(s): {', '.join(missing)}")
+        if obj["specversion"] != SPEC_VERSION:
+            raise EnvelopeError(f"unsupported CloudEvents specversion {obj['specversion']!r}")
+        if "data_base64" in obj:
+            raise EnvelopeError("binary (data_base64) events are not supported; send JSON data")
+        known = {
+            "specversion", "id", "source", "type", "time", "subject", "datacontenttype",
+            "dataschema", "data", "traceparent", "correlationid", "partitionkey",
+        }  # fmt: skip
+        extensions = {k: str(v) for k, v in obj.items() if k not in known}
+        return cls(
+            id=obj["id"],
+            source=obj["source"],
+            type=obj["type"],
+            data=pydantic_core.to_json(obj.get("data")),
+            time=str(obj.get("time") or ""),
+            subject=obj.get("subject"),
+            datacontenttype=obj.get("datacontenttype") or "application/json",
+            traceparent=obj.get("traceparent"),
+            correlationid=obj.get("correlationid"),
+            partitionkey=obj.get("partitionkey"),
+            extensions=extensions,
+        )
+
+
+def now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class EventSink:
+    """How one service publishes: validates payloads, wraps them, hands them to the broker."""
+
+    def __init__(self, broker: Broker, service: str, *, app: str = "app") -> None:
+        self.broker = broker
+        self.service = service
+        self.source = f"/lumi/{app}/{service}"
+        self._adapters: dict[int, pydantic.TypeAdapter[Any]] = {}
+
+    def envelope(self, spec: EventSpec[Any], payload: Any, key: str | None = None) -> Envelope:
+        adapter = self._adapter(spec)
+        try:
+            value = adapter.validate_python(payload)
+        except pydantic.ValidationError as exc:
+            raise InvalidArgument(
+                f"invalid payload for event {spec.topic}: {exc.errors(include_url=False)}"
+            ) from None
+        data = adapter.dump_json(value)
+        if key is None and spec.key is not None:
+            key_value = _field(value, spec.key)
+            key = None if key_value is None else str(key_value)
+        ctx = context()
+        meta = outbound_metadata() if ctx is None else ctx.metadata
+        return Envelope(
+            id=new_id(),
+            source=self.source,
+            type=spec.topic,
+            data=data,
+            time=now_rfc3339(),
+            subject=key,
+            traceparent=meta.traceparent,
+            correlationid=meta.correlation_id,
+            partitionkey=key,
+        )
+
+    async def publish(self, spec: EventSpec[Any], payload: Any, *, key: str | None = None) -> str:
+        envelope = self.envelope(spec, payload, key)
+        await self.broker.publish(spec.topic, [envelope])
+        return envelope.id
+
+    async def publish_many(
+        self, spec: EventSpec[Any], payloads: list[Any], *, key: str | None = None
+    ) -> list[str]:
+        envelopes = [self.envelope(spec, payload, key) for payload in payloads]
+        await self.broker.publish(spec.topic, envelopes)
+        return [e.id for e in envelopes]
+
+    def _adapter(self, spec: EventSpec[Any]) -> pydantic.TypeAdapter[Any]:
+        adapter = self._adapters.get(id(spec))
+        if adapter is None:
+            from lumi.reflect import wire_adapter
+
+            adapter = self._adapters[id(spec)] = wire_adapter(spec.model)
+        return adapter
+
+
+def _field(value: Any, name: str) -> Any:
+    if isinstance(value, dict):
+        return value.get(name)
+    return getattr(value, name, None)

@@ -1,0 +1,146 @@
+"""Hosting services in this process: the part every runtime shares.
+
+A :class:`Host` instantiates service classes, gives each an event sink, injects a client (or a
+fake) for each capability, runs ``startup`` hooks in dependency order, subscribes event handlers
+through the dispatcher, and undoes it all in reverse on stop. Runtimes differ only in where the
+capability clients' calls go (a local dispatcher, an HTTP endpoint, ...).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from lumi.brokers.base import Broker, Delivery, Reject
+from lumi.client import Client
+from lumi.dispatch import Dispatcher
+from lumi.errors import AppError, InvalidArgument
+from lumi.events import EventSink
+from lumi.graph import start_order
+from lumi.pipeline import Call, Handler, Middleware
+from lumi.reflect import Reflected, reflect
+from lumi.service import Service
+
+log = logging.getLogger("lumi.host")
+
+ChannelFor = Callable[[str], Handler]
+"""Given a service name, the handler that sends calls to it (channel plus client middleware)."""
+
+
+class Host:
+    """Runs a set of service classes in this process."""
+
+    def __init__(
+        self,
+        services: Sequence[type[Service]],
+        *,
+        broker: Broker,
+        channel_for: ChannelFor,
+        app: str = "app",
+        middlewares: Iterable[Middleware] = (),
+        fakes: Mapping[str, object] | None = None,
+        external: Iterable[str] = (),
+    ) -> None:
+        self.reflected: dict[str, Reflected] = {}
+        for cls in services:
+            reflected = reflect(cls)
+            if reflected.interface.name in self.reflected:
+                raise AppError(f"two services are named {reflected.interface.name!r}")
+            self.reflected[reflected.interface.name] = reflected
+        self.fakes = dict(fakes or {})
+        self.order = start_order(
+            [r.interface for r in self.reflected.values()],
+            provided={*self.fakes, *external},
+        )
+        self.broker = broker
+        self.channel_for = channel_for
+        self.app = app
+        self.dispatcher = Dispatcher(middlewares)
+        self.instances: dict[str, Service] = {}
+        self._started: list[str] = []
+
+    async def start(self) -> None:
+        """Instantiate, inject, run ``startup`` in dependency order, then subscribe."""
+        for name in self.order:
+            reflected = self.reflected[name]
+            instance = reflected.cls()
+            instance._lumi_events = EventSink(self.broker, name, app=self.app)  # type: ignore[attr-defined]
+            for attr, capability in reflected.capabilities.items():
+                setattr(instance, attr, self._capability(capability))
+            self.instances[name] = instance
+            self.dispatcher.add(instance)
+        for name in self.order:
+            try:
+                await _maybe_await(self.instances[name].startup())
+            except Exception as exc:
+                raise AppError(f"{name}: startup failed: {type(exc).__name__}: {exc}") from exc
+            self._started.append(name)
+        for name in self.order:
+            await self._subscribe(self.reflected[name])
+
+    async def stop(self) -> None:
+        """Run ``shutdown`` hooks in reverse dependency order; errors are logged, not raised."""
+        while self._started:
+            name = self._started.pop()
+            try:
+                await _maybe_await(self.instances[name].shutdown())
+            except Exception:
+                log.exception("%s: shutdown failed", name)
+
+    def _capability(self, capability: type[Service]) -> object:
+        name = reflect(capability).interface.name
+        if name in self.fakes:
+            return self.fakes[name]
+        return Client.for_service(capability, self.channel_for(name))
+
+    async def _subscribe(self, reflected: Reflected) -> None:
+        name = reflected.interface.name
+        for sub in reflected.subscriptions:
+            publisher = self.reflected.get(sub.options.service)
+            if publisher is not None and sub.options.event not in publisher.interface.events:
+                raise AppError(
+                    f"{name}.{sub.attr} subscribes to {sub.options.service}.{sub.options.event}, "
+                    f"but {sub.options.service} exports no such event (events: "
+                    f"{', '.join(sorted(publisher.interface.events)) or 'none'})"
+                )
+            topic = f"{sub.options.service}.{sub.options.event}"
+            await self.broker.subscribe(
+                topic,
+                name,
+                _delivery_handler(self.dispatcher, name, sub.attr),
+                max_attempts=sub.options.max_attempts,
+                start=sub.options.start,
+            )
+
+    def service(self, name: str) -> Service:
+        return self.instances[name]
+
+
+def _delivery_handler(dispatcher: Dispatcher, service: str, attr: str) -> Any:
+    async def deliver(delivery: Delivery) -> None:
+        envelope = delivery.envelope
+        call = Call(
+            service=service,
+            method=attr,
+            body=envelope.data,
+            metadata=envelope.metadata(),
+            kind="event",
+            topic=delivery.topic,
+            event_id=envelope.id,
+            attempt=delivery.attempt,
+        )
+        try:
+            await dispatcher.handle(call)
+        except InvalidArgument as exc:
+            # A payload that does not validate will never validate: dead-letter it now.
+            raise Reject(exc.message) from exc
+
+    return deliver
+
+
+async def _maybe_await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value

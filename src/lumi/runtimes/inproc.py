@@ -1,0 +1,115 @@
+"""The in-process runtime: a whole app in one event loop, for scripts and tests.
+
+>>> async with lumi.App([Inventory, Orders, Mailer]) as app:
+...     order_id = await app.client(Orders).place(sku="a", qty=1)
+
+Calls go through the same dispatcher, validation and middleware as over a network (arguments and
+results cross as JSON), events through a broker (memory by default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self, TypeVar, cast
+
+from lumi.brokers.base import Broker
+from lumi.brokers.memory import MemoryBroker
+from lumi.client import Client
+from lumi.errors import AppError
+from lumi.pipeline import Handler, Middleware, compose
+from lumi.reflect import reflect
+from lumi.runtimes.host import Host
+from lumi.service import Service
+from lumi.transports.local import LocalChannel
+
+S = TypeVar("S", bound=Service)
+
+
+class App:
+    """Runs services in this process. Use as ``async with App([...]) as app``."""
+
+    def __init__(
+        self,
+        services: Sequence[type[Service]],
+        *,
+        name: str = "app",
+        broker: Broker | None = None,
+        fakes: Mapping[type[Service] | str, object] | None = None,
+        middlewares: Iterable[Middleware] = (),
+        client_middlewares: Iterable[Middleware] = (),
+    ) -> None:
+        self.name = name
+        self.broker: Broker = broker if broker is not None else MemoryBroker()
+        self._owns_broker = broker is None
+        self._client_middlewares = list(client_middlewares)
+        fake_by_name = {
+            (key if isinstance(key, str) else reflect(key).interface.name): value
+            for key, value in (fakes or {}).items()
+        }
+        self.host = Host(
+            services,
+            broker=self.broker,
+            channel_for=self._channel_for,
+            app=name,
+            middlewares=middlewares,
+            fakes=fake_by_name,
+        )
+        self._invoke: Handler = compose(
+            LocalChannel(self.host.dispatcher.handle).call, self._client_middlewares
+        )
+        self._running = False
+
+    def _channel_for(self, service: str) -> Handler:
+        return self._invoke
+
+    async def start(self) -> None:
+        if self._owns_broker:
+            await self.broker.start()
+        try:
+            await self.host.start()
+        except BaseException:
+            await self.stop()
+            raise
+        self._running = True
+
+    async def stop(self) -> None:
+        self._running = False
+        try:
+            await self.host.stop()
+        finally:
+            if self._owns_broker:
+                await self.broker.aclose()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def client(self, service: type[S]) -> S:
+        """A typed client of ``service``; its methods are awaitable remote calls."""
+        name = reflect(service).interface.name
+        if name not in self.host.reflected:
+            raise AppError(f"{name} is not in this app (services: {', '.join(self.host.order)})")
+        return cast(S, Client.for_service(service, self._invoke))
+
+    def dynamic_client(self, name: str) -> Client:
+        """A client built from the interface JSON alone; results are plain JSON values."""
+        if name not in self.host.reflected:
+            raise AppError(f"{name} is not in this app (services: {', '.join(self.host.order)})")
+        return Client(self.host.reflected[name].interface, self._invoke)
+
+    def service(self, service: type[S]) -> S:
+        """The running instance of ``service`` (for assertions in tests)."""
+        return cast(S, self.host.service(reflect(service).interface.name))
+
+    @property
+    def services(self) -> dict[str, Any]:
+        return dict(self.host.instances)

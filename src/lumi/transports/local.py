@@ -1,0 +1,20 @@
+"""The local transport: calls a dispatcher in the same event loop, with no network.
+
+Arguments and results still cross as JSON bytes, so validation, errors and isolation are exactly
+those of a remote call.
+"""
+
+from __future__ import annotations
+
+from lumi.pipeline import Call, Handler
+from lumi.transports.base import Channel
+
+
+class LocalChannel(Channel):
+    """A channel straight into a dispatcher's handler."""
+
+    def __init__(self, handle: Handler) -> None:
+        self._handle = handle
+
+    async def call(self, call: Call) -> bytes:
+        return await self._handle(call)

@@ -1,0 +1,204 @@
+"""The dispatcher: validation, invocation, error mapping, deadlines and the middleware pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+
+import pytest
+
+import lumi
+from lumi.context import Metadata
+from lumi.dispatch import Dispatcher
+from lumi.pipeline import Call, Handler
+
+
+class Calc(lumi.Service):
+    @lumi.api
+    async def add(self, a: int, b: int) -> int:
+        return a + b
+
+    @lumi.api
+    def thread_name(self) -> str:
+        return threading.current_thread().name
+
+    @lumi.api
+    async def boom(self) -> int:
+        raise ZeroDivisionError("secret internals")
+
+    @lumi.api
+    async def missing(self, key: str) -> str:
+        raise lumi.NotFound(f"no {key}", {"key": key})
+
+    @lumi.api
+    async def liar(self) -> int:
+        return "not an int"  # type: ignore[return-value]
+
+    @lumi.api(timeout=0.05)
+    async def slow(self) -> None:
+        await asyncio.sleep(5)
+
+    @lumi.api
+    async def where(self) -> dict[str, str | None]:
+        ctx = lumi.context()
+        assert ctx is not None
+        return {"service": ctx.service, "method": ctx.method, "cid": ctx.correlation_id}
+
+    @lumi.api
+    def json(self, json: str) -> str:
+        return json.upper()
+
+
+def call(method: str, body: object = None, **meta: object) -> Call:
+    raw = b"" if body is None else json.dumps(body).encode()
+    return Call("Calc", method, raw, Metadata(**meta))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def dispatcher() -> Dispatcher:
+    d = Dispatcher()
+    d.add(Calc())
+    return d
+
+
+async def test_valid_call_returns_json(dispatcher: Dispatcher) -> None:
+    """Arguments are validated and the result comes back as JSON bytes."""
+    assert await dispatcher.handle(call("add", {"a": 2, "b": 3})) == b"5"
+    assert await dispatcher.handle(call("json", {"json": "x"})) == b'"X"'
+
+
+async def test_sync_methods_run_in_a_thread(dispatcher: Dispatcher) -> None:
+    """A plain ``def`` method runs off the event loop thread."""
+    name = json.loads(await dispatcher.handle(call("thread_name")))
+    assert name != threading.current_thread().name
+
+
+async def test_unknown_method_lists_the_methods(dispatcher: Dispatcher) -> None:
+    """NOT_FOUND names the method, suggests the closest and lists them all."""
+    with pytest.raises(lumi.NotFound) as info:
+        await dispatcher.handle(call("ad", {}))
+    assert "Calc has no method 'ad' (did you mean 'add'?)" in info.value.message
+    assert "add, boom" in info.value.message
+    assert "add" in info.value.details["methods"]
+
+
+async def test_unknown_service_is_not_found(dispatcher: Dispatcher) -> None:
+    """A call to a service not hosted here is NOT_FOUND listing the hosted services."""
+    with pytest.raises(lumi.NotFound, match="no service 'Cal' here"):
+        await dispatcher.handle(Call("Cal", "add", b"{}", Metadata()))
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"a": "x", "b": 1}, "a: Input should be a valid integer"),
+        ({"a": 1}, "b: Field required"),
+        ({"a": 1, "b": 2, "c": 3}, "c: Extra inputs are not permitted"),
+        ([1, 2], "Input should be an object"),
+    ],
+)
+async def test_bad_arguments_are_invalid_argument_with_details(
+    dispatcher: Dispatcher, body: object, fragment: str
+) -> None:
+    """Validation failures are INVALID_ARGUMENT with pydantic's details."""
+    with pytest.raises(lumi.InvalidArgument) as info:
+        await dispatcher.handle(call("add", body))
+    assert fragment in info.value.message
+    assert isinstance(info.value.details, list) and info.value.details[0]["type"]
+
+
+async def test_malformed_json_is_invalid_argument(dispatcher: Dispatcher) -> None:
+    """Bytes that are not JSON are INVALID_ARGUMENT, not a crash."""
+    with pytest.raises(lumi.InvalidArgument, match="Invalid JSON"):
+        await dispatcher.handle(Call("Calc", "add", b"{not json", Metadata()))
+
+
+async def test_user_exception_is_internal_without_stack_on_the_wire(
+    dispatcher: Dispatcher, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unexpected exception becomes INTERNAL; the stack trace goes to the log only."""
+    with (
+        caplog.at_level(logging.ERROR, logger="lumi.dispatch"),
+        pytest.raises(lumi.Internal) as info,
+    ):
+        await dispatcher.handle(call("boom"))
+    wire = info.value.to_wire()
+    assert wire == {
+        "code": "INTERNAL",
+        "message": "ZeroDivisionError: secret internals",
+        "details": None,
+    }
+    assert "Traceback" not in json.dumps(wire)
+    assert any(r.exc_info and r.exc_info[0] is ZeroDivisionError for r in caplog.records)
+
+
+async def test_typed_errors_pass_through(dispatcher: Dispatcher) -> None:
+    """A lumi error raised by the handler reaches the caller with its code and details."""
+    with pytest.raises(lumi.NotFound) as info:
+        await dispatcher.handle(call("missing", {"key": "k"}))
+    assert info.value.to_wire() == {"code": "NOT_FOUND", "message": "no k", "details": {"key": "k"}}
+
+
+async def test_wrong_return_type_is_internal(dispatcher: Dispatcher) -> None:
+    """A result that does not match the declared type is INTERNAL, not silently sent."""
+    with pytest.raises(lumi.Internal, match="does not match its declared return type"):
+        await dispatcher.handle(call("liar"))
+
+
+async def test_method_timeout_is_deadline_exceeded(dispatcher: Dispatcher) -> None:
+    """A method exceeding its declared timeout is stopped with DEADLINE_EXCEEDED."""
+    started = time.monotonic()
+    with pytest.raises(lumi.DeadlineExceeded):
+        await dispatcher.handle(call("slow"))
+    assert time.monotonic() - started < 1.0
+
+
+async def test_expired_deadline_is_rejected_before_running(dispatcher: Dispatcher) -> None:
+    """A call arriving after its deadline is refused at once."""
+    with pytest.raises(lumi.DeadlineExceeded, match="before Calc.add ran"):
+        await dispatcher.handle(call("add", {"a": 1, "b": 1}, deadline=time.time() - 1))
+
+
+async def test_context_is_visible_inside_the_handler(dispatcher: Dispatcher) -> None:
+    """lumi.context() inside a handler carries the call's service, method and metadata."""
+    result = json.loads(await dispatcher.handle(call("where", correlation_id="c-1")))
+    assert result == {"service": "Calc", "method": "where", "cid": "c-1"}
+    assert lumi.context() is None
+
+
+async def test_middleware_wraps_in_order_and_sees_context() -> None:
+    """Middlewares run outermost-first around the handler and can read the call context."""
+    seen: list[str] = []
+
+    def named(label: str):  # type: ignore[no-untyped-def]
+        async def middleware(c: Call, nxt: Handler) -> bytes:
+            seen.append(f"{label}>")
+            try:
+                return await nxt(c)
+            finally:
+                seen.append(f"<{label}")
+
+        return middleware
+
+    d = Dispatcher([named("a")])
+    d.use(named("b"))
+    d.add(Calc())
+    assert await d.handle(call("add", {"a": 1, "b": 1})) == b"2"
+    assert seen == ["a>", "b>", "<b", "<a"]
+
+
+def test_error_codes_map_to_http_and_back() -> None:
+    """Each code has an HTTP status and rebuilds into its own class from data."""
+    for code in lumi.StatusCode:
+        cls = lumi.LumiError.for_code(code)
+        assert cls.code is code
+        error = lumi.LumiError.from_wire({"code": code.value, "message": "m", "details": [1]})
+        assert type(error) is cls and error.message == "m" and error.details == [1]
+        assert 400 <= code.http_status <= 599
+    assert lumi.StatusCode.NOT_FOUND.http_status == 404
+    assert lumi.StatusCode.UNAVAILABLE.grpc_value == 14
+    assert type(lumi.LumiError.from_wire({"code": "WHAT"})) is lumi.Unknown
+    assert type(lumi.LumiError.from_wire("junk")) is lumi.Unknown
