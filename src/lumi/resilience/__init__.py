@@ -1,0 +1,1 @@
+"""Resilience: retries, deadlines, circuit breakers and connect-with-retry for resources."""
