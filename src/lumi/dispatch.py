@@ -31,16 +31,22 @@ from lumi.service import Service
 log = logging.getLogger("lumi.dispatch")
 
 _EMPTY = b""
+_NONE: frozenset[str] = frozenset()
 
 
 class _Hosted:
-    __slots__ = ("handlers", "methods", "reflected", "service")
+    __slots__ = ("handlers", "methods", "reflected", "sensitive", "service")
 
     def __init__(self, service: Service, reflected: Reflected) -> None:
         self.service = service
         self.reflected = reflected
         self.methods = reflected.methods
         self.handlers: dict[str, SubscriptionSpec] = {s.attr: s for s in reflected.subscriptions}
+        self.sensitive = {
+            name: frozenset(info.sensitive)
+            for name, info in reflected.interface.methods.items()
+            if info.sensitive
+        }
 
 
 class Dispatcher:
@@ -81,6 +87,8 @@ class Dispatcher:
             kind=call.kind,
             event_id=call.event_id,
             attempt=call.attempt,
+            topic=call.topic,
+            sensitive=hosted.sensitive.get(call.method, _NONE),
         )
         token = set_context(ctx)
         try:

@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Iterable
 
 from lumi.context import Metadata
+from lumi.interface import MethodInfo
 
 
 @dataclasses.dataclass(slots=True)
@@ -31,6 +32,8 @@ class Call:
     topic: str | None = None
     event_id: str | None = None
     attempt: int = 1
+    max_attempts: int = 0  # 0: unknown
+    info: MethodInfo | None = None
 
 
 Handler = Callable[[Call], Awaitable[bytes]]
