@@ -77,6 +77,14 @@ class Client:
             return await self._send(method, None, _encode(kwargs, method))
         return await bound(*args, **kwargs)
 
+    async def invoke(
+        self, method: str, arguments: dict[str, Any], *, timeout: float | None = None
+    ) -> Any:
+        """Call ``method`` with an arguments object; ``timeout`` (seconds) sets the deadline."""
+        return await self._send(
+            method, self._interface.methods.get(method), _encode(arguments, method), timeout
+        )
+
     async def _send(
         self, method: str, info: MethodInfo | None, body: bytes, timeout: float | None = None
     ) -> Any:

@@ -117,6 +117,9 @@ class Defaults(Binding):
     grace_period: float = pydantic.Field(
         default=10.0, ge=0, description="seconds for in-flight calls at stop"
     )
+    host: str = pydantic.Field(default="127.0.0.1", description="the address services listen on")
+    start_timeout: float = pydantic.Field(default=30.0, gt=0, description="seconds to get ready")
+    max_body: int = pydantic.Field(default=4 * 1024 * 1024, ge=1024, description="request bytes")
     log_level: str = "INFO"
 
     @pydantic.field_validator("log_level")
@@ -170,6 +173,7 @@ class TracingConfig(pydantic.BaseModel):
 
 class ServiceConfig(Binding):
     replicas: int = pydantic.Field(default=1, ge=1, le=64)
+    port: int | None = pydantic.Field(default=None, ge=1, le=65535, description="first replica's")
     placement: Literal["default", "per-node"] = "default"
     environment: dict[str, str] = pydantic.Field(default_factory=dict)
     log_level: str | None = None

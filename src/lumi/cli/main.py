@@ -12,7 +12,11 @@ import typer
 from lumi.cli.output import fail
 from lumi.errors import AppError, ConfigError, DefinitionError, LumiError
 
-COMMAND_MODULES = ("lumi.cli.inspect",)
+COMMAND_MODULES = (
+    "lumi.cli.run",
+    "lumi.cli.call",
+    "lumi.cli.inspect",
+)
 
 app = typer.Typer(
     name="lumi",
@@ -30,7 +34,9 @@ for module_name in COMMAND_MODULES:
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI; library errors become one line on stderr and a non-zero exit."""
     try:
-        app(args=list(argv) if argv is not None else None, standalone_mode=False)
+        code = app(args=list(argv) if argv is not None else None, standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except (ConfigError, AppError, DefinitionError) as exc:
         fail(str(exc), code=2)
     except LumiError as exc:
@@ -41,12 +47,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         fail("aborted", code=130)
     except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:
+        # Usage errors of the (vendored) click: show them the way click does.
+        show, exit_code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(exit_code, int):
+            show()
+            sys.exit(exit_code)
         raise
 
 

@@ -11,17 +11,21 @@ any other runtime; ``observe=False`` leaves them out (a bare pipeline, for bench
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import asyncio
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar, cast
 
 from lumi.brokers.base import Broker
 from lumi.brokers.memory import MemoryBroker
 from lumi.client import Client
+from lumi.config import AppConfig
 from lumi.errors import AppError
 from lumi.events import PublishMiddleware
 from lumi.pipeline import Handler, Middleware, compose
 from lumi.reflect import reflect
+from lumi.registry import Registry, ReplicaState, ServiceState, remove_registry, write_registry
 from lumi.runtimes import stack
 from lumi.runtimes.host import Host
 from lumi.service import Service
@@ -137,3 +141,59 @@ class App:
     def health(self) -> dict[str, Any]:
         """Readiness: every service started and every declared resource connected."""
         return self.host.health()
+
+async def serve_inproc(
+    config: AppConfig, *, emit: Callable[[str, str], None], stop: asyncio.Event
+) -> int:
+    """``lumi run --inproc``: the whole app in this process, served over one HTTP endpoint."""
+    from lumi.brokers import create_broker
+    from lumi.transports.http import HttpServer
+
+    classes = config.load_services()
+    broker = create_broker(config.defaults.events or "memory", app_dir=config.root)
+    await broker.start()
+    try:
+        async with App(classes, name=config.name, broker=broker) as app:
+            interfaces = {name: r.interface for name, r in app.host.reflected.items()}
+            server = HttpServer(
+                app.host.dispatcher.handle,
+                interfaces=interfaces,
+                host=config.defaults.host,
+                max_body=config.defaults.max_body,
+                grace_period=config.defaults.grace_period,
+            )
+            await server.start()
+            registry = Registry(
+                app=config.name,
+                env=config.environment,
+                supervisor_pid=os.getpid(),
+                mode="inproc",
+                services={
+                    name: ServiceState(
+                        endpoints=[server.address],
+                        fingerprint=iface.fingerprint,
+                        replicas=[
+                            ReplicaState(
+                                index=0, endpoint=server.address, pid=os.getpid(), state="ready"
+                            )
+                        ],
+                    )
+                    for name, iface in interfaces.items()
+                },
+            )
+            write_registry(config.root, registry)
+            emit(
+                "lumi",
+                f"app {config.name!r} is running in one process on {server.address}; "
+                "Ctrl-C stops it",
+            )
+            try:
+                await stop.wait()
+            finally:
+                emit("lumi", "stopping")
+                await server.aclose()
+                remove_registry(config.root, os.getpid())
+    finally:
+        await broker.aclose()
+    emit("lumi", "stopped")
+    return 0

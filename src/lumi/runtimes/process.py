@@ -1,0 +1,194 @@
+"""The local process runtime: one service replica in one OS process (what ``lumi run`` starts).
+
+The supervisor (:mod:`lumi.supervisor`) owns the listening socket and passes it in, so a restarted
+replica serves on the same port and connections wait in the backlog instead of failing. It
+describes the replica in environment variables (:class:`ReplicaSpec`); the replica reports
+"ready" or one line of error on a pipe, serves until SIGTERM/SIGINT, then drains: it stops
+accepting, lets in-flight calls finish (bounded by the grace period), runs ``shutdown`` and exits 0.
+It also asks the kernel for SIGTERM if the supervisor dies, so no replica is ever orphaned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import dataclasses
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from lumi.brokers import create_broker
+from lumi.config import AppConfig, load_config
+from lumi.errors import AppError, ConfigError, DefinitionError
+from lumi.observability import configure_logging
+from lumi.pipeline import Handler, compose
+from lumi.reflect import reflect
+from lumi.runtimes.host import Host
+from lumi.runtimes.stack import client_middlewares, server_middlewares
+from lumi.transports.http import HttpChannel, HttpServer
+
+log = logging.getLogger("lumi.process")
+
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplicaSpec:
+    """What a replica process needs to know, carried in ``LUMI_*`` environment variables."""
+
+    app_dir: str
+    env: str | None
+    service: str
+    replica: int
+    listen_fd: int
+    ready_fd: int
+    endpoints: dict[str, list[str]]
+    parent_pid: int
+
+    def to_environ(self) -> dict[str, str]:
+        return {
+            "LUMI_APP_DIR": self.app_dir,
+            "LUMI_ENV": self.env or "",
+            "LUMI_SERVICE": self.service,
+            "LUMI_REPLICA": str(self.replica),
+            "LUMI_LISTEN_FD": str(self.listen_fd),
+            "LUMI_READY_FD": str(self.ready_fd),
+            "LUMI_ENDPOINTS": json.dumps(self.endpoints),
+            "LUMI_PARENT_PID": str(self.parent_pid),
+        }
+
+    @classmethod
+    def from_environ(cls, environ: dict[str, str]) -> ReplicaSpec:
+        return cls(
+            app_dir=environ["LUMI_APP_DIR"],
+            env=environ.get("LUMI_ENV") or None,
+            service=environ["LUMI_SERVICE"],
+            replica=int(environ["LUMI_REPLICA"]),
+            listen_fd=int(environ["LUMI_LISTEN_FD"]),
+            ready_fd=int(environ["LUMI_READY_FD"]),
+            endpoints=json.loads(environ["LUMI_ENDPOINTS"]),
+            parent_pid=int(environ["LUMI_PARENT_PID"]),
+        )
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGTERM us when the supervisor dies (and check it has not already)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent_pid:
+        sys.exit(0)
+
+
+class _Replica:
+    def __init__(self, spec: ReplicaSpec, config: AppConfig) -> None:
+        self.spec = spec
+        self.config = config
+        classes = {cls.name: cls for cls in config.load_services()}
+        self.cls = classes[spec.service]
+        self.interface = reflect(self.cls).interface
+        binding = config.binding(spec.service)
+        self.broker = create_broker(binding.events or "embedded", app_dir=config.root)
+        self.channels = {
+            name: HttpChannel(urls) for name, urls in spec.endpoints.items() if name != spec.service
+        }
+        self.client_stack = client_middlewares(spec.service)
+        self.host = Host(
+            [self.cls],
+            broker=self.broker,
+            channel_for=self._channel_for,
+            app=config.name,
+            middlewares=server_middlewares(spec.service),
+            external=self.interface.requires,
+        )
+
+    def _channel_for(self, name: str) -> Handler:
+        channel = self.channels.get(name)
+        if channel is None:
+            raise AppError(f"{self.spec.service} requires {name}, which has no endpoint")
+        return compose(channel.call, self.client_stack)
+
+    async def run(self, stop: asyncio.Event, report: Any) -> None:
+        await self.broker.start()
+        try:
+            await self.host.start()
+            try:
+                sock = socket.socket(fileno=self.spec.listen_fd)
+                server = HttpServer(
+                    self.host.dispatcher.handle,
+                    interfaces={self.interface.name: self.interface},
+                    sock=sock,
+                    max_body=self.config.defaults.max_body,
+                    grace_period=self.config.defaults.grace_period,
+                )
+                await server.start()
+                report({"ready": True, "pid": os.getpid()})
+                log.info(
+                    "%s[%d] serving on %s", self.spec.service, self.spec.replica, server.address
+                )
+                await stop.wait()
+                log.info("%s[%d] draining", self.spec.service, self.spec.replica)
+                await server.aclose()
+            finally:
+                await self.host.stop()
+        finally:
+            for channel in self.channels.values():
+                await channel.aclose()
+            await self.broker.aclose()
+
+
+def main() -> None:
+    """Entry point of a replica process (``python -m lumi.runtimes.process``)."""
+    spec = ReplicaSpec.from_environ(dict(os.environ))
+    _die_with_parent(spec.parent_pid)
+    ready = os.fdopen(spec.ready_fd, "w", buffering=1)
+
+    def report(message: dict[str, Any]) -> None:
+        with contextlib.suppress(OSError):
+            ready.write(json.dumps(message) + "\n")
+            ready.flush()
+
+    app_dir = Path(spec.app_dir)
+    configure_logging(
+        service=spec.service,
+        replica=spec.replica,
+        log_file=app_dir / ".lumi" / "logs" / f"{spec.service}.log",
+        level=os.environ.get("LUMI_LOG_LEVEL", "INFO"),
+    )
+    try:
+        _run_loop(_serve(spec, app_dir, report))
+    except (ConfigError, AppError, DefinitionError) as exc:
+        report({"error": str(exc)})
+        sys.exit(1)
+    except Exception as exc:
+        log.exception("%s[%d] failed", spec.service, spec.replica)
+        report({"error": f"{type(exc).__name__}: {exc}"})
+        sys.exit(1)
+
+
+def _run_loop(coro: Any) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
+
+
+async def _serve(spec: ReplicaSpec, app_dir: Path, report: Any) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    config = load_config(app_dir, spec.env)
+    await _Replica(spec, config).run(stop, report)
+
+
+if __name__ == "__main__":
+    main()

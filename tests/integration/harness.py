@@ -1,0 +1,137 @@
+"""Run ``lumi run`` as a real subprocess and talk to it, for integration tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+def wait(
+    condition: Callable[[], object], *, timeout: float = 30.0, message: str = "condition"
+) -> Any:
+    """Poll until ``condition()`` is truthy and return it; fail naming it after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(0.02)
+
+
+def alive(pid: int) -> bool:
+    """True if ``pid`` is a live process (not a zombie)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return not any(line.startswith("State:\tZ") for line in status)
+    except FileNotFoundError:
+        return False
+
+
+def copy_app(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(".lumi", "__pycache__"))
+    return target
+
+
+class LumiRun:
+    """``lumi run APP_DIR`` in a subprocess, with its output collected line by line."""
+
+    def __init__(self, app_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.app_dir = app_dir
+        self.lines: list[str] = []
+        environ = {**os.environ, "NO_COLOR": "1", **(env or {})}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lumi.cli.main", "run", str(app_dir), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=environ,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.http = httpx.Client(timeout=30)
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_output(self, text: str, timeout: float = 30.0) -> None:
+        wait(
+            lambda: text in self.output, timeout=timeout, message=f"output {text!r}\n{self.output}"
+        )
+
+    def registry(self) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads(
+                (self.app_dir / ".lumi" / "registry.json").read_text()
+            )
+            return data
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def wait_ready(self, timeout: float = 60.0) -> dict[str, Any]:
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"lumi run exited with {self.proc.returncode}:\n{self.output}")
+            services = self.registry().get("services", {})
+            return (
+                bool(services)
+                and all(r["state"] == "ready" for s in services.values() for r in s["replicas"])
+                and "is running" in self.output
+            )
+
+        wait(ready, timeout=timeout, message=f"the app to be ready\n{self.output}")
+        return self.registry()
+
+    def endpoint(self, service: str, replica: int = 0) -> str:
+        return str(self.registry()["services"][service]["endpoints"][replica])
+
+    def pids(self) -> list[int]:
+        services = self.registry().get("services", {})
+        return [r["pid"] for s in services.values() for r in s["replicas"] if r.get("pid")]
+
+    def post(self, service: str, method: str, body: Any = None, **kwargs: Any) -> httpx.Response:
+        content = body if isinstance(body, bytes) else json.dumps(body or {}).encode()
+        headers = {"content-type": "application/json", **kwargs.pop("headers", {})}
+        url = f"{self.endpoint(service)}/{service}/{method}"
+        return self.http.post(url, content=content, headers=headers, **kwargs)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        finally:
+            self.http.close()
+        self._close()
+        return code
+
+    def _close(self) -> None:
+        self._reader.join(timeout=5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.http.close()
+        self._close()
