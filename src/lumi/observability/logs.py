@@ -15,6 +15,7 @@ Files and non-terminals get one JSON object per line; a terminal gets readable, 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import MutableMapping
 from pathlib import Path
@@ -82,7 +83,7 @@ def _shared() -> list[Processor]:
     ]
 
 
-def _formatter(json_lines: bool, shared: list[Processor]) -> logging.Formatter:
+def _formatter(json_lines: bool, shared: list[Processor], colour: bool = True) -> logging.Formatter:
     """JSON lines (files, pipes) or coloured console lines (a terminal)."""
     renderer: Processor
     tail: list[Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
@@ -91,7 +92,7 @@ def _formatter(json_lines: bool, shared: list[Processor]) -> logging.Formatter:
         tail.append(structlog.processors.format_exc_info)
     else:
         renderer = structlog.dev.ConsoleRenderer(
-            colors=True, event_key="msg", timestamp_key="ts", pad_event_to=24
+            colors=colour, event_key="msg", timestamp_key="ts", pad_event_to=24
         )
     return structlog.stdlib.ProcessorFormatter(
         processors=[*tail, renderer], foreign_pre_chain=shared
@@ -106,11 +107,13 @@ def configure_logging(
     level: str | int = "INFO",
     stream: TextIO | None = None,
     json: bool | None = None,
+    colour: bool | None = None,
 ) -> None:
     """Set up logging for one service process.
 
     Lines go to ``stream`` (stderr by default: coloured on a terminal, JSON otherwise, or as
-    ``json`` says) and, as JSON, to ``log_file`` when given. Standard-library loggers are
+    ``json`` says; coloured unless ``colour`` is False or ``NO_COLOR`` is set) and, as JSON, to
+    ``log_file`` when given. Standard-library loggers are
     routed through the same processors. Calling it again replaces the previous setup.
     """
     _process["service"] = service
@@ -134,7 +137,9 @@ def configure_logging(
     )
     handlers: list[logging.Handler] = []
     console = logging.StreamHandler(out)
-    console.setFormatter(_formatter(stream_json, shared))
+    if colour is None:
+        colour = _isatty(out) and "NO_COLOR" not in os.environ
+    console.setFormatter(_formatter(stream_json, shared, colour))
     handlers.append(console)
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)

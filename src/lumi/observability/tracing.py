@@ -140,7 +140,11 @@ def setup_tracing(
         )
         log.info("exporting spans over OTLP to %s", endpoint)
     for exporter in chosen:
-        processor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
+        processor = (
+            BatchSpanProcessor(exporter, schedule_delay_millis=500)
+            if batch
+            else SimpleSpanProcessor(exporter)
+        )
         provider.add_span_processor(processor)
     if set_global:
         trace.set_tracer_provider(provider)

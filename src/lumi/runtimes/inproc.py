@@ -142,6 +142,7 @@ class App:
         """Readiness: every service started and every declared resource connected."""
         return self.host.health()
 
+
 async def serve_inproc(
     config: AppConfig, *, emit: Callable[[str, str], None], stop: asyncio.Event
 ) -> int:
@@ -150,17 +151,25 @@ async def serve_inproc(
     from lumi.transports.http import HttpServer
 
     classes = config.load_services()
+    runtime = stack.setup_process(config, config.name)
     broker = create_broker(config.defaults.events or "memory", app_dir=config.root)
     await broker.start()
     try:
-        async with App(classes, name=config.name, broker=broker) as app:
+        async with App(classes, name=config.name, broker=broker, runtime=runtime) as app:
             interfaces = {name: r.interface for name, r in app.host.reflected.items()}
+
+            async def ready() -> tuple[bool, dict[str, Any]]:
+                health = app.health()
+                return bool(health["ok"]), health["services"]
+
             server = HttpServer(
                 app.host.dispatcher.handle,
                 interfaces=interfaces,
                 host=config.defaults.host,
                 max_body=config.defaults.max_body,
                 grace_period=config.defaults.grace_period,
+                routes={"/metrics": runtime.metrics.route},
+                ready=ready,
             )
             await server.start()
             registry = Registry(
@@ -195,5 +204,6 @@ async def serve_inproc(
                 remove_registry(config.root, os.getpid())
     finally:
         await broker.aclose()
+        runtime.shutdown()
     emit("lumi", "stopped")
     return 0

@@ -155,7 +155,9 @@ def setup_process(
     *,
     replica: int = 0,
     log_file: Path | None = None,
+    level: str | None = None,
     stream_json: bool | None = None,
+    colour: bool | None = None,
 ) -> RuntimeServices:
     """Set up one service process: logs, tracing, metrics and policies from ``config``.
 
@@ -166,8 +168,9 @@ def setup_process(
         service=service,
         replica=replica,
         log_file=log_file if log_file is not None else log_file_for(config, service, replica),
-        level=config.log_level(service),
+        level=level or config.log_level(service),
         json=stream_json,
+        colour=colour,
     )
     store = app_state_dir(config) / "traces.db" if config.tracing.store else None
     tracing = setup_tracing(
