@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from lumi.observability.logs import configure_logging, get_logger
+from lumi.observability.logs import configure_logging, get_logger, reset_logging
 from lumi.observability.redact import REDACTED, redact
 
-__all__ = ["REDACTED", "configure_logging", "get_logger", "redact"]
+__all__ = ["REDACTED", "configure_logging", "get_logger", "redact", "reset_logging"]

@@ -101,7 +101,7 @@ def _formatter(json_lines: bool, shared: list[Processor], colour: bool = True) -
 
 def configure_logging(
     *,
-    service: str | None,
+    service: str | None = None,
     replica: int | None = 0,
     log_file: Path | None = None,
     level: str | int = "INFO",
@@ -160,6 +160,18 @@ def configure_logging(
     # Chatty libraries stay at WARNING unless the app asks for DEBUG.
     for noisy in ("aiohttp.access", "uvicorn.access", "opentelemetry", "urllib3"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
+
+
+def reset_logging() -> None:
+    """Undo :func:`configure_logging`: remove its handlers and structlog's configuration."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, _HANDLER_MARK, False):
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(logging.WARNING)
+    structlog.reset_defaults()
+    _process.update(service=None, replica=None)
 
 
 def get_logger(name: str | None = None, **bound: Any) -> Any:
