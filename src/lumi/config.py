@@ -145,9 +145,11 @@ class CallPolicyConfig(pydantic.BaseModel):
 class BreakerConfig(pydantic.BaseModel):
     model_config = _STRICT
 
-    failures: int = pydantic.Field(default=5, ge=1, description="failures in a row to open")
+    failure_rate: float = pydantic.Field(default=0.5, gt=0, le=1, description="to open")
+    window: int = pydantic.Field(default=20, ge=1, description="recent calls considered")
+    min_calls: int = pydantic.Field(default=10, ge=1, description="before it may open")
     reset: float = pydantic.Field(default=1.0, gt=0, description="seconds open before a trial")
-    max_reset: float = pydantic.Field(default=30.0, gt=0)
+    max_reset: float = pydantic.Field(default=10.0, gt=0)
 
 
 class BudgetConfig(pydantic.BaseModel):

@@ -73,12 +73,14 @@ def test_breaker_opens_half_opens_and_closes() -> None:
     now = [0.0]
     changes: list[State] = []
     breaker = CircuitBreaker(
-        "e", failure_threshold=3, reset_timeout=1.0, clock=lambda: now[0],
+        "e", failure_rate=0.5, window=4, min_calls=4, reset_timeout=1.0, clock=lambda: now[0],
         on_change=lambda _, state: changes.append(state),
     )  # fmt: skip
-    for _ in range(3):
+    for code in (StatusCode.UNAVAILABLE, None, StatusCode.UNAVAILABLE):
         assert breaker.allow()
-        breaker.record(StatusCode.UNAVAILABLE)
+        breaker.record(code)
+    assert breaker.state is State.CLOSED  # 2 of 3: too few calls to judge yet
+    breaker.record(StatusCode.DEADLINE_EXCEEDED)
     assert breaker.state is State.OPEN and not breaker.allow()
     with pytest.raises(CircuitOpen, match="circuit open for e"):
         breaker.check()
@@ -95,6 +97,19 @@ def test_breaker_opens_half_opens_and_closes() -> None:
     assert changes == [State.OPEN, State.HALF_OPEN, State.OPEN, State.HALF_OPEN, State.CLOSED]
     breaker.record(StatusCode.INVALID_ARGUMENT)  # a client error is not the endpoint's fault
     assert breaker.failures == 0
+
+
+def test_breaker_tolerates_a_short_burst_among_successes() -> None:
+    """A few failures among many successes (a restart's in-flight calls) keep it closed."""
+    breaker = CircuitBreaker("e", failure_rate=0.5, window=20, min_calls=10)
+    for _ in range(15):
+        breaker.record(None)
+    for _ in range(8):
+        breaker.record(StatusCode.UNAVAILABLE)
+    assert breaker.state is State.CLOSED and breaker.failures == 8
+    for _ in range(3):
+        breaker.record(StatusCode.UNAVAILABLE)
+    assert breaker.state is State.OPEN
 
 
 async def test_unavailable_is_retried_with_the_same_idempotency_key() -> None:
@@ -175,7 +190,7 @@ async def test_breaker_fails_fast_and_the_budget_caps_amplification() -> None:
 
     policies = Policies(
         retry=FAST,
-        breaker=BreakerSettings(failure_threshold=5, reset_timeout=60),
+        breaker=BreakerSettings(min_calls=10, reset_timeout=60),
         budget=BudgetSettings(ratio=0.2, reserve=2),
     )
     mw = Resilience("Front", policies)

@@ -1,6 +1,9 @@
 """Circuit breakers, one per endpoint: closed → open → half-open → closed.
 
-* **closed**: calls flow; ``failure_threshold`` failures in a row open the circuit.
+* **closed**: calls flow; the outcomes of the last ``window`` calls are kept, and when at least
+  ``min_calls`` of them are known and ``failure_rate`` of them failed, the circuit opens (a rate,
+  not a streak: the few calls in flight when a dependency restarts do not trip it; a dependency
+  that keeps failing does).
 * **open**: calls fail at once with UNAVAILABLE (:class:`CircuitOpen`) for ``reset_timeout``
   seconds, so a failing dependency is not hammered.
 * **half-open**: up to ``half_open_calls`` trial calls go through; a success closes the circuit,
@@ -12,6 +15,7 @@ DEADLINE_EXCEEDED, INTERNAL, UNKNOWN, DATA_LOSS — never a client error such as
 
 from __future__ import annotations
 
+import collections
 import enum
 import time
 from collections.abc import Callable
@@ -46,15 +50,19 @@ class CircuitBreaker:
         self,
         endpoint: str,
         *,
-        failure_threshold: int = 5,
+        failure_rate: float = 0.5,
+        window: int = 20,
+        min_calls: int = 10,
         reset_timeout: float = 1.0,
-        max_reset_timeout: float = 30.0,
+        max_reset_timeout: float = 10.0,
         half_open_calls: int = 1,
         clock: Callable[[], float] = time.monotonic,
         on_change: Callable[[str, State], None] | None = None,
     ) -> None:
         self.endpoint = endpoint
-        self.failure_threshold = failure_threshold
+        self.failure_rate = failure_rate
+        self.min_calls = max(1, min_calls)
+        self._outcomes: collections.deque[bool] = collections.deque(maxlen=max(window, 1))
         self.base_reset = reset_timeout
         self.max_reset = max_reset_timeout
         self.half_open_calls = half_open_calls
@@ -84,8 +92,8 @@ class CircuitBreaker:
         """Raise :class:`CircuitOpen` unless a call may go now."""
         if not self.allow():
             raise CircuitOpen(
-                f"circuit open for {self.endpoint} after {self.failures} failures; "
-                f"retrying it in {self.retry_in():.1f}s",
+                f"circuit open for {self.endpoint} ({self.failures} of the last "
+                f"{len(self._outcomes)} calls failed); next trial in {self.retry_in():.1f}s",
                 {"endpoint": self.endpoint, "state": self.state.name.lower()},
             )
 
@@ -95,18 +103,31 @@ class CircuitBreaker:
         return max(0.0, self._reset_timeout - (self._clock() - self._opened_at))
 
     def success(self) -> None:
-        self.failures = 0
         if self.state is not State.CLOSED:
             self._reset_timeout = self.base_reset
+            self._outcomes.clear()
+            self.failures = 0
             self._set(State.CLOSED)
+        else:
+            self._push(False)
 
     def failure(self) -> None:
-        self.failures += 1
         if self.state is State.HALF_OPEN:
             self._reset_timeout = min(self.max_reset, self._reset_timeout * 2)
             self._open()
-        elif self.state is State.CLOSED and self.failures >= self.failure_threshold:
-            self._open()
+        elif self.state is State.CLOSED:
+            self._push(True)
+            outcomes = len(self._outcomes)
+            if outcomes >= self.min_calls and self.failures >= self.failure_rate * outcomes:
+                self._open()
+
+    def _push(self, failed: bool) -> None:
+        outcomes = self._outcomes
+        if len(outcomes) == outcomes.maxlen and outcomes[0]:
+            self.failures -= 1
+        outcomes.append(failed)
+        if failed:
+            self.failures += 1
 
     def record(self, code: StatusCode | None) -> None:
         """Record an outcome: None (success) or the error code the call ended with."""
@@ -129,14 +150,14 @@ class CircuitBreaker:
 class Breakers:
     """The breakers of one client process, one per endpoint, made on first use."""
 
-    def __init__(self, **settings: object) -> None:
-        self._settings = settings
+    def __init__(self, make: Callable[[str], CircuitBreaker] = CircuitBreaker) -> None:
+        self._make = make
         self._by_endpoint: dict[str, CircuitBreaker] = {}
 
     def get(self, endpoint: str) -> CircuitBreaker:
         breaker = self._by_endpoint.get(endpoint)
         if breaker is None:
-            breaker = self._by_endpoint[endpoint] = CircuitBreaker(endpoint, **self._settings)  # type: ignore[arg-type]
+            breaker = self._by_endpoint[endpoint] = self._make(endpoint)
         return breaker
 
     def states(self) -> dict[str, str]:

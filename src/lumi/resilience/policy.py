@@ -33,9 +33,11 @@ class Override:
 
 @dataclasses.dataclass(frozen=True)
 class BreakerSettings:
-    failure_threshold: int = 5
+    failure_rate: float = 0.5
+    window: int = 20
+    min_calls: int = 10
     reset_timeout: float = 1.0
-    max_reset_timeout: float = 30.0
+    max_reset_timeout: float = 10.0
 
 
 @dataclasses.dataclass(frozen=True)

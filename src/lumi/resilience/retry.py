@@ -25,7 +25,7 @@ from lumi.errors import DeadlineExceeded, LumiError, StatusCode, Unavailable
 from lumi.observability.metrics import Metrics
 from lumi.pipeline import Call, Handler
 from lumi.resilience import backoff
-from lumi.resilience.breaker import Breakers, CircuitOpen, State
+from lumi.resilience.breaker import Breakers, CircuitBreaker, CircuitOpen, State
 from lumi.resilience.budget import RetryBudget
 from lumi.resilience.policy import Policies
 
@@ -61,10 +61,15 @@ class Resilience:
         self.metrics = metrics
         s = policies.breaker
         self.breakers = breakers or Breakers(
-            failure_threshold=s.failure_threshold,
-            reset_timeout=s.reset_timeout,
-            max_reset_timeout=s.max_reset_timeout,
-            on_change=self._breaker_changed,
+            lambda endpoint: CircuitBreaker(
+                endpoint,
+                failure_rate=s.failure_rate,
+                window=s.window,
+                min_calls=s.min_calls,
+                reset_timeout=s.reset_timeout,
+                max_reset_timeout=s.max_reset_timeout,
+                on_change=self._breaker_changed,
+            )
         )
 
     def _breaker_changed(self, endpoint: str, state: State) -> None:

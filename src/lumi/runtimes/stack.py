@@ -118,7 +118,9 @@ def policies_from(config: ResilienceConfig, capabilities: dict[str, Override]) -
         timeout=config.timeout,
         capabilities=capabilities,
         breaker=BreakerSettings(
-            failure_threshold=config.breaker.failures,
+            failure_rate=config.breaker.failure_rate,
+            window=config.breaker.window,
+            min_calls=config.breaker.min_calls,
             reset_timeout=config.breaker.reset,
             max_reset_timeout=config.breaker.max_reset,
         ),
