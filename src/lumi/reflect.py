@@ -35,6 +35,7 @@ class MethodSpec:
     fields: tuple[tuple[str, str], ...]  # (model field, python parameter)
     returns: pydantic.TypeAdapter[Any]
     options: ApiOptions
+    returns_model: type | None = None  # the declared return type, when it is a pydantic model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,6 +196,7 @@ class _Reflector:
             fields=tuple(mapping),
             returns=wire_adapter(hints["return"]),
             options=options,
+            returns_model=_model_class(hints["return"]),
         )
 
     def _subscription(self, attr: str, func: Any, options: SubscribeOptions) -> SubscriptionSpec:
@@ -286,6 +288,12 @@ class _Reflector:
             requires=sorted({svc.name for svc in capabilities.values()}),
             defs=defs,
         )
+
+
+def _model_class(tp: Any) -> type | None:
+    if isinstance(tp, type) and issubclass(tp, pydantic.BaseModel):
+        return tp
+    return None
 
 
 def _has_field(model: Any, name: str) -> bool:
