@@ -234,7 +234,9 @@ class _Reflector:
         inputs: list[tuple[tuple[str, str], Any, pydantic.TypeAdapter[Any]]] = []
         for name, spec in methods.items():
             inputs.append((("params", name), "validation", pydantic.TypeAdapter(spec.params)))
-            inputs.append((("returns", name), "serialization", spec.returns))
+            # Validation mode for results too: it is what a client checks a result against,
+            # and one mode keeps model names free of pydantic's -Input/-Output suffixes.
+            inputs.append((("returns", name), "validation", spec.returns))
         for name, event_spec in events.items():
             inputs.append((("event", name), "validation", wire_adapter(event_spec.model)))
         schemas, top = pydantic.TypeAdapter.json_schemas(inputs, ref_template="#/$defs/{model}")
@@ -250,7 +252,7 @@ class _Reflector:
                 doc=inspect.getdoc(func) or "",
                 params=params,
                 param_order=[p for _, p in spec.fields],
-                returns=schemas[(("returns", name), "serialization")],
+                returns=schemas[(("returns", name), "validation")],
                 idempotent=spec.options.idempotent,
                 timeout=spec.options.timeout,
                 retry=spec.options.retry,
