@@ -35,6 +35,7 @@ class MethodSpec:
     fields: tuple[tuple[str, str], ...]  # (model field, python parameter)
     returns: pydantic.TypeAdapter[Any]
     options: ApiOptions
+    returns_model: type | None = None  # the declared return type, when it is a pydantic model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,6 +196,7 @@ class _Reflector:
             fields=tuple(mapping),
             returns=wire_adapter(hints["return"]),
             options=options,
+            returns_model=_model_class(hints["return"]),
         )
 
     def _subscription(self, attr: str, func: Any, options: SubscribeOptions) -> SubscriptionSpec:
@@ -232,7 +234,9 @@ class _Reflector:
         inputs: list[tuple[tuple[str, str], Any, pydantic.TypeAdapter[Any]]] = []
         for name, spec in methods.items():
             inputs.append((("params", name), "validation", pydantic.TypeAdapter(spec.params)))
-            inputs.append((("returns", name), "serialization", spec.returns))
+            # Validation mode for results too: it is what a client checks a result against,
+            # and one mode keeps model names free of pydantic's -Input/-Output suffixes.
+            inputs.append((("returns", name), "validation", spec.returns))
         for name, event_spec in events.items():
             inputs.append((("event", name), "validation", wire_adapter(event_spec.model)))
         schemas, top = pydantic.TypeAdapter.json_schemas(inputs, ref_template="#/$defs/{model}")
@@ -248,7 +252,7 @@ class _Reflector:
                 doc=inspect.getdoc(func) or "",
                 params=params,
                 param_order=[p for _, p in spec.fields],
-                returns=schemas[(("returns", name), "serialization")],
+                returns=schemas[(("returns", name), "validation")],
                 idempotent=spec.options.idempotent,
                 timeout=spec.options.timeout,
                 retry=spec.options.retry,
@@ -286,6 +290,12 @@ class _Reflector:
             requires=sorted({svc.name for svc in capabilities.values()}),
             defs=defs,
         )
+
+
+def _model_class(tp: Any) -> type | None:
+    if isinstance(tp, type) and issubclass(tp, pydantic.BaseModel):
+        return tp
+    return None
 
 
 def _has_field(model: Any, name: str) -> bool:

@@ -26,8 +26,7 @@ def lumi_run() -> Iterator[Callable[..., LumiRun]]:
     yield start
     for run in runs:
         pids = run.pids()
-        if run.proc.poll() is None:
-            run.stop()
+        run.stop()
         wait(lambda pids=pids: not any(alive(p) for p in pids), timeout=30, message="no orphans")
 
 

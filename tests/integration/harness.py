@@ -115,13 +115,14 @@ class LumiRun:
         return self.http.post(url, content=content, headers=headers, **kwargs)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        """Signal lumi run (if it still runs), wait for it, release pipes; its exit code."""
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
             code = self.proc.wait(timeout=timeout)
         finally:
             self.http.close()
-        self._close()
+            self._close()
         return code
 
     def _close(self) -> None:

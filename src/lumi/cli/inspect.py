@@ -11,7 +11,9 @@ from rich.markup import escape
 
 from lumi.cli.output import fail, print_json, stdout
 from lumi.config import AppConfig, load_config
+from lumi.errors import AppError
 from lumi.interface import MethodInfo, ServiceInterface, interface
+from lumi.registry import Registry, read_registry
 
 AppDir = Annotated[Path, typer.Option("--app", "-a", help="The app folder (holding lumi.toml).")]
 Env = Annotated[str | None, typer.Option("--env", "-e", help="A named environment of the config.")]
@@ -83,11 +85,22 @@ def register(app: typer.Typer) -> None:
 
     @app.command("ls")
     def ls_cmd(app_dir: AppDir = Path("."), env: Env = None) -> None:
-        """List the app's services, their methods with signatures, and their events."""
+        """List the app's services with method signatures, events and, while it runs, endpoints."""
         config = load_config(app_dir, env)
+        try:
+            running: Registry | None = read_registry(config.root)
+        except AppError:
+            running = None
         for name, iface in load_interfaces(config).items():
             summary = escape(iface.doc.splitlines()[0]) if iface.doc else ""
             stdout.print(f"[bold cyan]{name}[/] {iface.version}  [dim]{summary}[/]")
+            state = running.services.get(name) if running else None
+            for replica in state.replicas if state else []:
+                stdout.print(
+                    f"  [yellow]replica {replica.index}[/] {replica.endpoint} "
+                    f"[dim]{replica.state}, pid {replica.pid}, restarts {replica.restarts}[/]",
+                    highlight=False,
+                )
             for method_name, method in sorted(iface.methods.items()):
                 flag = " [dim](idempotent)[/]" if method.idempotent else ""
                 stdout.print(

@@ -13,16 +13,14 @@ Wire contract::
     GET /readyz    200 when ready to serve, 503 otherwise (starting, draining, a check failing)
     GET /interface the interfaces served here: {"<service>": <interface JSON>, ...}
 
-The server is a lean ASGI callable served by uvicorn with httptools and uvloop: no framework on
-the hot path (see bench/http_bench.py for how it compares with FastAPI and a bare ASGI app).
+The server is Lumi's own lean HTTP/1.1 protocol on httptools (see ``_http_server.py`` for why;
+bench/http_bench.py compares it with FastAPI and a bare ASGI app on uvicorn).
 The client keeps pooled keep-alive connections (aiohttp), balances over a service's replicas
 round-robin, and maps connection failures to UNAVAILABLE.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 import json
 import logging
@@ -33,7 +31,6 @@ from typing import Any
 
 import aiohttp
 import pydantic_core
-import uvicorn
 
 from lumi.context import Metadata
 from lumi.errors import (
@@ -47,6 +44,7 @@ from lumi.errors import (
 from lumi.interface import ServiceInterface
 from lumi.pipeline import Call, Handler
 from lumi.resilience.breaker import Breakers, CircuitOpen
+from lumi.transports._http_server import HttpListener, Request, Response, ServerState
 from lumi.transports.base import Channel, Server
 
 log = logging.getLogger("lumi.http")
@@ -69,87 +67,79 @@ def error_body(error: LumiError) -> bytes:
     return pydantic_core.to_json(error.to_wire(), fallback=repr)
 
 
-class _App:
-    """The ASGI callable: routes POST calls to the handler, GETs to the built-in routes."""
+class _Router:
+    """Answers one parsed request: POST calls go to the handler, GETs to the built-in routes."""
 
     def __init__(
         self,
         handler: Handler,
         interfaces: Mapping[str, ServiceInterface],
-        max_body: int,
         routes: Mapping[str, Route],
         ready: ReadyCheck | None,
     ) -> None:
         self.handler = handler
-        self.max_body = max_body
         self.ready = ready
         self.draining = False
         self.started = False
         body = json.dumps({n: i.to_dict() for n, i in interfaces.items()}, sort_keys=True)
-        self.routes: dict[str, Route] = {
-            "/healthz": _static(200, _JSON, b'{"status":"ok"}'),
-            "/readyz": self._readyz,
-            "/interface": _static(200, _JSON, body.encode()),
-            **routes,
+        self.routes: dict[bytes, Route] = {
+            b"/healthz": _static(200, "application/json", b'{"status":"ok"}'),
+            b"/readyz": self._readyz,
+            b"/interface": _static(200, "application/json", body.encode()),
+            **{path.encode(): route for path, route in routes.items()},
         }
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        if scope["method"] == "POST":
-            status, body, correlation = await self._call(scope, receive)
-        elif scope["method"] in ("GET", "HEAD") and scope["path"] in self.routes:
-            status, content_type, body = await self.routes[scope["path"]]()
-            await _respond(send, status, body, content_type)
-            return
-        else:
-            correlation = None
-            status, body = _error(
-                InvalidArgument(f"use POST /<service>/<method> (got {scope['method']})"), 405
-            )
-        await _respond(send, status, body, _JSON, correlation)
+    async def __call__(self, request: Request) -> Response:
+        method, path, headers, body = request
+        if method == b"POST":
+            return await self._call(path, headers, body)
+        route = self.routes.get(path)
+        if route is not None and method in (b"GET", b"HEAD"):
+            status, content_type, payload = await route()
+            return status, content_type.encode(), payload, []
+        if route is not None:
+            return _error(InvalidArgument(f"use GET {path.decode('latin-1')}"), 405)
+        error = InvalidArgument(f"use POST /<service>/<method> (got {method.decode('latin-1')})")
+        return _error(error, 405)
 
-    async def _call(self, scope: Any, receive: Any) -> tuple[int, bytes, bytes | None]:
+    async def _call(
+        self, path: bytes, headers: list[tuple[bytes, bytes]], body: bytes | None
+    ) -> Response:
         metadata = Metadata()
         content_type = b""
-        length = -1
-        correlation = None
-        for name, value in scope["headers"]:
+        correlation: list[tuple[bytes, bytes]] = []
+        for name, value in headers:
             field = _HEADER_FIELDS.get(name)
             if field is not None:
                 setattr(metadata, field, value.decode("latin-1"))
                 if field == "correlation_id":
-                    correlation = value
+                    correlation = [(b"x-correlation-id", value)]
             elif name == b"content-type":
                 content_type = value
-            elif name == b"content-length":
-                length = int(value) if value.isdigit() else -1
             elif name == b"x-lumi-deadline":
                 try:
                     metadata.deadline = float(value) / 1000.0
                 except ValueError:
-                    return (*_error(InvalidArgument("x-lumi-deadline is not a number")), None)
-        parts = scope["path"].split("/")
+                    return _error(
+                        InvalidArgument("x-lumi-deadline is not a number"), None, correlation
+                    )
+        parts = path.decode("utf-8", "replace").split("/")
         if len(parts) != 3 or not parts[1] or not parts[2]:
-            return (*_error(NotFound(f"no route {scope['path']!r}; use /<service>/<method>")), None)
-        if length > self.max_body:
-            return (*_error(_too_large(self.max_body), 413), correlation)
-        body = await _read_body(receive, self.max_body)
+            return _error(NotFound(f"no route {'/'.join(parts)!r}; use /<service>/<method>"))
         if body is None:
-            return (*_error(_too_large(self.max_body), 413), correlation)
+            return _error(_too_large(self.max_body), 413, correlation)
         if body and content_type and not _is_json(content_type):
             error = InvalidArgument(
                 f"content-type must be application/json, not {content_type.decode('latin-1')!r}"
             )
-            return (*_error(error, 415), correlation)
+            return _error(error, 415, correlation)
         try:
             result = await self.handler(Call(parts[1], parts[2], body, metadata))
         except LumiError as exc:
-            return (*_error(exc), correlation)
-        except Exception as exc:  # a bug below the dispatcher: never crash the connection
-            log.exception("unexpected error serving %s", scope["path"])
-            return (*_error(LumiError.for_code(StatusCode.INTERNAL)(str(exc))), correlation)
-        return 200, result, correlation
+            return _error(exc, None, correlation)
+        return 200, _JSON, result, correlation
+
+    max_body = DEFAULT_MAX_BODY
 
     async def _readyz(self) -> tuple[int, str, bytes]:
         if self.draining:
@@ -164,9 +154,9 @@ class _App:
         return (200 if ok else 503), "application/json", body.encode()
 
 
-def _static(status: int, content_type: bytes, body: bytes) -> Route:
+def _static(status: int, content_type: str, body: bytes) -> Route:
     async def route() -> tuple[int, str, bytes]:
-        return status, content_type.decode(), body
+        return status, content_type, body
 
     return route
 
@@ -182,44 +172,10 @@ def _is_json(content_type: bytes) -> bool:
     return base == _JSON or (base.startswith(b"application/") and base.endswith(b"+json"))
 
 
-def _error(error: LumiError, status: int | None = None) -> tuple[int, bytes]:
-    return status or error.code.http_status, error_body(error)
-
-
-async def _read_body(receive: Any, limit: int) -> bytes | None:
-    message = await receive()
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body"):
-        return body
-    chunks = [body]
-    size = len(body)
-    while message.get("more_body"):
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def _respond(
-    send: Any, status: int, body: bytes, content_type: bytes | str, correlation: bytes | None = None
-) -> None:
-    ctype = content_type if isinstance(content_type, bytes) else content_type.encode()
-    headers = [(b"content-type", ctype), (b"content-length", str(len(body)).encode())]
-    if correlation is not None:
-        headers.append((b"x-correlation-id", correlation))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-class _Uvicorn(uvicorn.Server):
-    """uvicorn without its signal handlers: the Lumi runtime owns signals and shutdown."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Any:
-        yield
+def _error(
+    error: LumiError, status: int | None = None, headers: list[tuple[bytes, bytes]] | None = None
+) -> Response:
+    return status or error.code.http_status, _JSON, error_body(error), headers or []
 
 
 class HttpServer(Server):
@@ -237,20 +193,22 @@ class HttpServer(Server):
         routes: Mapping[str, Route] | None = None,
         ready: ReadyCheck | None = None,
         grace_period: float = 10.0,
+        keep_alive_timeout: float = 30.0,
     ) -> None:
-        self.app = _App(handler, interfaces or {}, max_body, routes or {}, ready)
+        self.router = _Router(handler, interfaces or {}, routes or {}, ready)
+        self.router.max_body = max_body
+        self._state = ServerState(self.router, max_body, keep_alive_timeout)
+        self._listener: HttpListener | None = None
         self._sock = sock
         self._host, self._port = host, port
         self._grace = grace_period
-        self._server: _Uvicorn | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._address = ""
 
     @property
     def address(self) -> str:
-        if self._sock is None:
+        if not self._address:
             raise RuntimeError("the server is not started")
-        host, port = self._sock.getsockname()[:2]
-        return f"http://{host}:{port}"
+        return self._address
 
     async def start(self) -> None:
         if self._sock is None:
@@ -261,33 +219,18 @@ class HttpServer(Server):
             self._sock.bind((self._host, self._port))
             self._sock.listen(1024)
         self._sock.setblocking(False)
-        config = uvicorn.Config(
-            self.app,
-            http="httptools",
-            loop="none",
-            lifespan="off",
-            access_log=False,
-            log_config=None,
-            log_level="warning",
-            timeout_graceful_shutdown=max(1, round(self._grace)),
-            timeout_keep_alive=30,
-        )
-        self._server = _Uvicorn(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]))
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()  # raises why it stopped
-                raise RuntimeError("the HTTP server stopped during start-up")
-            await asyncio.sleep(0.001)
-        self.app.started = True
+        host, port = self._sock.getsockname()[:2]
+        self._address = f"http://{host}:{port}"
+        self._listener = HttpListener(self._state)
+        await self._listener.start(self._sock)
+        self.router.started = True
 
     async def aclose(self) -> None:
         """Stop accepting, finish in-flight calls (up to the grace period), close."""
-        self.app.draining = True
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            await self._task
-        self._server = self._task = None
+        self.router.draining = True
+        if self._listener is not None:
+            await self._listener.close(self._grace)
+            self._listener = None
 
 
 class HttpChannel(Channel):

@@ -1,0 +1,47 @@
+"""The benchmarks run (briefly) and report every figure, so they cannot rot unnoticed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def run_bench(*args: str) -> dict[str, object]:
+    out = subprocess.run(
+        [sys.executable, *args, "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_inproc_overhead_bench_reports_per_call_cost() -> None:
+    """bench/inproc_overhead.py measures a direct call and a Lumi call."""
+    result = run_bench("bench/inproc_overhead.py", "--calls", "2000", "--repeats", "1")
+    assert 0 < result["direct_us"] < result["lumi_us"]  # type: ignore[operator]
+
+
+def test_http_bench_reports_all_contestants() -> None:
+    """bench/http_bench.py drives Lumi, FastAPI and a bare ASGI app with wrk, without errors."""
+    result = run_bench(
+        "bench/http_bench.py",
+        "--duration",
+        "1",
+        "--warmup",
+        "1",
+        "--rounds",
+        "1",
+        "--connections",
+        "8",
+    )
+    results = result["results"]
+    assert set(results) == {"lumi", "fastapi", "bare_asgi"}  # type: ignore[arg-type]
+    for figures in results.values():  # type: ignore[attr-defined]
+        assert figures["rps"] > 0 and figures["errors"] == 0 and figures["p99_ms"] > 0
