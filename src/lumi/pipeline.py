@@ -48,6 +48,12 @@ def compose(handler: Handler, middlewares: Iterable[Middleware]) -> Handler:
 
 
 def _bind(middleware: Middleware, next_handler: Handler) -> Handler:
+    # A middleware object may bind itself more cheaply (one coroutine frame instead of two).
+    wrap = getattr(middleware, "wrap", None)
+    if wrap is not None:
+        bound: Handler = wrap(next_handler)
+        return bound
+
     async def handle(call: Call) -> bytes:
         return await middleware(call, next_handler)
 

@@ -14,122 +14,110 @@
 ``lumi_events_dead_lettered_total``        events given up on (moved to the dead-letter topic)
 =========================================  ==============================================
 
-Each app or process gets its own registry, so two apps in one test process never mix counts.
-Label children are cached: recording is a dict lookup plus prometheus-client's locked add.
+Recording happens on every call, so it is plain arithmetic on per-label-set slots held in
+dicts (the middleware runs on the event loop, so no lock is needed); prometheus-client only
+builds the families when ``/metrics`` is scraped, through a custom collector. Each app or
+process has its own registry, so two apps in one test process never mix counts.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import bisect
+from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
 
-_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class _Series:
+    """One label set of a histogram: count, sum and per-bucket (non-cumulative) counts."""
+
+    __slots__ = ("buckets", "count", "sum")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.sum = 0.0
+        self.buckets = [0] * (len(BUCKETS) + 1)
+
+    def observe(self, seconds: float) -> None:
+        self.count += 1
+        self.sum += seconds
+        self.buckets[bisect.bisect_left(BUCKETS, seconds)] += 1
+
+
+Labels = tuple[str, ...]
+
+_COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "lumi_client_retries": (
+        "Retry attempts of outbound calls",
+        ("caller", "service", "method", "code"),
+    ),
+    "lumi_client_rejected": ("Outbound calls refused locally", ("caller", "service", "reason")),
+    "lumi_events_published": ("Events published", ("topic",)),
+    "lumi_events_delivered": ("Event deliveries handled", ("topic", "group", "outcome")),
+    "lumi_events_redelivered": ("Redeliveries (attempt > 1)", ("topic", "group")),
+    "lumi_events_dead_lettered": ("Events moved to the dead-letter topic", ("topic", "group")),
+}
 
 
 class Metrics:
-    """The metric families of one registry, with cached label children."""
+    """The metrics of one process (or one in-process app)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        r = self.registry
-        self.requests = Counter(
-            "lumi_requests", "Calls handled", ["service", "method", "code"], registry=r
-        )
-        self.latency = Histogram(
-            "lumi_request_duration_seconds",
-            "Latency of handled calls",
-            ["service", "method", "code"],
-            buckets=_BUCKETS,
-            registry=r,
-        )
-        self.client_requests = Counter(
-            "lumi_client_requests",
-            "Outbound calls",
-            ["caller", "service", "method", "code"],
-            registry=r,
-        )
-        self.client_latency = Histogram(
-            "lumi_client_request_duration_seconds",
-            "Latency of outbound calls, retries included",
-            ["caller", "service", "method", "code"],
-            buckets=_BUCKETS,
-            registry=r,
-        )
-        self.retries = Counter(
-            "lumi_client_retries",
-            "Retry attempts of outbound calls",
-            ["caller", "service", "method", "code"],
-            registry=r,
-        )
-        self.rejected = Counter(
-            "lumi_client_rejected",
-            "Outbound calls refused locally",
-            ["caller", "service", "reason"],
-            registry=r,
-        )
-        self.circuit = Gauge(
-            "lumi_circuit_state",
-            "Circuit breaker state: 0 closed, 1 half-open, 2 open",
-            ["endpoint"],
-            registry=r,
-        )
-        self.published = Counter("lumi_events_published", "Events published", ["topic"], registry=r)
-        self.delivered = Counter(
-            "lumi_events_delivered",
-            "Event deliveries handled",
-            ["topic", "group", "outcome"],
-            registry=r,
-        )
-        self.redelivered = Counter(
-            "lumi_events_redelivered", "Redeliveries (attempt > 1)", ["topic", "group"], registry=r
-        )
-        self.dead_lettered = Counter(
-            "lumi_events_dead_lettered",
-            "Events moved to the dead-letter topic",
-            ["topic", "group"],
-            registry=r,
-        )
-        self._children: dict[tuple[Any, ...], Any] = {}
-
-    def _child(self, family: Any, labels: tuple[str, ...]) -> Any:
-        key = (id(family), *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = family.labels(*labels)
-        return child
+        self.requests: dict[Labels, _Series] = {}
+        self.client_requests: dict[Labels, _Series] = {}
+        self.counters: dict[str, dict[Labels, float]] = {name: {} for name in _COUNTERS}
+        self.circuits: dict[str, int] = {}
+        self.registry.register(_Collector(self))
 
     def request(self, service: str, method: str, code: str, seconds: float) -> None:
-        labels = (service, method, code)
-        self._child(self.requests, labels).inc()
-        self._child(self.latency, labels).observe(seconds)
+        key = (service, method, code)
+        series = self.requests.get(key)
+        if series is None:
+            series = self.requests[key] = _Series()
+        series.observe(seconds)
 
     def client_request(
         self, caller: str, service: str, method: str, code: str, seconds: float
     ) -> None:
-        labels = (caller, service, method, code)
-        self._child(self.client_requests, labels).inc()
-        self._child(self.client_latency, labels).observe(seconds)
+        key = (caller, service, method, code)
+        series = self.client_requests.get(key)
+        if series is None:
+            series = self.client_requests[key] = _Series()
+        series.observe(seconds)
+
+    def _add(self, name: str, labels: Labels, amount: float = 1.0) -> None:
+        counter = self.counters[name]
+        counter[labels] = counter.get(labels, 0.0) + amount
 
     def retry(self, caller: str, service: str, method: str, code: str) -> None:
-        self._child(self.retries, (caller, service, method, code)).inc()
+        self._add("lumi_client_retries", (caller, service, method, code))
 
     def reject(self, caller: str, service: str, reason: str) -> None:
-        self._child(self.rejected, (caller, service, reason)).inc()
+        self._add("lumi_client_rejected", (caller, service, reason))
 
     def circuit_state(self, endpoint: str, state: int) -> None:
-        self._child(self.circuit, (endpoint,)).set(state)
+        self.circuits[endpoint] = state
 
     def publish(self, topic: str, count: int) -> None:
-        self._child(self.published, (topic,)).inc(count)
+        self._add("lumi_events_published", (topic,), count)
 
     def delivery(self, topic: str, group: str, ok: bool, attempt: int, dead: bool) -> None:
-        self._child(self.delivered, (topic, group, "ok" if ok else "error")).inc()
+        self._add("lumi_events_delivered", (topic, group, "ok" if ok else "error"))
         if attempt > 1:
-            self._child(self.redelivered, (topic, group)).inc()
+            self._add("lumi_events_redelivered", (topic, group))
         if dead:
-            self._child(self.dead_lettered, (topic, group)).inc()
+            self._add("lumi_events_dead_lettered", (topic, group))
 
     def value(self, name: str, **labels: str) -> float:
         """One sample's current value (0.0 when absent) — for tests and tools."""
@@ -143,3 +131,61 @@ class Metrics:
     async def route(self) -> tuple[int, str, bytes]:
         """A ``GET /metrics`` handler for the HTTP server: ``(status, content type, body)``."""
         return 200, CONTENT_TYPE_LATEST, self.render()
+
+
+class _Collector(Collector):
+    """Builds the metric families from a :class:`Metrics` when scraped."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.metrics
+        yield from _histogram(
+            "lumi_requests",
+            "lumi_request_duration_seconds",
+            "Calls handled",
+            ["service", "method", "code"],
+            m.requests,
+        )
+        yield from _histogram(
+            "lumi_client_requests",
+            "lumi_client_request_duration_seconds",
+            "Outbound calls (retries included in the latency)",
+            ["caller", "service", "method", "code"],
+            m.client_requests,
+        )
+        for name, (doc, label_names) in _COUNTERS.items():
+            family = CounterMetricFamily(name, doc, labels=list(label_names))
+            for labels, value in list(m.counters[name].items()):
+                family.add_metric(list(labels), value)
+            yield family
+        gauge = GaugeMetricFamily(
+            "lumi_circuit_state",
+            "Circuit breaker state: 0 closed, 1 half-open, 2 open",
+            labels=["endpoint"],
+        )
+        for endpoint, state in list(m.circuits.items()):
+            gauge.add_metric([endpoint], state)
+        yield gauge
+
+
+def _histogram(
+    counter_name: str,
+    histogram_name: str,
+    doc: str,
+    label_names: list[str],
+    data: dict[Labels, _Series],
+) -> Iterator[Metric]:
+    counter = CounterMetricFamily(counter_name, doc, labels=label_names)
+    histogram = HistogramMetricFamily(histogram_name, f"Latency: {doc}", labels=label_names)
+    for labels, series in list(data.items()):
+        counter.add_metric(list(labels), series.count)
+        cumulative = 0
+        buckets: list[tuple[str, float]] = []
+        for bound, count in zip((*BUCKETS, float("inf")), series.buckets, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+        histogram.add_metric(list(labels), buckets, series.sum)
+    yield counter
+    yield histogram

@@ -14,6 +14,7 @@ cost down).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -64,6 +65,10 @@ class ServerObserver:
     def __init__(self, tracing: Tracing, metrics: Metrics | None = None) -> None:
         self.tracing = tracing
         self.metrics = metrics
+
+    def wrap(self, next_handler: Handler) -> Handler:
+        """This middleware bound to ``next_handler`` (see :func:`lumi.pipeline.compose`)."""
+        return functools.partial(self.__call__, next_handler=next_handler)
 
     async def __call__(self, call: Call, next_handler: Handler) -> bytes:
         meta = call.metadata
@@ -134,11 +139,8 @@ class ServerObserver:
         if call.kind == "event":
             attributes["messaging.destination.name"] = call.topic or ""
             attributes["messaging.message.id"] = call.event_id or ""
-            attributes["lumi.handler"] = call.method
             attributes["lumi.attempt"] = call.attempt
         else:
-            attributes["rpc.system"] = "lumi"
-            attributes["rpc.service"] = call.service
             attributes["rpc.method"] = call.method
             if call.metadata.caller:
                 attributes["lumi.caller"] = call.metadata.caller
@@ -156,7 +158,7 @@ class ServerObserver:
                 metrics.delivery(call.topic or "", call.service, code == "OK", call.attempt, dead)
         elif metrics is not None:
             metrics.request(call.service, call.method, code, elapsed)
-        if code == "OK":
+        if code == "OK" or code == "CANCELLED":  # cancelled: the caller went away
             if not access.isEnabledFor(logging.DEBUG):
                 return
             level = logging.DEBUG
@@ -193,6 +195,10 @@ class ClientObserver:
         self.tracing = tracing
         self.metrics = metrics
 
+    def wrap(self, next_handler: Handler) -> Handler:
+        """This middleware bound to ``next_handler`` (see :func:`lumi.pipeline.compose`)."""
+        return functools.partial(self.__call__, next_handler=next_handler)
+
     async def __call__(self, call: Call, next_handler: Handler) -> bytes:
         meta = call.metadata
         tracing = self.tracing
@@ -200,12 +206,7 @@ class ClientObserver:
         sampled = tracing.sample_new() if parent is None else parent[2]
         span = None
         if sampled and tracing.tracer is not None:
-            attributes: dict[str, Any] = {
-                "lumi.service": self.caller,
-                "rpc.system": "lumi",
-                "rpc.service": call.service,
-                "rpc.method": call.method,
-            }
+            attributes: dict[str, Any] = {"lumi.service": self.caller}
             if meta.correlation_id:
                 attributes["lumi.correlation_id"] = meta.correlation_id
             span = tracing.start(

@@ -8,11 +8,9 @@ withdraws one whole token and is refused when there is none. Over any run, retri
 
 from __future__ import annotations
 
-import threading
-
 
 class RetryBudget:
-    """Retries allowed as a fraction of calls; thread-safe."""
+    """Retries allowed as a fraction of calls (used from the event loop: no lock)."""
 
     def __init__(self, ratio: float = 0.2, *, reserve: float = 10.0, max_tokens: float = 100.0):
         if not 0.0 <= ratio <= 1.0:
@@ -20,7 +18,6 @@ class RetryBudget:
         self.ratio = ratio
         self.max_tokens = max(max_tokens, reserve, 1.0)
         self._tokens = float(reserve)
-        self._lock = threading.Lock()
         self.calls = 0
         self.retries = 0
         self.refused = 0
@@ -31,16 +28,15 @@ class RetryBudget:
 
     def deposit(self) -> None:
         """Record a first attempt."""
-        with self._lock:
-            self.calls += 1
-            self._tokens = min(self.max_tokens, self._tokens + self.ratio)
+        self.calls += 1
+        tokens = self._tokens + self.ratio
+        self._tokens = tokens if tokens < self.max_tokens else self.max_tokens
 
     def withdraw(self) -> bool:
         """Ask for one retry; False when the budget is spent."""
-        with self._lock:
-            if self._tokens >= 1.0:
-                self._tokens -= 1.0
-                self.retries += 1
-                return True
-            self.refused += 1
-            return False
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            self.retries += 1
+            return True
+        self.refused += 1
+        return False
