@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from rich.console import Console
 
@@ -26,9 +25,8 @@ from tests.observekit import CHAIN, Gateway, Inventory, Mailer
 
 def recording(sample_ratio: float = 1.0) -> tuple[RuntimeServices, InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return RuntimeServices(tracing=Tracing(provider, sample_ratio)), exporter
+    tracing = Tracing([exporter], sample_ratio, batch=False)
+    return RuntimeServices(tracing=tracing), exporter
 
 
 def by_name(spans: tuple[ReadableSpan, ...]) -> dict[str, ReadableSpan]:

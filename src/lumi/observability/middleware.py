@@ -21,8 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
 from lumi.context import Metadata, new_id
 from lumi.errors import LumiError
@@ -34,7 +33,6 @@ from lumi.observability.tracing import (
     new_span_id,
     new_trace_id,
     parse_traceparent,
-    traceparent_of,
 )
 from lumi.pipeline import Call, Handler
 
@@ -50,13 +48,6 @@ def _code_of(exc: BaseException) -> str:
     if isinstance(exc, asyncio.CancelledError):
         return "CANCELLED"
     return "INTERNAL"
-
-
-def _end(span: Span, code: str) -> None:
-    span.set_attribute("lumi.code", code)
-    if code != "OK":
-        span.set_status(Status(StatusCode.ERROR, code))
-    span.end()
 
 
 class ServerObserver:
@@ -77,7 +68,7 @@ class ServerObserver:
         sampled = tracing.sample_new() if parent is None else parent[2]
         correlation = meta.correlation_id or new_id()
         span = None
-        if sampled and tracing.tracer is not None:
+        if sampled and tracing.recording:
             span = tracing.start(
                 self._span_name(call),
                 SpanKind.CONSUMER if call.kind == "event" else SpanKind.SERVER,
@@ -85,7 +76,7 @@ class ServerObserver:
                 self._attributes(call, correlation),
             )
         if span is not None:
-            traceparent = traceparent_of(span)
+            traceparent = span.traceparent
         else:
             trace_id = new_trace_id() if parent is None else parent[0]
             traceparent = format_traceparent(trace_id, new_span_id(), sampled)
@@ -108,7 +99,7 @@ class ServerObserver:
             call.max_attempts,
             call.info,
         )
-        token = None if span is None else otel_context.attach(trace.set_span_in_context(span))
+        token = None if span is None else otel_context.attach(span.otel_context())
         started = time.perf_counter()
         code = "OK"
         try:
@@ -121,7 +112,7 @@ class ServerObserver:
             if token is not None:
                 otel_context.detach(token)
             if span is not None:
-                _end(span, code)
+                tracing.end(span, code)
             self._record(inner, code, elapsed)
 
     @staticmethod
@@ -205,7 +196,7 @@ class ClientObserver:
         parent = parse_traceparent(meta.traceparent)
         sampled = tracing.sample_new() if parent is None else parent[2]
         span = None
-        if sampled and tracing.tracer is not None:
+        if sampled and tracing.recording:
             attributes: dict[str, Any] = {"lumi.service": self.caller}
             if meta.correlation_id:
                 attributes["lumi.correlation_id"] = meta.correlation_id
@@ -213,7 +204,7 @@ class ClientObserver:
                 f"{call.service}/{call.method}", SpanKind.CLIENT, parent, attributes
             )
         if span is not None:
-            meta.traceparent = traceparent_of(span)
+            meta.traceparent = span.traceparent
         elif parent is None:
             meta.traceparent = format_traceparent(new_trace_id(), new_span_id(), sampled)
         started = time.perf_counter()
@@ -225,7 +216,7 @@ class ClientObserver:
             raise
         finally:
             if span is not None:
-                _end(span, code)
+                tracing.end(span, code)
             if self.metrics is not None:
                 self.metrics.client_request(
                     self.caller, call.service, call.method, code, time.perf_counter() - started
@@ -248,7 +239,7 @@ class PublishObserver:
         parent = parse_traceparent(first.traceparent if first is not None else None)
         sampled = tracing.sample_new() if parent is None else parent[2]
         span = None
-        if sampled and tracing.tracer is not None:
+        if sampled and tracing.recording:
             attributes: dict[str, Any] = {
                 "lumi.service": self.service,
                 "messaging.destination.name": topic,
@@ -259,7 +250,7 @@ class PublishObserver:
             span = tracing.start(f"publish {topic}", SpanKind.PRODUCER, parent, attributes)
         traceparent = None
         if span is not None:
-            traceparent = traceparent_of(span)
+            traceparent = span.traceparent
         elif parent is None:
             traceparent = format_traceparent(new_trace_id(), new_span_id(), sampled)
         if traceparent is not None:
@@ -273,6 +264,6 @@ class PublishObserver:
             raise
         finally:
             if span is not None:
-                _end(span, code)
+                tracing.end(span, code)
         if self.metrics is not None:
             self.metrics.publish(topic, len(envelopes))

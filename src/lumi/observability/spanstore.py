@@ -16,8 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from lumi.observability.tracing import Span
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spans (
@@ -57,7 +60,14 @@ class SqliteSpanExporter(SpanExporter):
         self._conn: sqlite3.Connection | None = None
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        rows = [_row(span) for span in spans]
+        return self._write([_row(span) for span in spans])
+
+    def export_lite(self, spans: Sequence[Span], resource: Resource) -> None:
+        """Write Lumi's own spans directly (no OpenTelemetry objects on the way)."""
+        default = resource.attributes.get("service.name")
+        self._write([_lite_row(span, default) for span in spans])
+
+    def _write(self, rows: list[tuple[Any, ...]]) -> SpanExportResult:
         try:
             with self._lock:
                 if self._conn is None:
@@ -78,6 +88,24 @@ class SqliteSpanExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
+
+
+def _lite_row(span: Span, default_service: Any) -> tuple[Any, ...]:
+    attributes = span.attributes
+    service = attributes.get("lumi.service", default_service)
+    return (
+        f"{span.trace_id:032x}",
+        f"{span.span_id:016x}",
+        None if span.parent_id is None else f"{span.parent_id:016x}",
+        span.name,
+        None if service is None else str(service),
+        span.kind.name.lower(),
+        span.start_ns,
+        span.end_ns,
+        span.code,
+        attributes.get("lumi.correlation_id"),
+        json.dumps(attributes, default=str, separators=(",", ":")),
+    )
 
 
 def _row(span: ReadableSpan) -> tuple[Any, ...]:
