@@ -24,6 +24,7 @@ from pydantic_core import PydanticSerializationError
 
 from lumi.context import CallContext, reset_context, set_context
 from lumi.errors import DeadlineExceeded, Internal, InvalidArgument, LumiError, NotFound
+from lumi.observability.redact import redact
 from lumi.pipeline import Call, Handler, Middleware, compose
 from lumi.reflect import MethodSpec, Reflected, SubscriptionSpec, reflect
 from lumi.service import Service
@@ -113,6 +114,13 @@ class Dispatcher:
             raise _invalid(f"invalid arguments for {call.service}.{call.method}", exc) from None
         values = params.__dict__
         kwargs = {param: values[field] for field, param in method.fields}
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s.%s called",
+                call.service,
+                call.method,
+                extra={"arguments": redact(kwargs, hosted.sensitive.get(call.method, _NONE))},
+            )
         func = getattr(hosted.service, method.attr)
         result = await self._run(func, kwargs, method.is_async, call, method)
         if method.returns_model is not None and type(result) is method.returns_model:

@@ -109,3 +109,14 @@ def test_a_bad_level_is_one_clear_error() -> None:
         assert "LOUD" in str(exc) and "DEBUG" in str(exc)
     else:
         raise AssertionError("LOUD was accepted")
+
+
+async def test_debug_argument_lines_are_redacted() -> None:
+    """At DEBUG the dispatcher logs each call's arguments, with sensitive ones masked."""
+    with captured_logs(level="DEBUG") as lines:
+        async with lumi.App(CHAIN) as app:
+            await app.client(Gateway).buy(sku="apple", password="hunter2")
+        called = {line["method"]: line for line in lines.with_msg("Orders.place called")}
+        text = lines.buffer.getvalue()
+    assert called["place"]["arguments"] == {"sku": "apple", "card": REDACTED}
+    assert "hunter2" not in text and "4111-1111" not in text
