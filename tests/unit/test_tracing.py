@@ -153,3 +153,23 @@ async def test_span_store_keeps_a_trace_readable_by_trace_or_correlation_id(
     text = console.export_text()
     assert "Gateway/buy" in text and "└─" in text and "publish Orders.placed" in text
     assert read_trace(store, "nope") == []
+
+
+async def test_the_opentelemetry_context_names_the_call_span_in_a_sampled_handler() -> None:
+    """Inside a sampled handler, OpenTelemetry's current span is the call's server span."""
+    from opentelemetry import trace
+
+    runtime, exporter = recording()
+    seen: list[tuple[int, int]] = []
+
+    class Probe(lumi.Service):
+        @lumi.api
+        async def here(self) -> None:
+            ctx = trace.get_current_span().get_span_context()
+            seen.append((ctx.trace_id, ctx.span_id))
+
+    async with lumi.App([Probe], runtime=runtime) as app:
+        await app.client(Probe).here()
+    server = next(s for s in exporter.get_finished_spans() if s.kind.name == "SERVER")
+    assert seen == [(server.context.trace_id, server.context.span_id)]
+    assert trace.get_current_span().get_span_context().is_valid is False
