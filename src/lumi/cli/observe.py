@@ -109,4 +109,5 @@ def register(app: typer.Typer) -> None:
                 f"no trace or correlation id {ident!r} in {store}{hint} "
                 f"(only sampled requests are stored; `lumi trace` lists recent ones)"
             )
-        stdout.print(waterfall(spans))
+        # The bar takes what the terminal has left after the other columns (at least 10).
+        stdout.print(waterfall(spans, width=max(10, min(60, stdout.width - 64))))

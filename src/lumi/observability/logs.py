@@ -83,14 +83,31 @@ def _shared() -> list[Processor]:
     ]
 
 
-def _formatter(json_lines: bool, shared: list[Processor], colour: bool = True) -> logging.Formatter:
-    """JSON lines (files, pipes) or coloured console lines (a terminal)."""
+_CONSOLE_HIDDEN = ("service", "replica", "trace_id", "span_id")
+
+
+def _console_lean(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    """On a terminal: the time of day only, and no ids a human does not read."""
+    ts = event.get("ts")
+    if isinstance(ts, str) and len(ts) >= 23:
+        event["ts"] = ts[11:23]
+    for key in _CONSOLE_HIDDEN:
+        event.pop(key, None)
+    return event
+
+
+def _formatter(
+    json_lines: bool, shared: list[Processor], colour: bool = True, lean: bool = False
+) -> logging.Formatter:
+    """JSON lines (files, pipes) or readable console lines (a terminal)."""
     renderer: Processor
     tail: list[Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
     if json_lines:
         renderer = structlog.processors.JSONRenderer(ensure_ascii=False, default=str)
         tail.append(structlog.processors.format_exc_info)
     else:
+        if lean:
+            tail.append(_console_lean)
         renderer = structlog.dev.ConsoleRenderer(
             colors=colour, event_key="msg", timestamp_key="ts", pad_event_to=24
         )
@@ -108,13 +125,15 @@ def configure_logging(
     stream: TextIO | None = None,
     json: bool | None = None,
     colour: bool | None = None,
+    lean: bool = False,
 ) -> None:
     """Set up logging for one service process.
 
     Lines go to ``stream`` (stderr by default: coloured on a terminal, JSON otherwise, or as
     ``json`` says; coloured unless ``colour`` is False or ``NO_COLOR`` is set) and, as JSON, to
-    ``log_file`` when given. Standard-library loggers are
-    routed through the same processors. Calling it again replaces the previous setup.
+    ``log_file`` when given. ``lean`` console lines leave out what a prefix already says
+    (service, replica) and the trace ids, and show only the time of day. Standard-library
+    loggers are routed through the same processors. Calling it again replaces the setup.
     """
     _process["service"] = service
     _process["replica"] = replica
@@ -139,7 +158,7 @@ def configure_logging(
     console = logging.StreamHandler(out)
     if colour is None:
         colour = _isatty(out) and "NO_COLOR" not in os.environ
-    console.setFormatter(_formatter(stream_json, shared, colour))
+    console.setFormatter(_formatter(stream_json, shared, colour, lean))
     handlers.append(console)
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)

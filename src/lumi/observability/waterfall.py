@@ -21,10 +21,10 @@ def waterfall(spans: list[StoredSpan], width: int = 40) -> Table:
     if first.correlation_id:
         title += f"  correlation {first.correlation_id}"
     table = Table(title=title, title_justify="left", box=None, pad_edge=False)
-    table.add_column("span", no_wrap=True)
-    table.add_column("service", style="cyan", no_wrap=True)
-    table.add_column("ms", justify="right")
-    table.add_column("status", no_wrap=True)
+    table.add_column("span", no_wrap=True, overflow="ellipsis", min_width=24)
+    table.add_column("service", style="cyan", no_wrap=True, min_width=7)
+    table.add_column("ms", justify="right", no_wrap=True, min_width=6)
+    table.add_column("status", no_wrap=True, min_width=6)
     table.add_column(f"0 … {total / 1e6:.1f} ms", no_wrap=True)
 
     def add(span: StoredSpan, prefix: str, last: bool, depth: int) -> None:

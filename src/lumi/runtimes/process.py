@@ -213,6 +213,7 @@ def main() -> None:
         level=os.environ.get("LUMI_LOG_LEVEL") or None,
         stream_json=os.environ.get("LUMI_LOG_JSON") == "1",
         colour=False,
+        lean=True,  # `lumi run` prefixes each line with the replica's name
     )
     try:
         _run_loop(_serve(spec, config, report))

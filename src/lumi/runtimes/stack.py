@@ -160,6 +160,7 @@ def setup_process(
     level: str | None = None,
     stream_json: bool | None = None,
     colour: bool | None = None,
+    lean: bool = False,
 ) -> RuntimeServices:
     """Set up one service process: logs, tracing, metrics and policies from ``config``.
 
@@ -173,6 +174,7 @@ def setup_process(
         level=level or config.log_level(service),
         json=stream_json,
         colour=colour,
+        lean=lean,
     )
     store = app_state_dir(config) / "traces.db" if config.tracing.store else None
     tracing = setup_tracing(
