@@ -175,7 +175,7 @@ def test_an_always_failing_dependency_opens_the_breaker_within_budget(
     amplification = attempts / calls
     print(f"attempts at Inventory: {attempts} for {calls} calls ({amplification:.3f}x)")
     assert amplification <= 1.2
-    assert sorted(elapsed)[calls // 2] < 0.01  # the median call failed fast
+    assert sorted(elapsed)[calls // 2] < 0.05  # the median call failed fast
     metrics = httpx.get(f"{run.endpoint('Orders')}/metrics").text
     assert 'lumi_circuit_state{endpoint="Inventory"} 2.0' in metrics
     assert 'reason="circuit_open"' in metrics

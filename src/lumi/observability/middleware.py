@@ -38,6 +38,8 @@ from lumi.pipeline import Call, Handler
 
 access = logging.getLogger("lumi.access")
 
+_UNSAMPLED = frozenset("02468ace")  # the last hex digit of an unsampled traceparent's flags
+
 # Outcomes that are the server's fault are worth a warning; the rest is the caller's business.
 _SERVER_FAULTS = frozenset({"INTERNAL", "UNKNOWN", "DATA_LOSS", "UNAVAILABLE", "DEADLINE_EXCEEDED"})
 
@@ -64,7 +66,8 @@ class ServerObserver:
     async def __call__(self, call: Call, next_handler: Handler) -> bytes:
         meta = call.metadata
         tracing = self.tracing
-        parent = parse_traceparent(meta.traceparent)
+        inbound = meta.traceparent
+        parent = parse_traceparent(inbound)
         sampled = tracing.sample_new() if parent is None else parent[2]
         correlation = meta.correlation_id or new_id()
         span = None
@@ -77,9 +80,12 @@ class ServerObserver:
             )
         if span is not None:
             traceparent = span.traceparent
+        elif parent is not None and inbound is not None:
+            # It parsed, so its first 36 characters are a valid version and trace id.
+            flags = "-01" if sampled else "-00"
+            traceparent = f"{inbound[:36]}{new_span_id():016x}{flags}"
         else:
-            trace_id = new_trace_id() if parent is None else parent[0]
-            traceparent = format_traceparent(trace_id, new_span_id(), sampled)
+            traceparent = format_traceparent(new_trace_id(), new_span_id(), sampled)
         inner = Call(
             call.service,
             call.method,
@@ -193,10 +199,16 @@ class ClientObserver:
     async def __call__(self, call: Call, next_handler: Handler) -> bytes:
         meta = call.metadata
         tracing = self.tracing
-        parent = parse_traceparent(meta.traceparent)
+        tp = meta.traceparent
+        # Fast path: the served call's own traceparent (well formed), not sampled.
+        if (tp is not None and len(tp) == 55 and tp[54] in _UNSAMPLED) or not tracing.recording:
+            parent = None if tp is None else (0, 0, False)
+        else:
+            parent = parse_traceparent(tp)
         sampled = tracing.sample_new() if parent is None else parent[2]
         span = None
         if sampled and tracing.recording:
+            parent = parse_traceparent(tp)
             attributes: dict[str, Any] = {"lumi.service": self.caller}
             if meta.correlation_id:
                 attributes["lumi.correlation_id"] = meta.correlation_id
