@@ -34,6 +34,7 @@ from lumi.interface import (
     interface,
 )
 from lumi.policy import Retry
+from lumi.resilience.resource import Resource, connect, resource
 from lumi.runtimes.inproc import App
 from lumi.service import Service, api, event, subscribe
 from lumi.types import Sensitive
@@ -63,6 +64,7 @@ __all__ = [
     "NotFound",
     "OutOfRange",
     "PermissionDenied",
+    "Resource",
     "ResourceExhausted",
     "Retry",
     "Sensitive",
@@ -76,9 +78,11 @@ __all__ = [
     "Unknown",
     "__version__",
     "api",
+    "connect",
     "context",
     "event",
     "interface",
     "load_config",
+    "resource",
     "subscribe",
 ]

@@ -45,3 +45,17 @@ def test_http_bench_reports_all_contestants() -> None:
     assert set(results) == {"lumi", "fastapi", "bare_asgi"}  # type: ignore[arg-type]
     for figures in results.values():  # type: ignore[attr-defined]
         assert figures["rps"] > 0 and figures["errors"] == 0 and figures["p99_ms"] > 0
+
+
+def test_pipeline_bench_reports_inproc_and_http_cost() -> None:
+    """bench/pipeline_bench.py measures the runtime services in-process and over HTTP."""
+    result = run_bench(
+        "bench/pipeline_bench.py",
+        "--calls", "300", "--repeats", "1", "--duration", "1", "--rounds", "1",
+        "--connections", "8",
+    )  # fmt: skip
+    inproc = result["inproc"]
+    http = result["http"]
+    assert inproc["bare_us"] > 0 and inproc["full_us"] > 0  # type: ignore[index]
+    assert http["bare_rps"] > 0 and http["full_rps"] > 0  # type: ignore[index]
+    assert http["bare_errors"] == 0 and http["full_errors"] == 0  # type: ignore[index]
