@@ -170,6 +170,7 @@ class TracingConfig(pydantic.BaseModel):
     model_config = _STRICT
 
     sample_ratio: float = pydantic.Field(default=1.0, ge=0, le=1)
+    max_per_second: float = pydantic.Field(default=100.0, ge=0, description="0: no limit")
     store: bool = True  # the local span store, <app>/.lumi/traces.db
 
 

@@ -173,3 +173,15 @@ async def test_the_opentelemetry_context_names_the_call_span_in_a_sampled_handle
     server = next(s for s in exporter.get_finished_spans() if s.kind.name == "SERVER")
     assert seen == [(server.context.trace_id, server.context.span_id)]
     assert trace.get_current_span().get_span_context().is_valid is False
+
+
+def test_new_traces_are_capped_per_second() -> None:
+    """max_per_second bounds how many new traces are sampled, then refills over time."""
+    from lumi.observability.tracing import Tracing
+
+    tracing = Tracing(sample_ratio=1.0, max_per_second=5)
+    decisions = [tracing.sample_new() for _ in range(50)]
+    assert decisions.count(True) == 5
+    tracing._refilled -= 1.0  # as if a second had passed
+    assert tracing.sample_new() is True
+    assert Tracing(sample_ratio=1.0).sample_new() is True  # no limit by default

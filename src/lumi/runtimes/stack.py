@@ -178,7 +178,11 @@ def setup_process(
     )
     store = app_state_dir(config) / "traces.db" if config.tracing.store else None
     tracing = setup_tracing(
-        service=service, store=store, sample_ratio=config.tracing.sample_ratio, set_global=True
+        service=service,
+        store=store,
+        sample_ratio=config.tracing.sample_ratio,
+        max_per_second=config.tracing.max_per_second,
+        set_global=True,
     )
     services = runtime_for(config, service, tracing=tracing)
     configure(services)
