@@ -1,0 +1,125 @@
+"""``lumi gen TARGET``: write (or ``--check``) the files generated from the app's interfaces."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from lumi.cli.inspect import load_interfaces
+from lumi.cli.output import fail, stdout
+from lumi.codegen.base import LOCK_FILE, GenerateRequest, get_generator, targets
+from lumi.config import load_config
+from lumi.interface import ServiceInterface
+
+
+def read_interfaces(files: list[Path]) -> dict[str, ServiceInterface]:
+    """Interfaces from JSON files: one interface each, or a {name: interface} map (as served
+    by GET /interface)."""
+    found: dict[str, ServiceInterface] = {}
+    for file in files:
+        try:
+            data: Any = json.loads(file.read_text())
+        except OSError as exc:
+            fail(f"{file}: cannot read: {exc.strerror or exc}")
+        except ValueError as exc:
+            fail(f"{file}: not JSON: {exc}")
+        entries = [data] if isinstance(data, dict) and "methods" in data else list(data.values())
+        for entry in entries:
+            try:
+                iface = ServiceInterface.from_dict(entry)
+            except ValueError as exc:
+                fail(f"{file}: not a Lumi interface: {str(exc).splitlines()[0]}")
+            found[iface.name] = iface
+    return found
+
+
+def plan(
+    target: str, interfaces: list[ServiceInterface], out: Path, package: str
+) -> dict[Path, str]:
+    """Every file ``target`` generates, as absolute paths under ``out`` (targets under
+    ``out/<target>`` for ``all``)."""
+    names = targets() if target == "all" else [target]
+    files: dict[Path, str] = {}
+    for name in names:
+        base = out / name if target == "all" else out
+        lock_path = base / LOCK_FILE
+        lock = json.loads(lock_path.read_text()) if lock_path.exists() else {}
+        request = GenerateRequest(interfaces, lock=lock, package=package)
+        for path, text in get_generator(name).generate(request).items():
+            files[base / path] = text
+    return files
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("gen")
+    def gen_cmd(
+        target: Annotated[str, typer.Argument(help=f"One of: {', '.join(targets())}, or all.")],
+        services: Annotated[list[str] | None, typer.Argument(help="Only these services.")] = None,
+        out: Annotated[Path, typer.Option("--out", "-o", help="Where the files go.")] = Path("gen"),
+        app_dir: Annotated[Path, typer.Option("--app", "-a", help="The app folder.")] = Path("."),
+        env: Annotated[str | None, typer.Option("--env", "-e", help="A named environment.")] = None,
+        interface_files: Annotated[
+            list[Path] | None,
+            typer.Option("--interface", "-i", help="Read interfaces from JSON files instead."),
+        ] = None,
+        check: Annotated[
+            bool, typer.Option("--check", help="Write nothing; exit 1 if any file is stale.")
+        ] = False,
+        package: Annotated[str | None, typer.Option(help="Package/namespace prefix.")] = None,
+    ) -> None:
+        """Generate .proto, .thrift, OpenAPI, AsyncAPI, JSON Schema or clients from interfaces."""
+        if target != "all":
+            try:
+                get_generator(target)
+            except ValueError as exc:
+                fail(str(exc))
+        if interface_files:
+            interfaces = read_interfaces(interface_files)
+            default_package = "lumi"
+        else:
+            config = load_config(app_dir, env)
+            interfaces = load_interfaces(config)
+            default_package = config.name.replace("-", "_")
+        chosen = _select(interfaces, services or [])
+        files = plan(target, chosen, out, package or default_package)
+        stale = [path for path, text in files.items() if _read(path) != text]
+        if check:
+            if stale:
+                for path in stale:
+                    state = "missing" if not path.exists() else "differs"
+                    stdout.print(f"stale: {path} ({state})", highlight=False)
+                count = len(stale)
+                fail(f"{count} generated file(s) out of date; run: lumi gen {target} --out {out}")
+            stdout.print(f"{len(files)} generated file(s) up to date", highlight=False)
+            return
+        for path in stale:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(files[path])
+        stdout.print(
+            f"wrote {len(stale)} file(s) to {out} ({len(files) - len(stale)} unchanged)",
+            highlight=False,
+        )
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return None
+
+
+def _select(interfaces: dict[str, ServiceInterface], names: list[str]) -> list[ServiceInterface]:
+    if not names:
+        return [interfaces[name] for name in sorted(interfaces)]
+    chosen = []
+    for name in names:
+        if name not in interfaces:
+            match = difflib.get_close_matches(name, list(interfaces), n=1)
+            hint = f"; did you mean {match[0]!r}?" if match else ""
+            fail(f"no service {name!r}{hint} (services: {', '.join(sorted(interfaces))})")
+        chosen.append(interfaces[name])
+    return chosen
