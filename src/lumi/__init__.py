@@ -3,6 +3,7 @@
 from lumi.client import Client
 from lumi.config import AppConfig, load_config
 from lumi.context import CallContext, Metadata, context
+from lumi.dedupe import idempotent_consumer
 from lumi.errors import (
     Aborted,
     AlreadyExists,
@@ -78,6 +79,7 @@ __all__ = [
     "api",
     "context",
     "event",
+    "idempotent_consumer",
     "interface",
     "load_config",
     "subscribe",

@@ -7,7 +7,10 @@ Every broker carries the same structured-mode CloudEvents JSON::
      "datacontenttype": "application/json", "subject": "<partition key>",
      "traceparent": "00-...", "correlationid": "...", "partitionkey": "...", "data": {...}}
 
-so a consumer that is not Lumi can read them.
+so a consumer that is not Lumi can read them. ``traceparent`` is the CloudEvents distributed
+tracing extension and ``partitionkey`` the partitioning extension; ``correlationid`` is Lumi's.
+An event in a dead-letter topic also carries ``deadletterreason``, ``deadlettergroup``,
+``deadletterattempts`` and ``deadlettertime``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,18 @@ if TYPE_CHECKING:
 
 SPEC_VERSION = "1.0"
 _REQUIRED = ("specversion", "id", "source", "type")
-_EXTENSIONS = {"traceparent", "correlationid", "partitionkey", "deadletter", "attempts"}
+_KNOWN = frozenset(
+    {
+        "specversion", "id", "source", "type", "time", "subject", "datacontenttype",
+        "dataschema", "data", "traceparent", "correlationid", "partitionkey",
+    }
+)  # fmt: skip
+DEAD_LETTER_EXTENSIONS = (
+    "deadletterreason",
+    "deadlettergroup",
+    "deadletterattempts",
+    "deadlettertime",
+)
 
 
 class EnvelopeError(ValueError):
@@ -50,11 +64,33 @@ class Envelope:
     traceparent: str | None = None
     correlationid: str | None = None
     partitionkey: str | None = None
+    dataschema: str | None = None
     extensions: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def topic(self) -> str:
         return self.type
+
+    @property
+    def key(self) -> str | None:
+        """The partition key: events with the same key are delivered in publish order."""
+        return self.partitionkey
+
+    def dead_lettered(self, *, group: str, reason: str, attempts: int) -> Envelope:
+        """A copy of this event for a dead-letter topic, recording why it got there."""
+        extensions = {
+            **self.extensions,
+            "deadletterreason": reason,
+            "deadlettergroup": group,
+            "deadletterattempts": str(attempts),
+            "deadlettertime": now_rfc3339(),
+        }
+        return dataclasses.replace(self, extensions=extensions)
+
+    def revived(self) -> Envelope:
+        """This event as it was before it was dead-lettered (what a replay delivers)."""
+        extensions = {k: v for k, v in self.extensions.items() if k not in DEAD_LETTER_EXTENSIONS}
+        return dataclasses.replace(self, extensions=extensions)
 
     def metadata(self) -> Metadata:
         return Metadata(correlation_id=self.correlationid, traceparent=self.traceparent)
@@ -69,7 +105,7 @@ class Envelope:
         }
         if self.time:
             attrs["time"] = self.time
-        for name in ("subject", "traceparent", "correlationid", "partitionkey"):
+        for name in ("subject", "dataschema", "traceparent", "correlationid", "partitionkey"):
             value = getattr(self, name)
             if value is not None:
                 attrs[name] = value
@@ -99,24 +135,39 @@ class Envelope:
             raise EnvelopeError(f"unsupported CloudEvents specversion {obj['specversion']!r}")
         if "data_base64" in obj:
             raise EnvelopeError("binary (data_base64) events are not supported; send JSON data")
-        known = {
-            "specversion", "id", "source", "type", "time", "subject", "datacontenttype",
-            "dataschema", "data", "traceparent", "correlationid", "partitionkey",
-        }  # fmt: skip
-        extensions = {k: str(v) for k, v in obj.items() if k not in known}
+        extensions: dict[str, str] = {}
+        for name, value in obj.items():
+            if name in _KNOWN:
+                continue
+            if isinstance(value, bool):
+                extensions[name] = "true" if value else "false"
+            elif isinstance(value, str | int | float):
+                extensions[name] = str(value)
+            else:
+                raise EnvelopeError(
+                    f"CloudEvents extension {name!r} must be a string, number or boolean"
+                )
+        optional = {
+            name: _optional_str(obj, name)
+            for name in ("subject", "dataschema", "traceparent", "correlationid", "partitionkey")
+        }
         return cls(
             id=obj["id"],
             source=obj["source"],
             type=obj["type"],
             data=pydantic_core.to_json(obj.get("data")),
-            time=str(obj.get("time") or ""),
-            subject=obj.get("subject"),
-            datacontenttype=obj.get("datacontenttype") or "application/json",
-            traceparent=obj.get("traceparent"),
-            correlationid=obj.get("correlationid"),
-            partitionkey=obj.get("partitionkey"),
+            time=_optional_str(obj, "time") or "",
+            datacontenttype=_optional_str(obj, "datacontenttype") or "application/json",
             extensions=extensions,
+            **optional,
         )
+
+
+def _optional_str(obj: dict[str, Any], name: str) -> str | None:
+    value = obj.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    raise EnvelopeError(f"CloudEvents attribute {name!r} must be a string, not {value!r}")
 
 
 def now_rfc3339() -> str:
