@@ -46,7 +46,7 @@ from lumi.brokers.base import (
 )
 from lumi.context import new_id
 from lumi.dedupe import DedupeStore
-from lumi.errors import ConfigError
+from lumi.errors import ConfigError, Unavailable
 from lumi.events import Envelope
 
 log = logging.getLogger("lumi.brokers.embedded")
@@ -121,16 +121,22 @@ class EmbeddedBroker(Broker):
     async def start(self) -> None:
         if self.started:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise Unavailable(
+                f"cannot create the event log folder {self.path.parent}: {exc.strerror}"
+            ) from exc
         self._loop = asyncio.get_running_loop()
-        self._wakeup = Wakeup(self.path.with_suffix(".wake"), token=new_id())
-        self._writer = SqliteWriter(
+        writer = SqliteWriter(
             self.path,
             setup=sql.setup,
             after_commit=self._after_commit,
             busy_timeout=self._busy_timeout,
         )
-        await self._writer.start()
+        await writer.start()
+        self._writer = writer
+        self._wakeup = Wakeup(self.path.with_suffix(".wake"), token=new_id())
         self._wakeup.listen(self._wake_local)
         if self.retention is not None or self.max_events is not None:
             self._retention_task = asyncio.create_task(self._retain(), name="lumi-retention")
