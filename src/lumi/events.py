@@ -188,8 +188,13 @@ class EventSink:
         try:
             value = adapter.validate_python(payload)
         except pydantic.ValidationError as exc:
+            details = json.loads(exc.json(include_url=False, include_context=False))
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in error['loc']) or '(payload)'}: {error['msg']}"
+                for error in details
+            )
             raise InvalidArgument(
-                f"invalid payload for event {spec.topic}: {exc.errors(include_url=False)}"
+                f"invalid payload for event {spec.topic}: {problems}", details
             ) from None
         data = adapter.dump_json(value)
         if key is None and spec.key is not None:
