@@ -113,7 +113,8 @@ class Envelope:
         return attrs
 
     def to_json(self) -> bytes:
-        head = json.dumps(self.attributes(), separators=(",", ":"), ensure_ascii=False).encode()
+        """Structured-mode CloudEvents JSON; ``data`` is spliced in as the bytes it already is."""
+        head = pydantic_core.to_json(self.attributes())
         return head[:-1] + b',"data":' + self.data + b"}"
 
     @classmethod
@@ -171,7 +172,8 @@ def _optional_str(obj: dict[str, Any], name: str) -> str | None:
 
 
 def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """The current UTC time as RFC 3339 with microseconds, e.g. 2026-01-02T03:04:05.000006Z."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 class EventSink:
@@ -183,7 +185,16 @@ class EventSink:
         self.source = f"/lumi/{app}/{service}"
         self._adapters: dict[int, pydantic.TypeAdapter[Any]] = {}
 
-    def envelope(self, spec: EventSpec[Any], payload: Any, key: str | None = None) -> Envelope:
+    def envelope(
+        self,
+        spec: EventSpec[Any],
+        payload: Any,
+        key: str | None = None,
+        *,
+        meta: Metadata | None = None,
+        time: str | None = None,
+    ) -> Envelope:
+        """A validated event; ``meta`` and ``time`` default to the current call's and now."""
         adapter = self._adapter(spec)
         try:
             value = adapter.validate_python(payload)
@@ -200,14 +211,14 @@ class EventSink:
         if key is None and spec.key is not None:
             key_value = _field(value, spec.key)
             key = None if key_value is None else str(key_value)
-        ctx = context()
-        meta = outbound_metadata() if ctx is None else ctx.metadata
+        if meta is None:
+            meta = _current_metadata()
         return Envelope(
             id=new_id(),
             source=self.source,
             type=spec.topic,
             data=data,
-            time=now_rfc3339(),
+            time=time or now_rfc3339(),
             subject=key,
             traceparent=meta.traceparent,
             correlationid=meta.correlation_id,
@@ -222,7 +233,9 @@ class EventSink:
     async def publish_many(
         self, spec: EventSpec[Any], payloads: list[Any], *, key: str | None = None
     ) -> list[str]:
-        envelopes = [self.envelope(spec, payload, key) for payload in payloads]
+        # One batch, one operation: the same metadata and timestamp for every event in it.
+        meta, now = _current_metadata(), now_rfc3339()
+        envelopes = [self.envelope(spec, p, key, meta=meta, time=now) for p in payloads]
         await self.broker.publish(spec.topic, envelopes)
         return [e.id for e in envelopes]
 
@@ -233,6 +246,12 @@ class EventSink:
 
             adapter = self._adapters[id(spec)] = wire_adapter(spec.model)
         return adapter
+
+
+def _current_metadata() -> Metadata:
+    """What an event published now carries: the handled call's metadata, or fresh metadata."""
+    ctx = context()
+    return outbound_metadata() if ctx is None else ctx.metadata
 
 
 def _field(value: Any, name: str) -> Any:
