@@ -35,6 +35,7 @@ from lumi.interface import (
     interface,
 )
 from lumi.policy import Retry
+from lumi.resilience.resource import Resource, connect, resource
 from lumi.runtimes.inproc import App
 from lumi.service import Service, api, event, subscribe
 from lumi.types import Sensitive
@@ -64,6 +65,7 @@ __all__ = [
     "NotFound",
     "OutOfRange",
     "PermissionDenied",
+    "Resource",
     "ResourceExhausted",
     "Retry",
     "Sensitive",
@@ -77,10 +79,12 @@ __all__ = [
     "Unknown",
     "__version__",
     "api",
+    "connect",
     "context",
     "event",
     "idempotent_consumer",
     "interface",
     "load_config",
+    "resource",
     "subscribe",
 ]

@@ -91,7 +91,7 @@ class Client:
         if timeout is None and info is not None:
             timeout = info.timeout
         metadata = outbound_metadata(timeout=timeout, idempotency_key=new_id())
-        call = Call(self._interface.name, method, body, metadata)
+        call = Call(self._interface.name, method, body, metadata, info=info)
         result = await self._invoke(call)
         returns = self._returns.get(method)
         if returns is not None:

@@ -30,17 +30,20 @@ import difflib
 import importlib
 import sys
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import pydantic
 
 from lumi.errors import ConfigError
+from lumi.policy import Retry
 from lumi.service import Service
 
 RPC_BACKENDS = ("http", "grpc", "thrift")
 EVENT_SCHEMES = ("embedded", "memory", "kafka", "nats", "redis", "sns")
 RUNTIMES = ("inproc", "process", "container", "function", "kubernetes")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 _STRICT = pydantic.ConfigDict(extra="forbid")
 
@@ -92,6 +95,22 @@ class Binding(pydantic.BaseModel):
         return None if value is None else _one_of(value, RUNTIMES, "runtime")
 
 
+def _log_level(value: str | None) -> str | None:
+    return None if value is None else _one_of(value.upper(), LOG_LEVELS, "log level")
+
+
+def _retry(value: Any) -> Any:
+    if isinstance(value, bool | int | dict | Retry) or value is None:
+        try:
+            return Retry.coerce(value)
+        except (TypeError, pydantic.ValidationError) as exc:
+            raise ValueError(str(exc).splitlines()[0]) from None
+    raise ValueError(
+        f"retry is a number of attempts, true/false, or a table like "
+        f"{{attempts = 5, backoff = 0.05, max_backoff = 2.0}}, not {value!r}"
+    )
+
+
 class Defaults(Binding):
     rpc: list[str] | None = ["http"]
     events: str | None = "embedded"
@@ -102,6 +121,58 @@ class Defaults(Binding):
     host: str = pydantic.Field(default="127.0.0.1", description="the address services listen on")
     start_timeout: float = pydantic.Field(default=30.0, gt=0, description="seconds to get ready")
     max_body: int = pydantic.Field(default=4 * 1024 * 1024, ge=1024, description="request bytes")
+    log_level: str = "INFO"
+
+    @pydantic.field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        return _log_level(value) or "INFO"
+
+
+class CallPolicyConfig(pydantic.BaseModel):
+    """Timeout and retry of calls; ``[resilience]`` and ``[services.X.capabilities.Y]``."""
+
+    model_config = _STRICT
+
+    timeout: float | None = pydantic.Field(default=None, gt=0)
+    retry: Retry | None = None
+
+    @pydantic.field_validator("retry", mode="before")
+    @classmethod
+    def _check_retry(cls, value: Any) -> Any:
+        return _retry(value)
+
+
+class BreakerConfig(pydantic.BaseModel):
+    model_config = _STRICT
+
+    failure_rate: float = pydantic.Field(default=0.5, gt=0, le=1, description="to open")
+    window: int = pydantic.Field(default=20, ge=1, description="recent calls considered")
+    min_calls: int = pydantic.Field(default=10, ge=1, description="before it may open")
+    reset: float = pydantic.Field(default=1.0, gt=0, description="seconds open before a trial")
+    max_reset: float = pydantic.Field(default=10.0, gt=0)
+
+
+class BudgetConfig(pydantic.BaseModel):
+    model_config = _STRICT
+
+    ratio: float = pydantic.Field(default=0.2, ge=0, le=1, description="retries per call")
+    reserve: float = pydantic.Field(default=10.0, ge=0, description="retries allowed at start")
+
+
+class ResilienceConfig(CallPolicyConfig):
+    breaker: BreakerConfig = pydantic.Field(default_factory=BreakerConfig)
+    budget: BudgetConfig = pydantic.Field(default_factory=BudgetConfig)
+    dedupe: bool = True
+    ready_timeout: float = pydantic.Field(default=60.0, gt=0, description="start-up waits")
+
+
+class TracingConfig(pydantic.BaseModel):
+    model_config = _STRICT
+
+    sample_ratio: float = pydantic.Field(default=1.0, ge=0, le=1)
+    max_per_second: float = pydantic.Field(default=100.0, ge=0, description="0: no limit")
+    store: bool = True  # the local span store, <app>/.lumi/traces.db
 
 
 class ServiceConfig(Binding):
@@ -109,6 +180,13 @@ class ServiceConfig(Binding):
     port: int | None = pydantic.Field(default=None, ge=1, le=65535, description="first replica's")
     placement: Literal["default", "per-node"] = "default"
     environment: dict[str, str] = pydantic.Field(default_factory=dict)
+    log_level: str | None = None
+    capabilities: dict[str, CallPolicyConfig] = pydantic.Field(default_factory=dict)
+
+    @pydantic.field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str | None) -> str | None:
+        return _log_level(value)
 
 
 class AppSection(pydantic.BaseModel):
@@ -127,6 +205,8 @@ class _File(pydantic.BaseModel):
     app: AppSection
     defaults: Defaults = pydantic.Field(default_factory=Defaults)
     services: dict[str, ServiceConfig] = pydantic.Field(default_factory=dict)
+    tracing: TracingConfig = pydantic.Field(default_factory=TracingConfig)
+    resilience: ResilienceConfig = pydantic.Field(default_factory=ResilienceConfig)
     env: dict[str, dict[str, Any]] = pydantic.Field(default_factory=dict)
 
 
@@ -141,6 +221,8 @@ class AppConfig:
     services: dict[str, ServiceConfig]
     environment: str | None
     environments: tuple[str, ...]
+    tracing: TracingConfig = dataclasses.field(default_factory=TracingConfig)
+    resilience: ResilienceConfig = dataclasses.field(default_factory=ResilienceConfig)
 
     @property
     def name(self) -> str:
@@ -148,6 +230,10 @@ class AppConfig:
 
     def service(self, name: str) -> ServiceConfig:
         return self.services.get(name) or ServiceConfig()
+
+    def log_level(self, name: str) -> str:
+        """The log level of one service: its own, else ``defaults.log_level``."""
+        return self.service(name).log_level or self.defaults.log_level
 
     def binding(self, name: str) -> Defaults:
         """The effective rpc/events/runtime of one service."""
@@ -254,6 +340,8 @@ def load_config(path: str | Path = ".", env: str | None = None) -> AppConfig:
         services=chosen.services,
         environment=env,
         environments=environments,
+        tracing=chosen.tracing,
+        resilience=chosen.resilience,
     )
 
 
@@ -292,14 +380,18 @@ def _validate(file: Path, raw: dict[str, Any], *, prefix: str) -> _File:
 
 
 def _valid_keys(loc: list[str]) -> list[str]:
+    """The keys valid at ``loc`` (a path of table names, ``dict`` keys included)."""
     model: type[pydantic.BaseModel] = _File
-    for part in loc:
-        if model is _File and part == "services":
-            return sorted(ServiceConfig.model_fields)
-        field = model.model_fields.get(part)
+    parts = list(loc)
+    while parts:
+        field = model.model_fields.get(parts.pop(0))
         if field is None:
-            return sorted(ServiceConfig.model_fields)  # inside services.<Name>
+            return sorted(model.model_fields)
         annotation = field.annotation
+        if typing.get_origin(annotation) is dict:
+            annotation = typing.get_args(annotation)[1]
+            if parts:
+                parts.pop(0)  # the key of the table (a service or capability name)
         if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
             model = annotation
         else:

@@ -45,6 +45,8 @@ class CallContext:
     kind: str = "rpc"  # "rpc" or "event"
     event_id: str | None = None
     attempt: int = 1
+    topic: str | None = None  # the event's topic, for an event delivery
+    sensitive: frozenset[str] = frozenset()  # parameters whose values must never be logged
     state: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property

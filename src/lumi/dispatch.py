@@ -24,6 +24,7 @@ from pydantic_core import PydanticSerializationError
 
 from lumi.context import CallContext, reset_context, set_context
 from lumi.errors import DeadlineExceeded, Internal, InvalidArgument, LumiError, NotFound
+from lumi.observability.redact import redact
 from lumi.pipeline import Call, Handler, Middleware, compose
 from lumi.reflect import MethodSpec, Reflected, SubscriptionSpec, reflect
 from lumi.service import Service
@@ -31,16 +32,22 @@ from lumi.service import Service
 log = logging.getLogger("lumi.dispatch")
 
 _EMPTY = b""
+_NONE: frozenset[str] = frozenset()
 
 
 class _Hosted:
-    __slots__ = ("handlers", "methods", "reflected", "service")
+    __slots__ = ("handlers", "methods", "reflected", "sensitive", "service")
 
     def __init__(self, service: Service, reflected: Reflected) -> None:
         self.service = service
         self.reflected = reflected
         self.methods = reflected.methods
         self.handlers: dict[str, SubscriptionSpec] = {s.attr: s for s in reflected.subscriptions}
+        self.sensitive = {
+            name: frozenset(info.sensitive)
+            for name, info in reflected.interface.methods.items()
+            if info.sensitive
+        }
 
 
 class Dispatcher:
@@ -81,6 +88,8 @@ class Dispatcher:
             kind=call.kind,
             event_id=call.event_id,
             attempt=call.attempt,
+            topic=call.topic,
+            sensitive=hosted.sensitive.get(call.method, _NONE),
         )
         token = set_context(ctx)
         try:
@@ -105,6 +114,13 @@ class Dispatcher:
             raise _invalid(f"invalid arguments for {call.service}.{call.method}", exc) from None
         values = params.__dict__
         kwargs = {param: values[field] for field, param in method.fields}
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s.%s called",
+                call.service,
+                call.method,
+                extra={"arguments": redact(kwargs, hosted.sensitive.get(call.method, _NONE))},
+            )
         func = getattr(hosted.service, method.attr)
         result = await self._run(func, kwargs, method.is_async, call, method)
         if method.returns_model is not None and type(result) is method.returns_model:

@@ -57,3 +57,17 @@ def test_events_bench_reports_both_brokers() -> None:
         assert all(rate > 0 for rate in figures["publish_per_s"].values())
         assert figures["e2e_same_process"]["received"] == 200
     assert result["embedded"]["e2e_other_process"]["received"] == 200  # type: ignore[index]
+
+
+def test_pipeline_bench_reports_inproc_and_http_cost() -> None:
+    """bench/pipeline_bench.py measures the runtime services in-process and over HTTP."""
+    result = run_bench(
+        "bench/pipeline_bench.py",
+        "--calls", "300", "--repeats", "1", "--duration", "1", "--rounds", "1",
+        "--connections", "8",
+    )  # fmt: skip
+    inproc = result["inproc"]
+    http = result["http"]
+    assert inproc["bare_us"] > 0 and inproc["full_us"] > 0  # type: ignore[index]
+    assert http["bare_rps"] > 0 and http["full_rps"] > 0  # type: ignore[index]
+    assert http["bare_errors"] == 0 and http["full_errors"] == 0  # type: ignore[index]

@@ -145,12 +145,20 @@ def test_killed_replica_is_restarted_and_serving(lumi_run: Start, echo_app: Path
 
 
 def test_calls_are_balanced_over_replicas(lumi_run: Start, echo_app: Path) -> None:
-    """A client spreads calls over every replica of a service."""
+    """A client spreads calls over every replica of a service; lumi ls shows each replica."""
     run = lumi_run(echo_app)
     registry = run.wait_ready()
     echo_pids = {r["pid"] for r in registry["services"]["Echo"]["replicas"]}
     seen = {run.post("Front", "whoami", {}).json() for _ in range(10)}
     assert seen == echo_pids
+    listing = lumi("ls", "--app", str(echo_app))
+    assert listing.returncode == 0, listing.stderr
+    for replica in registry["services"]["Echo"]["replicas"]:
+        assert (
+            f"replica {replica['index']} {replica['endpoint']} ready, pid {replica['pid']}"
+            in listing.stdout
+        )
+    assert "relay(text: str) -> str (idempotent)" in listing.stdout
 
 
 def test_sigterm_drains_in_flight_calls_and_leaves_no_process(

@@ -60,7 +60,7 @@ def test_binding_merges_service_over_defaults(tmp_path: Path) -> None:
     [
         (
             "[defaults]\nrcp = 'http'\n",
-            "defaults.rcp: unknown key; did you mean 'rpc'? (valid keys here: events, grace_period, host, max_body, rpc, runtime, start_timeout)",
+            "defaults.rcp: unknown key; did you mean 'rpc'? (valid keys here: events, grace_period, host, log_level, max_body, rpc, runtime, start_timeout)",
         ),
         (
             "[defaults]\nrpc = 'grcp'\n",
@@ -87,7 +87,10 @@ def test_binding_merges_service_over_defaults(tmp_path: Path) -> None:
             "[env.prod.defaults]\nevents = 'rabbit://x'\n",
             "env.prod.defaults.events: unknown event broker 'rabbit'",
         ),
-        ("[bogus]\nx = 1\n", "bogus: unknown key (valid keys here: app, defaults, env, services)"),
+        (
+            "[bogus]\nx = 1\n",
+            "bogus: unknown key (valid keys here: app, defaults, env, resilience, services, tracing)",
+        ),
     ],
 )
 def test_bad_config_names_file_key_and_valid_values(

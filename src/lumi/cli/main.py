@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "lumi.cli.run",
     "lumi.cli.call",
     "lumi.cli.inspect",
+    "lumi.cli.observe",
     "lumi.cli.events",
 )
 

@@ -1,19 +1,15 @@
-"""Runtime observability: logs, correlation, tracing and metrics."""
+"""Runtime observability: structured logs, correlation, tracing and metrics.
+
+* :func:`configure_logging` — structlog for the process (JSON in files, colour on a terminal);
+* :mod:`lumi.observability.tracing` — W3C trace context and OpenTelemetry spans;
+* :mod:`lumi.observability.metrics` — Prometheus metrics and the ``/metrics`` body;
+* :mod:`lumi.observability.spanstore` — the local SQLite span store behind ``lumi trace``;
+* :mod:`lumi.observability.logfiles` — reading, merging and filtering JSON log files.
+"""
 
 from __future__ import annotations
 
-import logging
-import sys
-from pathlib import Path
+from lumi.observability.logs import configure_logging, get_logger, reset_logging
+from lumi.observability.redact import REDACTED, redact
 
-
-def configure_logging(
-    *, service: str, replica: int = 0, log_file: Path | None = None, level: str = "INFO"
-) -> None:
-    """Set up logging for one service process: to stderr, and to ``log_file`` when given."""
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file))
-    fmt = f"%(asctime)s %(levelname)s {service}[{replica}] %(name)s: %(message)s"
-    logging.basicConfig(level=level, format=fmt, handlers=handlers, force=True)
+__all__ = ["REDACTED", "configure_logging", "get_logger", "redact", "reset_logging"]

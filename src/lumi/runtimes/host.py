@@ -20,10 +20,11 @@ from lumi.client import Client
 from lumi.dedupe import DedupeStore, idempotent_options
 from lumi.dispatch import Dispatcher
 from lumi.errors import AppError, InvalidArgument
-from lumi.events import EventSink
+from lumi.events import EventSink, PublishMiddleware
 from lumi.graph import start_order
 from lumi.pipeline import Call, Handler, Middleware
 from lumi.reflect import Reflected, reflect
+from lumi.resilience.resource import Resource, resources_of
 from lumi.service import Service
 
 log = logging.getLogger("lumi.host")
@@ -45,6 +46,7 @@ class Host:
         middlewares: Iterable[Middleware] = (),
         fakes: Mapping[str, object] | None = None,
         external: Iterable[str] = (),
+        publish_middlewares: Callable[[str], Iterable[PublishMiddleware]] | None = None,
     ) -> None:
         self.reflected: dict[str, Reflected] = {}
         for cls in services:
@@ -62,6 +64,8 @@ class Host:
         self.app = app
         self.dispatcher = Dispatcher(middlewares)
         self.instances: dict[str, Service] = {}
+        self.resources: dict[str, dict[str, Resource[Any]]] = {}
+        self._publish_middlewares = publish_middlewares
         self._started: list[str] = []
         self._subscriptions: list[Subscription] = []
 
@@ -70,12 +74,16 @@ class Host:
         for name in self.order:
             reflected = self.reflected[name]
             instance = reflected.cls()
-            instance._lumi_events = EventSink(self.broker, name, app=self.app)  # type: ignore[attr-defined]
+            publish = self._publish_middlewares(name) if self._publish_middlewares else ()
+            instance._lumi_events = EventSink(  # type: ignore[attr-defined]
+                self.broker, name, app=self.app, middlewares=publish
+            )
             for attr, capability in reflected.capabilities.items():
                 setattr(instance, attr, self._capability(capability))
             self.instances[name] = instance
             self.dispatcher.add(instance)
         for name in self.order:
+            await self._open_resources(name)
             try:
                 await _maybe_await(self.instances[name].startup())
             except Exception as exc:
@@ -98,6 +106,31 @@ class Host:
                 await _maybe_await(self.instances[name].shutdown())
             except Exception:
                 log.exception("%s: shutdown failed", name)
+        for resources in self.resources.values():
+            for resource in resources.values():
+                await resource.aclose()
+        self.resources.clear()
+
+    async def _open_resources(self, name: str) -> None:
+        """Open the service's declared resources, each waiting with backoff until it answers."""
+        found = resources_of(self.instances[name])
+        self.resources[name] = found
+        for resource in found.values():
+            try:
+                await resource.open()
+            except AppError as exc:
+                raise AppError(f"{name}: {exc}") from exc
+
+    def health(self) -> dict[str, Any]:
+        """``{"ok": bool, "services": {name: {resource: health}}}`` for ``/readyz``."""
+        services = {
+            name: {attr: res.health() for attr, res in resources.items()}
+            for name, resources in self.resources.items()
+        }
+        ok = bool(self._started) and all(
+            h["ok"] for resources in services.values() for h in resources.values()
+        )
+        return {"ok": ok, "services": services}
 
     def _capability(self, capability: type[Service]) -> object:
         name = reflect(capability).interface.name
@@ -122,7 +155,7 @@ class Host:
             # The group is the service; two handlers of one service for the same event each
             # get every event, so each needs a group of its own.
             group = name if topics[topic] == 1 else f"{name}-{sub.attr}"
-            handler = _delivery_handler(self.dispatcher, name, sub.attr)
+            handler = _delivery_handler(self.dispatcher, name, sub.attr, sub.options.max_attempts)
             idempotent = idempotent_options(getattr(reflected.cls, sub.attr))
             if idempotent is not None:
                 store = idempotent.store or self.broker.dedupe_store()
@@ -140,7 +173,9 @@ class Host:
         return self.instances[name]
 
 
-def _delivery_handler(dispatcher: Dispatcher, service: str, attr: str) -> DeliveryHandler:
+def _delivery_handler(
+    dispatcher: Dispatcher, service: str, attr: str, max_attempts: int
+) -> DeliveryHandler:
     async def deliver(delivery: Delivery) -> None:
         envelope = delivery.envelope
         call = Call(
@@ -152,6 +187,7 @@ def _delivery_handler(dispatcher: Dispatcher, service: str, attr: str) -> Delive
             topic=delivery.topic,
             event_id=envelope.id,
             attempt=delivery.attempt,
+            max_attempts=max_attempts,
         )
         try:
             await dispatcher.handle(call)

@@ -4,7 +4,9 @@
 ...     order_id = await app.client(Orders).place(sku="a", qty=1)
 
 Calls go through the same dispatcher, validation and middleware as over a network (arguments and
-results cross as JSON), events through a broker (memory by default).
+results cross as JSON), events through a broker (memory by default). The runtime services
+(correlation, tracing, metrics, access logs, deadlines, retries, breakers) wrap every call as in
+any other runtime; ``observe=False`` leaves them out (a bare pipeline, for benchmarks).
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from lumi.brokers.memory import MemoryBroker
 from lumi.client import Client
 from lumi.config import AppConfig
 from lumi.errors import AppError
+from lumi.events import PublishMiddleware
 from lumi.pipeline import Handler, Middleware, compose
 from lumi.reflect import reflect
 from lumi.registry import Registry, ReplicaState, ServiceState, remove_registry, write_registry
+from lumi.runtimes import stack
 from lumi.runtimes.host import Host
 from lumi.service import Service
 from lumi.transports.local import LocalChannel
@@ -42,11 +46,26 @@ class App:
         fakes: Mapping[type[Service] | str, object] | None = None,
         middlewares: Iterable[Middleware] = (),
         client_middlewares: Iterable[Middleware] = (),
+        observe: bool = True,
+        runtime: stack.RuntimeServices | None = None,
     ) -> None:
         self.name = name
         self.broker: Broker = broker if broker is not None else MemoryBroker()
         self._owns_broker = False  # set when start() starts it: then stop() closes it
-        self._client_middlewares = list(client_middlewares)
+        self.runtime = runtime if runtime is not None else stack.current().fresh()
+        server = list(middlewares)
+        client = list(client_middlewares)
+        publish = None
+        if observe:
+            # One dispatcher serves every service here, so the server stack is per app; the
+            # observer reads the service name from each call.
+            server = [*stack.server_middlewares("", self.runtime), *server]
+            client = [*stack.client_middlewares(None, self.runtime), *client]
+
+            def publish(service: str) -> list[PublishMiddleware]:
+                return stack.publish_middlewares(service, self.runtime)
+
+        self._client_middlewares = client
         fake_by_name = {
             (key if isinstance(key, str) else reflect(key).interface.name): value
             for key, value in (fakes or {}).items()
@@ -56,8 +75,9 @@ class App:
             broker=self.broker,
             channel_for=self._channel_for,
             app=name,
-            middlewares=middlewares,
+            middlewares=server,
             fakes=fake_by_name,
+            publish_middlewares=publish,
         )
         self._invoke: Handler = compose(
             LocalChannel(self.host.dispatcher.handle).call, self._client_middlewares
@@ -119,6 +139,10 @@ class App:
     def services(self) -> dict[str, Any]:
         return dict(self.host.instances)
 
+    def health(self) -> dict[str, Any]:
+        """Readiness: every service started and every declared resource connected."""
+        return self.host.health()
+
 
 async def serve_inproc(
     config: AppConfig, *, emit: Callable[[str, str], None], stop: asyncio.Event
@@ -128,17 +152,25 @@ async def serve_inproc(
     from lumi.transports.http import HttpServer
 
     classes = config.load_services()
+    runtime = stack.setup_process(config, config.name)
     broker = create_broker(config.defaults.events or "memory", app_dir=config.root)
     await broker.start()
     try:
-        async with App(classes, name=config.name, broker=broker) as app:
+        async with App(classes, name=config.name, broker=broker, runtime=runtime) as app:
             interfaces = {name: r.interface for name, r in app.host.reflected.items()}
+
+            async def ready() -> tuple[bool, dict[str, Any]]:
+                health = app.health()
+                return bool(health["ok"]), health["services"]
+
             server = HttpServer(
                 app.host.dispatcher.handle,
                 interfaces=interfaces,
                 host=config.defaults.host,
                 max_body=config.defaults.max_body,
                 grace_period=config.defaults.grace_period,
+                routes={"/metrics": runtime.metrics.route},
+                ready=ready,
             )
             await server.start()
             registry = Registry(
@@ -173,5 +205,6 @@ async def serve_inproc(
                 remove_registry(config.root, os.getpid())
     finally:
         await broker.aclose()
+        runtime.shutdown()
     emit("lumi", "stopped")
     return 0

@@ -29,8 +29,9 @@ from lumi.errors import AppError, ConfigError, DefinitionError
 from lumi.observability import configure_logging
 from lumi.pipeline import Handler, compose
 from lumi.reflect import reflect
+from lumi.resilience.ready import wait_ready
+from lumi.runtimes import stack
 from lumi.runtimes.host import Host
-from lumi.runtimes.stack import client_middlewares, server_middlewares
 from lumi.transports.http import HttpChannel, HttpServer
 
 log = logging.getLogger("lumi.process")
@@ -95,17 +96,22 @@ class _Replica:
         self.interface = reflect(self.cls).interface
         binding = config.binding(spec.service)
         self.broker = create_broker(binding.events or "embedded", app_dir=config.root)
+        self.runtime = stack.current()
+        breakers = self.runtime.resilience(spec.service).breakers
         self.channels = {
-            name: HttpChannel(urls) for name, urls in spec.endpoints.items() if name != spec.service
+            name: HttpChannel(urls, breakers=breakers)
+            for name, urls in spec.endpoints.items()
+            if name != spec.service
         }
-        self.client_stack = client_middlewares(spec.service)
+        self.client_stack = stack.client_middlewares(spec.service)
         self.host = Host(
             [self.cls],
             broker=self.broker,
             channel_for=self._channel_for,
             app=config.name,
-            middlewares=server_middlewares(spec.service),
+            middlewares=stack.server_middlewares(spec.service),
             external=self.interface.requires,
+            publish_middlewares=stack.publish_middlewares,
         )
 
     def _channel_for(self, name: str) -> Handler:
@@ -114,9 +120,26 @@ class _Replica:
             raise AppError(f"{self.spec.service} requires {name}, which has no endpoint")
         return compose(channel.call, self.client_stack)
 
+    async def _wait_for_capabilities(self) -> None:
+        """Wait (with backoff, one log line per attempt) until every capability is ready."""
+        for name in self.interface.requires:
+            urls = self.spec.endpoints.get(name)
+            if urls:
+                await wait_ready(
+                    lambda urls=urls: _any_ready(urls),  # type: ignore[misc]
+                    name,
+                    timeout=self.runtime.ready_timeout,
+                    logger=log,
+                )
+
+    async def _ready(self) -> tuple[bool, dict[str, Any]]:
+        health = self.host.health()
+        return bool(health["ok"]), health["services"]
+
     async def run(self, stop: asyncio.Event, report: Any) -> None:
         await self.broker.start()
         try:
+            await self._wait_for_capabilities()
             await self.host.start()
             try:
                 sock = socket.socket(fileno=self.spec.listen_fd)
@@ -126,6 +149,8 @@ class _Replica:
                     sock=sock,
                     max_body=self.config.defaults.max_body,
                     grace_period=self.config.defaults.grace_period,
+                    routes={"/metrics": self.runtime.metrics.route},
+                    ready=self._ready,
                 )
                 await server.start()
                 report({"ready": True, "pid": os.getpid()})
@@ -141,6 +166,25 @@ class _Replica:
             for channel in self.channels.values():
                 await channel.aclose()
             await self.broker.aclose()
+            self.runtime.shutdown()  # flush spans
+
+
+async def _any_ready(urls: list[str]) -> bool:
+    """True when one of a service's replicas answers ``GET /readyz`` with 200."""
+    import aiohttp
+
+    timeout = aiohttp.ClientTimeout(total=2.0)
+    errors = []
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        for url in urls:
+            try:
+                async with session.get(f"{url.rstrip('/')}/readyz") as resp:
+                    if resp.status == 200:
+                        return True
+                    errors.append(f"{url} answered {resp.status}")
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                errors.append(f"{url}: {type(exc).__name__}: {exc}".rstrip(": "))
+    raise ConnectionError("; ".join(errors))
 
 
 def main() -> None:
@@ -155,14 +199,24 @@ def main() -> None:
             ready.flush()
 
     app_dir = Path(spec.app_dir)
-    configure_logging(
-        service=spec.service,
+    try:
+        config = load_config(app_dir, spec.env)
+    except ConfigError as exc:
+        configure_logging(service=spec.service, replica=spec.replica)
+        report({"error": str(exc)})
+        sys.exit(1)
+    # Lines on stderr go to `lumi run`'s terminal: readable; the log file gets JSON lines.
+    stack.setup_process(
+        config,
+        spec.service,
         replica=spec.replica,
-        log_file=app_dir / ".lumi" / "logs" / f"{spec.service}.log",
-        level=os.environ.get("LUMI_LOG_LEVEL", "INFO"),
+        level=os.environ.get("LUMI_LOG_LEVEL") or None,
+        stream_json=os.environ.get("LUMI_LOG_JSON") == "1",
+        colour=False,
+        lean=True,  # `lumi run` prefixes each line with the replica's name
     )
     try:
-        _run_loop(_serve(spec, app_dir, report))
+        _run_loop(_serve(spec, config, report))
     except (ConfigError, AppError, DefinitionError) as exc:
         report({"error": str(exc)})
         sys.exit(1)
@@ -181,12 +235,11 @@ def _run_loop(coro: Any) -> None:
         uvloop.run(coro)
 
 
-async def _serve(spec: ReplicaSpec, app_dir: Path, report: Any) -> None:
+async def _serve(spec: ReplicaSpec, config: AppConfig, report: Any) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    config = load_config(app_dir, spec.env)
     await _Replica(spec, config).run(stop, report)
 
 

@@ -1,21 +1,189 @@
 """The runtime services every service gets: the middleware stacks, assembled in one place.
 
 Every runtime (in-process, local process, container, ...) asks this module for the server-side
-stack (around each handled call and event delivery) and the client-side stack (around each
-outbound call), so logging, correlation, tracing, metrics, deadlines and retries are added once
-and inherited by every transport and broker.
+stack (around each handled call and event delivery), the client-side stack (around each
+outbound call) and the publish stack, so logging, correlation, tracing, metrics, deadlines and
+retries are added once and inherited by every transport and broker::
+
+    server:  ServerObserver (correlation, span, metrics, access log) → Deduplicator → dispatcher
+    client:  ClientObserver (span, metrics) → Resilience (deadline, retry, budget, breaker)
+             → channel
+    publish: PublishObserver (span, traceparent into the envelope, counter) → broker
+
+The state behind them (tracer, metrics registry, policies, retry budgets, circuit breakers, the
+deduplication cache) is a :class:`RuntimeServices`. A service process sets its own with
+:func:`setup_process`; an in-process app makes a fresh one, so tests never share breakers or
+counts.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+from pathlib import Path
+
+from lumi.config import AppConfig, ResilienceConfig
+from lumi.events import PublishMiddleware
+from lumi.observability.logs import configure_logging
+from lumi.observability.metrics import Metrics
+from lumi.observability.middleware import ClientObserver, PublishObserver, ServerObserver
+from lumi.observability.tracing import Tracing, setup_tracing
 from lumi.pipeline import Middleware
+from lumi.resilience.dedupe import Deduplicator
+from lumi.resilience.policy import BreakerSettings, BudgetSettings, Override, Policies
+from lumi.resilience.retry import Resilience
+
+log = logging.getLogger("lumi.runtime")
 
 
-def server_middlewares(service: str) -> list[Middleware]:
+@dataclasses.dataclass
+class RuntimeServices:
+    """The state of the runtime services of one process (or one in-process app)."""
+
+    tracing: Tracing = dataclasses.field(default_factory=Tracing)
+    metrics: Metrics = dataclasses.field(default_factory=Metrics)
+    policies: Policies = dataclasses.field(default_factory=Policies)
+    dedupe: Deduplicator | None = dataclasses.field(default_factory=Deduplicator)
+    ready_timeout: float = 60.0
+    _clients: dict[str | None, Resilience] = dataclasses.field(default_factory=dict)
+
+    def resilience(self, caller: str | None) -> Resilience:
+        """The resilience middleware (one retry budget, one set of breakers) of ``caller``."""
+        found = self._clients.get(caller)
+        if found is None:
+            found = self._clients[caller] = Resilience(caller, self.policies, metrics=self.metrics)
+        return found
+
+    def fresh(self) -> RuntimeServices:
+        """Same tracer and policies; new metrics, budgets, breakers and dedupe cache."""
+        return RuntimeServices(
+            tracing=self.tracing,
+            metrics=Metrics(),
+            policies=self.policies,
+            dedupe=None if self.dedupe is None else Deduplicator(),
+            ready_timeout=self.ready_timeout,
+        )
+
+    def shutdown(self) -> None:
+        """Flush and stop span export."""
+        self.tracing.shutdown()
+
+
+_current: RuntimeServices | None = None
+
+
+def current() -> RuntimeServices:
+    """This process's runtime services (defaults until :func:`setup_process` or
+    :func:`configure`)."""
+    global _current
+    if _current is None:
+        _current = RuntimeServices()
+    return _current
+
+
+def configure(services: RuntimeServices) -> None:
+    """Make ``services`` this process's runtime services."""
+    global _current
+    _current = services
+
+
+def server_middlewares(service: str, runtime: RuntimeServices | None = None) -> list[Middleware]:
     """Middleware around calls and event deliveries handled by ``service`` (outermost first)."""
-    return []
+    r = runtime or current()
+    stack: list[Middleware] = [ServerObserver(r.tracing, r.metrics)]
+    if r.dedupe is not None:
+        stack.append(r.dedupe)
+    return stack
 
 
-def client_middlewares(service: str | None) -> list[Middleware]:
+def client_middlewares(
+    service: str | None, runtime: RuntimeServices | None = None
+) -> list[Middleware]:
     """Middleware around calls made by ``service`` (None: a client outside any service)."""
-    return []
+    r = runtime or current()
+    return [ClientObserver(service, r.tracing, r.metrics), r.resilience(service)]
+
+
+def publish_middlewares(
+    service: str, runtime: RuntimeServices | None = None
+) -> list[PublishMiddleware]:
+    """Middleware around every publish by ``service``."""
+    r = runtime or current()
+    return [PublishObserver(service, r.tracing, r.metrics)]
+
+
+def policies_from(config: ResilienceConfig, capabilities: dict[str, Override]) -> Policies:
+    return Policies(
+        retry=config.retry,
+        timeout=config.timeout,
+        capabilities=capabilities,
+        breaker=BreakerSettings(
+            failure_rate=config.breaker.failure_rate,
+            window=config.breaker.window,
+            min_calls=config.breaker.min_calls,
+            reset_timeout=config.breaker.reset,
+            max_reset_timeout=config.breaker.max_reset,
+        ),
+        budget=BudgetSettings(ratio=config.budget.ratio, reserve=config.budget.reserve),
+    )
+
+
+def runtime_for(config: AppConfig, service: str | None, *, tracing: Tracing) -> RuntimeServices:
+    """Runtime services for ``service`` of an app, following its configuration."""
+    own = config.service(service).capabilities if service else {}
+    overrides = {name: Override(retry=c.retry, timeout=c.timeout) for name, c in own.items()}
+    return RuntimeServices(
+        tracing=tracing,
+        policies=policies_from(config.resilience, overrides),
+        dedupe=Deduplicator() if config.resilience.dedupe else None,
+        ready_timeout=config.resilience.ready_timeout,
+    )
+
+
+def app_state_dir(config: AppConfig) -> Path:
+    """``<app>/.lumi``: logs, the span store and other local state of a running app."""
+    return config.root / ".lumi"
+
+
+def log_file_for(config: AppConfig, service: str, replica: int = 0) -> Path:
+    """``<app>/.lumi/logs/<service>.log`` (``<service>-<n>.log`` for replica n > 0)."""
+    name = service if replica == 0 else f"{service}-{replica}"
+    return app_state_dir(config) / "logs" / f"{name}.log"
+
+
+def setup_process(
+    config: AppConfig,
+    service: str,
+    *,
+    replica: int = 0,
+    log_file: Path | None = None,
+    level: str | None = None,
+    stream_json: bool | None = None,
+    colour: bool | None = None,
+    lean: bool = False,
+) -> RuntimeServices:
+    """Set up one service process: logs, tracing, metrics and policies from ``config``.
+
+    Call once at start, before building the dispatcher and clients; returns (and installs as
+    :func:`current`) the process's runtime services.
+    """
+    configure_logging(
+        service=service,
+        replica=replica,
+        log_file=log_file if log_file is not None else log_file_for(config, service, replica),
+        level=level or config.log_level(service),
+        json=stream_json,
+        colour=colour,
+        lean=lean,
+    )
+    store = app_state_dir(config) / "traces.db" if config.tracing.store else None
+    tracing = setup_tracing(
+        service=service,
+        store=store,
+        sample_ratio=config.tracing.sample_ratio,
+        max_per_second=config.tracing.max_per_second,
+        set_global=True,
+    )
+    services = runtime_for(config, service, tracing=tracing)
+    configure(services)
+    return services

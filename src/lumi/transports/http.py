@@ -43,6 +43,7 @@ from lumi.errors import (
 )
 from lumi.interface import ServiceInterface
 from lumi.pipeline import Call, Handler
+from lumi.resilience.breaker import Breakers, CircuitOpen
 from lumi.transports._http_server import HttpListener, Request, Response, ServerState
 from lumi.transports.base import Channel, Server
 
@@ -233,11 +234,18 @@ class HttpServer(Server):
 
 
 class HttpChannel(Channel):
-    """Calls a service over HTTP, round-robin over its replicas' endpoints."""
+    """Calls a service over HTTP, round-robin over its replicas' endpoints.
 
-    def __init__(self, endpoints: Sequence[str], *, pool_size: int = 100) -> None:
+    With ``breakers``, each endpoint has its own circuit breaker: an endpoint whose circuit is
+    open is skipped, and when every endpoint's is open the call fails at once with UNAVAILABLE.
+    """
+
+    def __init__(
+        self, endpoints: Sequence[str], *, pool_size: int = 100, breakers: Breakers | None = None
+    ) -> None:
         if not endpoints:
             raise ValueError("an HTTP channel needs at least one endpoint")
+        self.breakers = breakers
         self.endpoints = [e.rstrip("/") for e in endpoints]
         self._next = itertools.cycle(range(len(self.endpoints)))
         self._pool_size = pool_size
@@ -266,10 +274,15 @@ class HttpChannel(Channel):
             timeout = aiohttp.ClientTimeout(total=remaining)
         start = next(self._next)
         failures: list[str] = []
+        breakers = self.breakers
         # A connection that could not be made sent nothing, so trying the next replica is
         # safe for any method; failures after sending are left to the retry policy.
         for offset in range(len(self.endpoints)):
             endpoint = self.endpoints[(start + offset) % len(self.endpoints)]
+            breaker = None if breakers is None else breakers.get(endpoint)
+            if breaker is not None and not breaker.allow():
+                failures.append(f"{endpoint}: circuit open")
+                continue
             url = f"{endpoint}/{call.service}/{call.method}"
             try:
                 async with session.post(
@@ -277,19 +290,35 @@ class HttpChannel(Channel):
                 ) as resp:
                     body = await resp.read()
                     if resp.status == 200:
+                        if breaker is not None:
+                            breaker.success()
                         return body
-                    raise _remote_error(resp.status, body)
+                    error = _remote_error(resp.status, body)
             except aiohttp.ClientConnectorError as exc:
+                if breaker is not None:
+                    breaker.failure()
                 failures.append(f"{endpoint}: {exc.os_error.strerror or exc}")
                 continue
             except TimeoutError:
+                if breaker is not None:
+                    breaker.failure()
                 raise DeadlineExceeded(
                     f"{call.service}.{call.method} did not answer before the deadline"
                 ) from None
             except (aiohttp.ClientError, OSError) as exc:
+                if breaker is not None:
+                    breaker.failure()
                 raise Unavailable(
                     f"{call.service}.{call.method} at {endpoint}: {type(exc).__name__}: {exc}"
                 ) from exc
+            if breaker is not None:
+                breaker.record(error.code)
+            raise error
+        if failures and all(f.endswith(": circuit open") for f in failures):
+            raise CircuitOpen(
+                f"circuit open for every endpoint of {call.service}",
+                {"endpoints": self.endpoints},
+            )
         raise Unavailable(f"cannot reach {call.service}: {'; '.join(failures)}")
 
     async def aclose(self) -> None:

@@ -1,0 +1,113 @@
+"""``lumi logs`` and ``lumi trace``: an app's merged logs and one request's waterfall."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lumi.cli.output import fail, stdout
+from lumi.config import load_config
+from lumi.observability import logfiles
+from lumi.observability.spanstore import read_trace, recent_traces
+from lumi.observability.waterfall import summary, waterfall
+
+AppDir = Annotated[Path, typer.Option("--app", "-a", help="The app folder (holding lumi.toml).")]
+
+
+def _service_names(app_dir: Path) -> list[str]:
+    """Service names from the config (class names) and from the log files themselves."""
+    names: set[str] = set()
+    try:
+        config = load_config(app_dir)
+        names.update(ref.rsplit(":", 1)[-1] for ref in config.app.services)
+    except Exception:  # logs can outlive a config; the files still name their services
+        pass
+    for path in logfiles.log_files(app_dir):
+        names.add(path.stem.rsplit("-", 1)[0] if path.stem[-1:].isdigit() else path.stem)
+    return sorted(names)
+
+
+def _check_services(app_dir: Path, services: list[str]) -> None:
+    known = _service_names(app_dir)
+    for name in services:
+        if known and name not in known:
+            match = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {match[0]!r}?" if match else ""
+            fail(f"no service {name!r} in this app{hint} (services: {', '.join(known)})")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("logs")
+    def logs_cmd(
+        app_dir: AppDir = Path("."),
+        service: Annotated[
+            list[str] | None,
+            typer.Option("--service", "-s", help="Only this service (repeatable)."),
+        ] = None,
+        correlation: Annotated[
+            str | None, typer.Option("--correlation", "-c", help="Only this correlation id.")
+        ] = None,
+        follow: Annotated[
+            bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+        ] = False,
+        raw: Annotated[
+            bool, typer.Option("--json", help="Print the JSON lines as stored.")
+        ] = False,
+    ) -> None:
+        """Merge the app's logs (every service, every replica) by time, filtered."""
+        services = service or []
+        _check_services(app_dir, services)
+        files = logfiles.log_files(app_dir)
+        if not files and not follow:
+            fail(f"no logs in {logfiles.log_dir(app_dir)} (has the app run with `lumi run`?)")
+        keep = logfiles.matcher(services, correlation)
+        records = (
+            logfiles.follow(app_dir, keep, from_start=True)
+            if follow
+            else logfiles.merged(files, keep)
+        )
+        try:
+            for record in records:
+                if raw:
+                    sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    sys.stdout.flush()
+                else:
+                    stdout.print(logfiles.render(record), highlight=False, soft_wrap=True)
+        except KeyboardInterrupt:
+            return
+
+    @app.command("trace")
+    def trace_cmd(
+        ident: Annotated[
+            str | None,
+            typer.Argument(help="A trace id or a correlation id; none lists recent traces."),
+        ] = None,
+        app_dir: AppDir = Path("."),
+        limit: Annotated[int, typer.Option(help="How many recent traces to list.")] = 20,
+    ) -> None:
+        """Print one request's spans as a waterfall tree, from the app's local span store."""
+        store = app_dir / ".lumi" / "traces.db"
+        if not store.is_file():
+            fail(f"no span store at {store} (has the app run with tracing on?)")
+        if ident is None:
+            roots = recent_traces(store, limit)
+            if not roots:
+                fail(f"no traces in {store} yet")
+            stdout.print(summary(roots))
+            return
+        spans = read_trace(store, ident.strip())
+        if not spans:
+            recent = [r.trace_id for r in recent_traces(store, 200)]
+            match = difflib.get_close_matches(ident, recent, n=1, cutoff=0.8)
+            hint = f"; did you mean {match[0]!r}?" if match else ""
+            fail(
+                f"no trace or correlation id {ident!r} in {store}{hint} "
+                f"(only sampled requests are stored; `lumi trace` lists recent ones)"
+            )
+        # The bar takes what the terminal has left after the other columns (at least 10).
+        stdout.print(waterfall(spans, width=max(10, min(60, stdout.width - 64))))
