@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pydantic
+import pytest
 
 import lumi
 from lumi.brokers.base import Backoff, Broker, Delivery, Reject, dead_letter_topic
@@ -357,6 +358,14 @@ class BrokerContract:
         await broker.publish(topic, [marker := envelope(topic, "marker")])
         await wait_until(lambda: marker.id in after.ids, timeout=TIMEOUT, message="marker")
         assert after.ids == [marker.id]
+
+    async def test_bad_subscribe_arguments_are_named(self, connect: Connect) -> None:
+        """A bad start position or attempt count is a ValueError saying what is allowed."""
+        broker = await connect()
+        with pytest.raises(ValueError, match="start must be 'earliest' or 'latest', not 'soon'"):
+            await broker.subscribe(topic_name(), "G", Recorder(), start="soon")
+        with pytest.raises(ValueError, match="max_attempts must be at least 1, not 0"):
+            await broker.subscribe(topic_name(), "G", Recorder(), max_attempts=0)
 
     # -- through services: validation and context ----------------------------------------------
 

@@ -106,7 +106,7 @@ async def test_killed_publisher_loses_no_returned_publish(
     publisher = Worker("publish", str(tmp_path), "100000")
     workers.append(publisher)
     publisher.wait_ready()
-    wait(lambda: len(publisher.lines) > 50, timeout=60, message="50 publishes")
+    wait(lambda: len(publisher.lines) > 51, timeout=60, message="50 publishes")  # + "ready"
     publisher.kill()
     returned = {line for line in publisher.lines if line != "ready"}
     assert len(returned) > 50

@@ -99,6 +99,16 @@ def split_dead_letter_topic(name: str) -> tuple[str, str] | None:
     return ".".join(parts[:-1]), parts[-1]
 
 
+def check_subscription(topic: str, max_attempts: int, start: str) -> None:
+    """Raise ValueError naming a bad ``subscribe`` argument (every broker calls this first)."""
+    if not topic:
+        raise ValueError("subscribe needs a topic, e.g. 'Orders.placed'")
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
+    if start not in ("earliest", "latest"):
+        raise ValueError(f"start must be 'earliest' or 'latest', not {start!r}")
+
+
 class Subscription(abc.ABC):
     """A running subscription; :meth:`aclose` stops it after in-flight handlers finish."""
 

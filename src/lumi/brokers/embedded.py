@@ -42,6 +42,7 @@ from lumi.brokers.base import (
     DeadLetter,
     DeliveryHandler,
     Subscription,
+    check_subscription,
     dead_letter_topic,
 )
 from lumi.context import new_id
@@ -218,6 +219,7 @@ class EmbeddedBroker(Broker):
         max_attempts: int = 5,
         start: str = "earliest",
     ) -> Subscription:
+        check_subscription(topic, max_attempts, start)
         subscription: LogConsumer | LogReader
         if group is None:
             after = 0

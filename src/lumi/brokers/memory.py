@@ -32,6 +32,7 @@ from lumi.brokers.base import (
     DeadLetter,
     DeliveryHandler,
     Subscription,
+    check_subscription,
     dead_letter_topic,
     split_dead_letter_topic,
 )
@@ -191,6 +192,7 @@ class MemoryBroker(Broker):
         max_attempts: int = 5,
         start: str = "earliest",
     ) -> Subscription:
+        check_subscription(topic, max_attempts, start)
         if self._closed:
             raise RuntimeError("the memory broker is closed")
         subscription: LogConsumer | LogReader
