@@ -27,6 +27,7 @@ import pydantic_core
 
 from lumi.brokers.base import Backoff, Delivery, DeliveryHandler, Reject, Subscription
 from lumi.context import new_id
+from lumi.errors import LumiError
 from lumi.events import Envelope, EnvelopeError
 
 log = logging.getLogger("lumi.brokers")
@@ -175,7 +176,8 @@ class LogConsumer(Subscription):
             )
             await self.log.dead_letter(item.seq, f"rejected: {exc}")
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            # A LumiError names its code already ("INTERNAL: ValueError: ..."); others: their type
+            error = str(exc) if isinstance(exc, LumiError) else f"{type(exc).__name__}: {exc}"
             log.warning(
                 "event %s on %s failed for %s (attempt %d/%d): %s",
                 envelope.id, self.topic, self.group, item.attempt, self.max_attempts, error,
