@@ -3,6 +3,7 @@
 from lumi.client import Client
 from lumi.config import AppConfig, load_config
 from lumi.context import CallContext, Metadata, context
+from lumi.dedupe import idempotent_consumer
 from lumi.errors import (
     Aborted,
     AlreadyExists,
@@ -81,6 +82,7 @@ __all__ = [
     "connect",
     "context",
     "event",
+    "idempotent_consumer",
     "interface",
     "load_config",
     "resource",

@@ -64,7 +64,8 @@ def _rpc(value: str | list[str]) -> list[str]:
 
 
 def _events(value: str) -> str:
-    scheme = value.split("://", 1)[0] if "://" in value else value
+    # "kafka://host:9092" or "embedded?retention=3d": the scheme decides the broker
+    scheme = value.split("://", 1)[0] if "://" in value else value.split("?", 1)[0]
     _one_of(scheme, EVENT_SCHEMES, "event broker")
     return value
 

@@ -7,7 +7,10 @@ Every broker carries the same structured-mode CloudEvents JSON::
      "datacontenttype": "application/json", "subject": "<partition key>",
      "traceparent": "00-...", "correlationid": "...", "partitionkey": "...", "data": {...}}
 
-so a consumer that is not Lumi can read them.
+so a consumer that is not Lumi can read them. ``traceparent`` is the CloudEvents distributed
+tracing extension and ``partitionkey`` the partitioning extension; ``correlationid`` is Lumi's.
+An event in a dead-letter topic also carries ``deadletterreason``, ``deadlettergroup``,
+``deadletterattempts`` and ``deadlettertime``.
 """
 
 from __future__ import annotations
@@ -30,7 +33,18 @@ if TYPE_CHECKING:
 
 SPEC_VERSION = "1.0"
 _REQUIRED = ("specversion", "id", "source", "type")
-_EXTENSIONS = {"traceparent", "correlationid", "partitionkey", "deadletter", "attempts"}
+_KNOWN = frozenset(
+    {
+        "specversion", "id", "source", "type", "time", "subject", "datacontenttype",
+        "dataschema", "data", "traceparent", "correlationid", "partitionkey",
+    }
+)  # fmt: skip
+DEAD_LETTER_EXTENSIONS = (
+    "deadletterreason",
+    "deadlettergroup",
+    "deadletterattempts",
+    "deadlettertime",
+)
 
 
 class EnvelopeError(ValueError):
@@ -51,11 +65,33 @@ class Envelope:
     traceparent: str | None = None
     correlationid: str | None = None
     partitionkey: str | None = None
+    dataschema: str | None = None
     extensions: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def topic(self) -> str:
         return self.type
+
+    @property
+    def key(self) -> str | None:
+        """The partition key: events with the same key are delivered in publish order."""
+        return self.partitionkey
+
+    def dead_lettered(self, *, group: str, reason: str, attempts: int) -> Envelope:
+        """A copy of this event for a dead-letter topic, recording why it got there."""
+        extensions = {
+            **self.extensions,
+            "deadletterreason": reason,
+            "deadlettergroup": group,
+            "deadletterattempts": str(attempts),
+            "deadlettertime": now_rfc3339(),
+        }
+        return dataclasses.replace(self, extensions=extensions)
+
+    def revived(self) -> Envelope:
+        """This event as it was before it was dead-lettered (what a replay delivers)."""
+        extensions = {k: v for k, v in self.extensions.items() if k not in DEAD_LETTER_EXTENSIONS}
+        return dataclasses.replace(self, extensions=extensions)
 
     def metadata(self) -> Metadata:
         return Metadata(correlation_id=self.correlationid, traceparent=self.traceparent)
@@ -70,7 +106,7 @@ class Envelope:
         }
         if self.time:
             attrs["time"] = self.time
-        for name in ("subject", "traceparent", "correlationid", "partitionkey"):
+        for name in ("subject", "dataschema", "traceparent", "correlationid", "partitionkey"):
             value = getattr(self, name)
             if value is not None:
                 attrs[name] = value
@@ -78,7 +114,8 @@ class Envelope:
         return attrs
 
     def to_json(self) -> bytes:
-        head = json.dumps(self.attributes(), separators=(",", ":"), ensure_ascii=False).encode()
+        """Structured-mode CloudEvents JSON; ``data`` is spliced in as the bytes it already is."""
+        head = pydantic_core.to_json(self.attributes())
         return head[:-1] + b',"data":' + self.data + b"}"
 
     @classmethod
@@ -100,24 +137,39 @@ class Envelope:
             raise EnvelopeError(f"unsupported CloudEvents specversion {obj['specversion']!r}")
         if "data_base64" in obj:
             raise EnvelopeError("binary (data_base64) events are not supported; send JSON data")
-        known = {
-            "specversion", "id", "source", "type", "time", "subject", "datacontenttype",
-            "dataschema", "data", "traceparent", "correlationid", "partitionkey",
-        }  # fmt: skip
-        extensions = {k: str(v) for k, v in obj.items() if k not in known}
+        extensions: dict[str, str] = {}
+        for name, value in obj.items():
+            if name in _KNOWN:
+                continue
+            if isinstance(value, bool):
+                extensions[name] = "true" if value else "false"
+            elif isinstance(value, str | int | float):
+                extensions[name] = str(value)
+            else:
+                raise EnvelopeError(
+                    f"CloudEvents extension {name!r} must be a string, number or boolean"
+                )
+        optional = {
+            name: _optional_str(obj, name)
+            for name in ("subject", "dataschema", "traceparent", "correlationid", "partitionkey")
+        }
         return cls(
             id=obj["id"],
             source=obj["source"],
             type=obj["type"],
             data=pydantic_core.to_json(obj.get("data")),
-            time=str(obj.get("time") or ""),
-            subject=obj.get("subject"),
-            datacontenttype=obj.get("datacontenttype") or "application/json",
-            traceparent=obj.get("traceparent"),
-            correlationid=obj.get("correlationid"),
-            partitionkey=obj.get("partitionkey"),
+            time=_optional_str(obj, "time") or "",
+            datacontenttype=_optional_str(obj, "datacontenttype") or "application/json",
             extensions=extensions,
+            **optional,
         )
+
+
+def _optional_str(obj: dict[str, Any], name: str) -> str | None:
+    value = obj.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    raise EnvelopeError(f"CloudEvents attribute {name!r} must be a string, not {value!r}")
 
 
 PublishHandler = Callable[[str, Sequence[Envelope]], Awaitable[None]]
@@ -142,7 +194,8 @@ def _bind_publish(middleware: PublishMiddleware, next_handler: PublishHandler) -
 
 
 def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """The current UTC time as RFC 3339 with microseconds, e.g. 2026-01-02T03:04:05.000006Z."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 class EventSink:
@@ -166,26 +219,40 @@ class EventSink:
         # Looked up per publish, so a test that wraps broker.publish sees every event.
         await self.broker.publish(topic, envelopes)
 
-    def envelope(self, spec: EventSpec[Any], payload: Any, key: str | None = None) -> Envelope:
+    def envelope(
+        self,
+        spec: EventSpec[Any],
+        payload: Any,
+        key: str | None = None,
+        *,
+        meta: Metadata | None = None,
+        time: str | None = None,
+    ) -> Envelope:
+        """A validated event; ``meta`` and ``time`` default to the current call's and now."""
         adapter = self._adapter(spec)
         try:
             value = adapter.validate_python(payload)
         except pydantic.ValidationError as exc:
+            details = json.loads(exc.json(include_url=False, include_context=False))
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in error['loc']) or '(payload)'}: {error['msg']}"
+                for error in details
+            )
             raise InvalidArgument(
-                f"invalid payload for event {spec.topic}: {exc.errors(include_url=False)}"
+                f"invalid payload for event {spec.topic}: {problems}", details
             ) from None
         data = adapter.dump_json(value)
         if key is None and spec.key is not None:
             key_value = _field(value, spec.key)
             key = None if key_value is None else str(key_value)
-        ctx = context()
-        meta = outbound_metadata() if ctx is None else ctx.metadata
+        if meta is None:
+            meta = _current_metadata()
         return Envelope(
             id=new_id(),
             source=self.source,
             type=spec.topic,
             data=data,
-            time=now_rfc3339(),
+            time=time or now_rfc3339(),
             subject=key,
             traceparent=meta.traceparent,
             correlationid=meta.correlation_id,
@@ -200,7 +267,9 @@ class EventSink:
     async def publish_many(
         self, spec: EventSpec[Any], payloads: list[Any], *, key: str | None = None
     ) -> list[str]:
-        envelopes = [self.envelope(spec, payload, key) for payload in payloads]
+        # One batch, one operation: the same metadata and timestamp for every event in it.
+        meta, now = _current_metadata(), now_rfc3339()
+        envelopes = [self.envelope(spec, p, key, meta=meta, time=now) for p in payloads]
         await self._send(spec.topic, envelopes)
         return [e.id for e in envelopes]
 
@@ -211,6 +280,12 @@ class EventSink:
 
             adapter = self._adapters[id(spec)] = wire_adapter(spec.model)
         return adapter
+
+
+def _current_metadata() -> Metadata:
+    """What an event published now carries: the handled call's metadata, or fresh metadata."""
+    ctx = context()
+    return outbound_metadata() if ctx is None else ctx.metadata
 
 
 def _field(value: Any, name: str) -> Any:

@@ -47,6 +47,18 @@ def test_http_bench_reports_all_contestants() -> None:
         assert figures["rps"] > 0 and figures["errors"] == 0 and figures["p99_ms"] > 0
 
 
+def test_events_bench_reports_both_brokers() -> None:
+    """bench/events_bench.py reports throughput and latency for the memory and embedded brokers."""
+    result = run_bench(
+        "bench/events_bench.py", "--events", "1000", "--rate", "200", "--seconds", "1"
+    )
+    for broker in ("memory", "embedded"):
+        figures = result[broker]  # type: ignore[index]
+        assert all(rate > 0 for rate in figures["publish_per_s"].values())
+        assert figures["e2e_same_process"]["received"] == 200
+    assert result["embedded"]["e2e_other_process"]["received"] == 200  # type: ignore[index]
+
+
 def test_pipeline_bench_reports_inproc_and_http_cost() -> None:
     """bench/pipeline_bench.py measures the runtime services in-process and over HTTP."""
     result = run_bench(

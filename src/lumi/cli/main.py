@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "lumi.cli.inspect",
     "lumi.cli.gen",
     "lumi.cli.observe",
+    "lumi.cli.events",
 )
 
 app = typer.Typer(

@@ -8,13 +8,16 @@ capability clients' calls go (a local dispatcher, an HTTP endpoint, ...).
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import inspect
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from lumi.brokers.base import Broker, Delivery, Reject
+from lumi.brokers.base import Broker, Delivery, DeliveryHandler, Reject, Subscription
 from lumi.client import Client
+from lumi.dedupe import DedupeStore, idempotent_options
 from lumi.dispatch import Dispatcher
 from lumi.errors import AppError, InvalidArgument
 from lumi.events import EventSink, PublishMiddleware
@@ -64,6 +67,7 @@ class Host:
         self.resources: dict[str, dict[str, Resource[Any]]] = {}
         self._publish_middlewares = publish_middlewares
         self._started: list[str] = []
+        self._subscriptions: list[Subscription] = []
 
     async def start(self) -> None:
         """Instantiate, inject, run ``startup`` in dependency order, then subscribe."""
@@ -89,7 +93,13 @@ class Host:
             await self._subscribe(self.reflected[name])
 
     async def stop(self) -> None:
-        """Run ``shutdown`` hooks in reverse dependency order; errors are logged, not raised."""
+        """Stop consuming events (in-flight handlers finish first), then run ``shutdown``
+        hooks in reverse dependency order; errors are logged, not raised."""
+        while self._subscriptions:
+            try:
+                await self._subscriptions.pop().aclose()
+            except Exception:
+                log.exception("stopping an event subscription failed")
         while self._started:
             name = self._started.pop()
             try:
@@ -130,6 +140,9 @@ class Host:
 
     async def _subscribe(self, reflected: Reflected) -> None:
         name = reflected.interface.name
+        topics = collections.Counter(
+            f"{sub.options.service}.{sub.options.event}" for sub in reflected.subscriptions
+        )
         for sub in reflected.subscriptions:
             publisher = self.reflected.get(sub.options.service)
             if publisher is not None and sub.options.event not in publisher.interface.events:
@@ -139,19 +152,30 @@ class Host:
                     f"{', '.join(sorted(publisher.interface.events)) or 'none'})"
                 )
             topic = f"{sub.options.service}.{sub.options.event}"
-            await self.broker.subscribe(
+            # The group is the service; two handlers of one service for the same event each
+            # get every event, so each needs a group of its own.
+            group = name if topics[topic] == 1 else f"{name}-{sub.attr}"
+            handler = _delivery_handler(self.dispatcher, name, sub.attr, sub.options.max_attempts)
+            idempotent = idempotent_options(getattr(reflected.cls, sub.attr))
+            if idempotent is not None:
+                store = idempotent.store or self.broker.dedupe_store()
+                handler = _deduplicated(handler, store, f"{topic}/{group}")
+            subscription = await self.broker.subscribe(
                 topic,
-                name,
-                _delivery_handler(self.dispatcher, name, sub.attr, sub.options.max_attempts),
+                group,
+                handler,
                 max_attempts=sub.options.max_attempts,
                 start=sub.options.start,
             )
+            self._subscriptions.append(subscription)
 
     def service(self, name: str) -> Service:
         return self.instances[name]
 
 
-def _delivery_handler(dispatcher: Dispatcher, service: str, attr: str, max_attempts: int) -> Any:
+def _delivery_handler(
+    dispatcher: Dispatcher, service: str, attr: str, max_attempts: int
+) -> DeliveryHandler:
     async def deliver(delivery: Delivery) -> None:
         envelope = delivery.envelope
         call = Call(
@@ -170,6 +194,31 @@ def _delivery_handler(dispatcher: Dispatcher, service: str, attr: str, max_attem
         except InvalidArgument as exc:
             # A payload that does not validate will never validate: dead-letter it now.
             raise Reject(exc.message) from exc
+
+    return deliver
+
+
+def _deduplicated(handler: DeliveryHandler, store: DedupeStore, scope: str) -> DeliveryHandler:
+    """Skip events whose id ``store`` has seen in ``scope``; record ids of handled ones.
+    Copies of one event arriving together in this process run one after the other, so the
+    second sees the first's record."""
+    running: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+
+    async def deliver(delivery: Delivery) -> None:
+        event_id = delivery.envelope.id
+        lock, users = running.setdefault(event_id, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                if await store.seen(scope, event_id):
+                    log.info("skipping event %s: already handled (%s)", event_id, scope)
+                    return
+                await handler(delivery)
+                await store.mark(scope, event_id)
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del running[event_id]
 
     return deliver
 

@@ -51,7 +51,7 @@ class App:
     ) -> None:
         self.name = name
         self.broker: Broker = broker if broker is not None else MemoryBroker()
-        self._owns_broker = broker is None
+        self._owns_broker = False  # set when start() starts it: then stop() closes it
         self.runtime = runtime if runtime is not None else stack.current().fresh()
         server = list(middlewares)
         client = list(client_middlewares)
@@ -88,8 +88,9 @@ class App:
         return self._invoke
 
     async def start(self) -> None:
-        if self._owns_broker:
+        if not self.broker.started:
             await self.broker.start()
+            self._owns_broker = True
         try:
             await self.host.start()
         except BaseException:
