@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import lumi
@@ -21,6 +21,8 @@ SETTINGS = settings(
     max_examples=4,
     deadline=None,
     derandomize=True,
+    # No explain phase: its line tracer makes shrinking a failing batch outlast the test timeout.
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
     suppress_health_check=[
         HealthCheck.too_slow,
         HealthCheck.data_too_large,

@@ -140,3 +140,29 @@ def test_gen_reads_interface_json_alone(tmp_path: Path) -> None:
     broken.write_text('{"methods": 1}')
     bad = lumi_cli("gen", "proto", "--interface", str(broken), "--out", str(out))
     assert bad.returncode == 1 and bad.stderr.startswith(f"error: {broken}: not a Lumi interface")
+
+
+def test_free_text_docstrings_stay_inside_comments() -> None:
+    """Quotes, comment terminators, NULs and odd line breaks in docs cannot break generated code."""
+    doc = 'Says "hi"\x00 and */ ends\u2028here \\ "'
+
+    class Noisy(lumi.Service):
+        @lumi.api
+        def ping(self) -> str:
+            return "pong"
+
+    Noisy.__doc__ = doc
+    Noisy.ping.__doc__ = doc
+    iface = lumi.interface(Noisy)
+    files = {
+        target: get_generator(target).generate(GenerateRequest([iface]))
+        for target in ("proto", "thrift", "python-client", "typescript-client")
+    }
+    for target, generated in files.items():
+        for name, text in generated.items():
+            assert "\x00" not in text and "\u2028" not in text, (target, name)
+    for name, text in files["python-client"].items():
+        if name.endswith(".py"):
+            compile(text, name, "exec")  # a syntax error here fails the test
+    proto = next(t for n, t in files["proto"].items() if n.endswith(".proto"))
+    assert '// Says "hi"  and */ ends' in proto and "// here \\" in proto

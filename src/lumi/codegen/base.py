@@ -17,6 +17,7 @@ import dataclasses
 import difflib
 import importlib
 import json
+import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -71,6 +72,19 @@ def get_generator(name: str) -> Generator:
     module, _, cls = ref.partition(":")
     generator: Generator = getattr(importlib.import_module(module), cls)()
     return generator
+
+
+def doc_lines(text: str) -> list[str]:
+    """A docstring as comment lines every target's lexer accepts.
+
+    Docstrings are free text: control characters (a NUL ends a ``.proto`` comment early) become
+    spaces, and every line break Python knows (``\\r``, ``\\x0c``, U+2028, ...) splits a line.
+    """
+    lines = [_CONTROL.sub(" ", line).rstrip() for line in text.strip().splitlines()]
+    return lines if any(lines) else []
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def dump_json(data: Any) -> str:

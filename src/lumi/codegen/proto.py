@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 
-from lumi.codegen.base import LOCK_FILE, GenerateRequest, Generator, dump_json
+from lumi.codegen.base import LOCK_FILE, GenerateRequest, Generator, doc_lines, dump_json
 from lumi.codegen.numbering import Numbering
 from lumi.codegen.schema import (
     Enum,
@@ -203,8 +203,4 @@ def _nested(t: Type) -> bool:
 
 
 def _comment(text: str, indent: str) -> list[str]:
-    return (
-        [f"{indent}// {line}".rstrip() for line in text.strip().splitlines()]
-        if text.strip()
-        else []
-    )
+    return [f"{indent}// {line}".rstrip() for line in doc_lines(text)]

@@ -13,7 +13,7 @@ import keyword
 import re
 from importlib import resources
 
-from lumi.codegen.base import GenerateRequest, Generator
+from lumi.codegen.base import GenerateRequest, Generator, doc_lines
 from lumi.codegen.schema import (
     Enum,
     Field,
@@ -195,7 +195,8 @@ def _param(field: Field, names: dict[str, str]) -> str:
 
 
 def _docstring(text: str) -> str:
-    body = text.strip().replace('"""', "'''").replace("\\", "\\\\")
+    # Escaped quotes: a docstring that ends in `"` or holds `"""` stays one string literal.
+    body = "\n".join(doc_lines(text)).replace("\\", "\\\\").replace('"', '\\"')
     return f'"""{body}"""' if "\n" not in body else f'"""{body}\n    """'
 
 

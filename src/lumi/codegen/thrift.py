@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from lumi.codegen.base import LOCK_FILE, GenerateRequest, Generator, dump_json
+from lumi.codegen.base import LOCK_FILE, GenerateRequest, Generator, doc_lines, dump_json
 from lumi.codegen.numbering import Numbering
 from lumi.codegen.schema import (
     Enum,
@@ -169,7 +169,7 @@ class _ThriftFile:
 
 
 def _doc(text: str, indent: str) -> list[str]:
-    if not text.strip():
+    body = doc_lines(text.replace("*/", "* /"))
+    if not body:
         return []
-    body = text.strip().replace("*/", "* /").splitlines()
     return [f"{indent}/**", *[f"{indent} * {line}".rstrip() for line in body], f"{indent} */"]

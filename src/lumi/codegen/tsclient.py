@@ -12,7 +12,7 @@ import json
 import re
 from importlib import resources
 
-from lumi.codegen.base import GenerateRequest, Generator
+from lumi.codegen.base import GenerateRequest, Generator, doc_lines
 from lumi.codegen.schema import (
     Enum,
     Field,
@@ -81,9 +81,9 @@ def _member(name: str) -> str:
 
 
 def _doc(text: str, indent: str = "") -> list[str]:
-    if not text.strip():
+    lines = doc_lines(text.replace("*/", "* /"))
+    if not lines:
         return []
-    lines = text.strip().replace("*/", "* /").splitlines()
     return [f"{indent}/**", *[f"{indent} * {line}".rstrip() for line in lines], f"{indent} */"]
 
 
