@@ -75,13 +75,18 @@ def schema_type(schema: dict[str, object]) -> str:
 def register(app: typer.Typer) -> None:
     @app.command("interface")
     def interface_cmd(
-        service: Annotated[str, typer.Argument(help="The service name.")],
+        service: Annotated[
+            str | None, typer.Argument(help="The service name; all services if omitted.")
+        ] = None,
         app_dir: AppDir = Path("."),
         env: Env = None,
     ) -> None:
-        """Print a service's interface JSON."""
+        """Print a service's interface JSON, or a {name: interface} map of all of them."""
         interfaces = load_interfaces(load_config(app_dir, env))
-        print_json(pick_service(interfaces, service).to_dict())
+        if service is None:
+            print_json({name: iface.to_dict() for name, iface in sorted(interfaces.items())})
+        else:
+            print_json(pick_service(interfaces, service).to_dict())
 
     @app.command("ls")
     def ls_cmd(app_dir: AppDir = Path("."), env: Env = None) -> None:

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "lumi.cli.gen",
     "lumi.cli.observe",
     "lumi.cli.events",
+    "lumi.cli.api",
 )
 
 app = typer.Typer(
