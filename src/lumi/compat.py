@@ -255,6 +255,9 @@ class _Differ:
                 d,
                 "union",
             )
+            old_refs = {v.ref for v in old_t.variants if v.kind == "ref"}
+            for name in sorted(old_refs & {v.ref for v in new_t.variants if v.kind == "ref"}):
+                self._refs(name, name, path)  # a model arm kept: compare its fields
         elif old_t.kind == "array":
             self._schema(_items(was), _items(now), f"{path}[]", d)
         elif old_t.kind == "map":
