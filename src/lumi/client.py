@@ -90,7 +90,11 @@ class Client:
     ) -> Any:
         if timeout is None and info is not None:
             timeout = info.timeout
-        metadata = outbound_metadata(timeout=timeout, idempotency_key=new_id())
+        # One key per logical call, kept on every retry, lets the callee answer a retried
+        # non-idempotent call from its first result. An idempotent method may simply run again,
+        # so it gets no key (and its results are not cached by the callee).
+        key = None if info is not None and info.idempotent else new_id()
+        metadata = outbound_metadata(timeout=timeout, idempotency_key=key)
         call = Call(self._interface.name, method, body, metadata, info=info)
         result = await self._invoke(call)
         returns = self._returns.get(method)
