@@ -213,8 +213,10 @@ def pair(mode: str, workdir: Path) -> Iterator[tuple[str, list[int]]]:
 
 def http(duration: int, rounds: int, connections: int, workdir: Path) -> dict[str, float]:
     figures: dict[str, list[dict[str, float]]] = {"bare": [], "full": []}
-    for _ in range(rounds):
-        for mode in ("bare", "full"):
+    for index in range(rounds):
+        # Alternate which mode goes first, so a drift of the machine during a round (or a
+        # penalty for going second) does not land on one mode only.
+        for mode in ("bare", "full") if index % 2 == 0 else ("full", "bare"):
             with pair(mode, workdir / mode) as (url, pids):
                 wrk(url, 1, connections)  # warm-up
                 before = cpu_seconds(pids)

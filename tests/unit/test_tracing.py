@@ -16,6 +16,7 @@ from lumi.observability.tracing import (
     format_traceparent,
     parse_traceparent,
     setup_tracing,
+    traceparent_sampled,
 )
 from lumi.observability.waterfall import waterfall
 from lumi.runtimes.stack import RuntimeServices
@@ -39,8 +40,20 @@ def test_traceparent_round_trips_and_rejects_garbage() -> None:
     assert text == f"00-{0xABC:032x}-{0x12:016x}-01"
     assert parse_traceparent(text) == (0xABC, 0x12, True)
     assert parse_traceparent(format_traceparent(1, 2, False)) == (1, 2, False)
-    for bad in (None, "", "00-xyz", "00-" + "0" * 32 + "-" + "1" * 16 + "-01", "x" * 55):
-        assert parse_traceparent(bad) is None
+    ids = "-" + "a" * 32 + "-" + "b" * 16 + "-"
+    for bad in (
+        None, "", "00-xyz", "00-" + "0" * 32 + "-" + "1" * 16 + "-01", "x" * 55,
+        "00" + ids.upper() + "01", "ff" + ids + "01", "00-" + "a" * 32 + "-" + "0" * 16 + "-01",
+        "00" + ids + "01x", "00" + ids + "1",
+    ):  # fmt: skip
+        assert parse_traceparent(bad) is None and traceparent_sampled(bad) is None, bad
+    assert traceparent_sampled("00" + ids + "03") is True  # another flag set as well
+    assert traceparent_sampled("00" + ids + "02") is False
+    assert parse_traceparent("01" + ids + "01-future") == (
+        int("a" * 32, 16),
+        int("b" * 16, 16),
+        True,
+    )
 
 
 async def test_spans_link_calls_publish_and_delivery_into_one_tree() -> None:

@@ -33,6 +33,7 @@ from lumi.observability.tracing import (
     new_span_id,
     new_trace_id,
     parse_traceparent,
+    traceparent_sampled,
 )
 from lumi.pipeline import Call, Handler
 
@@ -67,21 +68,21 @@ class ServerObserver:
         meta = call.metadata
         tracing = self.tracing
         inbound = meta.traceparent
-        parent = parse_traceparent(inbound)
-        sampled = tracing.sample_new() if parent is None else parent[2]
+        flag = traceparent_sampled(inbound)
+        sampled = tracing.sample_new() if flag is None else flag
         correlation = meta.correlation_id or new_id()
         span = None
         if sampled and tracing.recording:
             span = tracing.start(
                 self._span_name(call),
                 SpanKind.CONSUMER if call.kind == "event" else SpanKind.SERVER,
-                parent,
+                parse_traceparent(inbound),
                 self._attributes(call, correlation),
             )
         if span is not None:
             traceparent = span.traceparent
-        elif parent is not None and inbound is not None:
-            # It parsed, so its first 36 characters are a valid version and trace id.
+        elif flag is not None and inbound is not None:
+            # It is well formed, so its first 36 characters are a valid version and trace id.
             flags = "-01" if sampled else "-00"
             traceparent = f"{inbound[:36]}{new_span_id():016x}{flags}"
         else:

@@ -20,6 +20,7 @@ import collections
 import logging
 import os
 import random
+import re
 import threading
 import time
 from pathlib import Path
@@ -41,19 +42,28 @@ _getrandbits = random.getrandbits
 _time_ns = time.time_ns
 
 
+# W3C trace context: lowercase hex, version ff invalid, all-zero ids invalid; a later version
+# may append fields after the flags.
+_TRACEPARENT = re.compile(
+    r"(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}(?:-|$)"
+)
+_SAMPLED_DIGITS = frozenset("13579bdf")  # the last hex digit of flags with the sampled bit
+
+
+def traceparent_sampled(value: str | None) -> bool | None:
+    """The sampled flag of a well-formed traceparent, None if absent or malformed — without
+    building integers (the hot path of an unsampled call needs only this)."""
+    if value is None or _TRACEPARENT.match(value) is None:
+        return None
+    return value[54] in _SAMPLED_DIGITS
+
+
 def parse_traceparent(value: str | None) -> tuple[int, int, bool] | None:
     """``(trace_id, parent span id, sampled)`` from a W3C traceparent, or None if malformed."""
-    if value is None or len(value) < 55 or value[2] != "-" or value[35] != "-":
+    sampled = traceparent_sampled(value)
+    if sampled is None or value is None:
         return None
-    try:
-        trace_id = int(value[3:35], 16)
-        span_id = int(value[36:52], 16)
-        flags = int(value[53:55], 16)
-    except ValueError:
-        return None
-    if trace_id == 0 or span_id == 0 or value[:2] == "ff":
-        return None
-    return trace_id, span_id, bool(flags & 1)
+    return int(value[3:35], 16), int(value[36:52], 16), sampled
 
 
 def format_traceparent(trace_id: int, span_id: int, sampled: bool) -> str:
