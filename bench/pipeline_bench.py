@@ -31,6 +31,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pydantic
 
@@ -78,31 +79,34 @@ def _config(root: Path) -> AppConfig:
 # ---------------------------------------------------------------------------------- in-process
 
 
-async def _per_call_us(app: lumi.App, calls: int, repeats: int) -> float:
-    client = app.client(Front)
-    for _ in range(200):
-        await client.relay(text="x", n=1)
-    runs = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        for i in range(calls):
-            await client.relay(text="x", n=i)
-        runs.append((time.perf_counter() - started) / calls * 1e6)
-    return statistics.median(runs)
+async def _per_call_us(client: Any, calls: int) -> float:
+    started = time.perf_counter()
+    for i in range(calls):
+        await client.relay(text="x", n=i)
+    return (time.perf_counter() - started) / calls * 1e6
 
 
 async def inproc(calls: int, repeats: int, workdir: Path) -> dict[str, float]:
-    async with lumi.App([Back, Front], observe=False) as app:
-        bare = await _per_call_us(app, calls, repeats)
+    """Both apps run side by side and take turns, so machine drift hits both alike."""
     configure_logging(service="bench", log_file=workdir / "inproc.log", level="INFO")
     tracing = setup_tracing(service="bench", store=workdir / "traces.db", sample_ratio=0.1)
+    runtime = stack.RuntimeServices(tracing=tracing)
     try:
-        runtime = stack.RuntimeServices(tracing=tracing)
-        async with lumi.App([Back, Front], runtime=runtime) as app:
-            full = await _per_call_us(app, calls, repeats)
+        async with (
+            lumi.App([Back, Front], observe=False) as bare_app,
+            lumi.App([Back, Front], runtime=runtime) as full_app,
+        ):
+            bare_client, full_client = bare_app.client(Front), full_app.client(Front)
+            await _per_call_us(bare_client, 200)
+            await _per_call_us(full_client, 200)
+            bare_runs, full_runs = [], []
+            for _ in range(max(repeats, 5)):
+                bare_runs.append(await _per_call_us(bare_client, calls))
+                full_runs.append(await _per_call_us(full_client, calls))
     finally:
         tracing.shutdown()
         reset_logging()
+    bare, full = statistics.median(bare_runs), statistics.median(full_runs)
     return {"bare_us": bare, "full_us": full, "overhead_us": full - bare}
 
 
