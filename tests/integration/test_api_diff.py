@@ -125,6 +125,6 @@ def test_files_folders_and_mistakes(repo: Path, tmp_path: Path) -> None:
     ]:  # fmt: skip
         (tmp_path / "empty").mkdir(exist_ok=True)
         result = lumi_cli(tmp_path, *args)
-        assert result.returncode != 0
+        assert result.returncode == 2  # could not compare, as opposed to 1: a breaking change
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], result.stderr

@@ -42,14 +42,16 @@ def load_side(spec: str, app_dir: Path, env: str | None, side: str) -> dict[str,
     """The interfaces ``spec`` names (see the module docstring)."""
     path = Path(spec)
     if path.is_file():
-        return read_interfaces([path])
+        return read_interfaces([path], code=2)
     if path.is_dir():
         if _is_app(path):
             return _app_interfaces(path, env, f"{side} {spec}")
         files = sorted(path.glob("*.json"))
         if not files:
-            fail(f"{side}: folder {spec} holds neither an app (lumi.toml) nor interface JSON")
-        return read_interfaces(files)
+            fail(
+                f"{side}: folder {spec} holds neither an app (lumi.toml) nor interface JSON", code=2
+            )
+        return read_interfaces(files, code=2)
     return _git_interfaces(spec, app_dir, env, side)
 
 
@@ -68,7 +70,7 @@ def _app_interfaces(folder: Path, env: str | None, what: str) -> dict[str, Servi
     out = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, timeout=300)
     if out.returncode != 0:
         lines = (out.stderr or out.stdout).strip().splitlines() or ["(no output)"]
-        fail(f"{what}: cannot load its interfaces: {lines[-1].removeprefix('error: ')}")
+        fail(f"{what}: cannot load its interfaces: {lines[-1].removeprefix('error: ')}", code=2)
     data = json.loads(out.stdout)
     return {name: ServiceInterface.from_dict(entry) for name, entry in data.items()}
 
@@ -82,20 +84,23 @@ def _git_interfaces(
 ) -> dict[str, ServiceInterface]:
     top = _git(app_dir, "rev-parse", "--show-toplevel")
     if top.returncode != 0:
-        fail(f"{side}: {ref!r} is not a file or folder, and {app_dir} is not in a git repository")
+        fail(
+            f"{side}: {ref!r} is not a file or folder, and {app_dir} is not in a git repository",
+            code=2,
+        )
     root = Path(top.stdout.decode().strip())
     if _git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").returncode != 0:
-        fail(f"{side}: {ref!r} is not a file, a folder or a git ref of {root}")
+        fail(f"{side}: {ref!r} is not a file, a folder or a git ref of {root}", code=2)
     archive = _git(root, "archive", "--format=tar", ref)
     if archive.returncode != 0:
-        fail(f"{side}: git archive {ref} failed: {archive.stderr.decode().strip()}")
+        fail(f"{side}: git archive {ref} failed: {archive.stderr.decode().strip()}", code=2)
     relative = app_dir.resolve().relative_to(root.resolve())
     with tempfile.TemporaryDirectory(prefix="lumi-api-") as tmp:
         with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
             tar.extractall(tmp, filter="data")
         folder = Path(tmp) / relative
         if not folder.is_dir() or not _is_app(folder):
-            fail(f"{side}: {relative or '.'} at {ref} holds no app (lumi.toml)")
+            fail(f"{side}: {relative or '.'} at {ref} holds no app (lumi.toml)", code=2)
         return _app_interfaces(folder, env, f"{side} {ref}")
 
 
@@ -162,7 +167,8 @@ def register(app: typer.Typer) -> None:
         """Classify every change from OLD to NEW as wire-breaking, source-breaking or compatible.
 
         Exits 1 when a breaking change is neither in the allow-list nor announced by a major
-        version bump (with --strict: when it is not in the allow-list), 0 otherwise.
+        version bump (with --strict: when it is not in the allow-list), 2 when OLD, NEW or the
+        allow-list cannot be read, 0 otherwise.
         """
         old_ifaces = load_side(old, app_dir, env, "OLD")
         new_ifaces = load_side(new or str(app_dir), app_dir, env, "NEW")

@@ -16,23 +16,23 @@ from lumi.config import load_config
 from lumi.interface import ServiceInterface
 
 
-def read_interfaces(files: list[Path]) -> dict[str, ServiceInterface]:
+def read_interfaces(files: list[Path], *, code: int = 1) -> dict[str, ServiceInterface]:
     """Interfaces from JSON files: one interface each, or a {name: interface} map (as served
-    by GET /interface)."""
+    by GET /interface); a file that is not one exits with ``code``."""
     found: dict[str, ServiceInterface] = {}
     for file in files:
         try:
             data: Any = json.loads(file.read_text())
         except OSError as exc:
-            fail(f"{file}: cannot read: {exc.strerror or exc}")
+            fail(f"{file}: cannot read: {exc.strerror or exc}", code=code)
         except ValueError as exc:
-            fail(f"{file}: not JSON: {exc}")
+            fail(f"{file}: not JSON: {exc}", code=code)
         entries = [data] if isinstance(data, dict) and "methods" in data else list(data.values())
         for entry in entries:
             try:
                 iface = ServiceInterface.from_dict(entry)
             except ValueError as exc:
-                fail(f"{file}: not a Lumi interface: {str(exc).splitlines()[0]}")
+                fail(f"{file}: not a Lumi interface: {str(exc).splitlines()[0]}", code=code)
             found[iface.name] = iface
     return found
 
