@@ -9,6 +9,8 @@ and broker gets them without knowing they exist.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 from collections.abc import Awaitable, Callable, Iterable
 
 from lumi.context import Metadata
@@ -48,10 +50,11 @@ def compose(handler: Handler, middlewares: Iterable[Middleware]) -> Handler:
 
 
 def _bind(middleware: Middleware, next_handler: Handler) -> Handler:
-    # A middleware object may bind itself more cheaply (one coroutine frame instead of two).
-    wrap = getattr(middleware, "wrap", None)
-    if wrap is not None:
-        bound: Handler = wrap(next_handler)
+    # A middleware that takes ``next_handler`` by name (Lumi's own do) is bound with
+    # functools.partial: one coroutine frame per call instead of two.
+    if "next_handler" in inspect.signature(middleware).parameters:
+        target = middleware if inspect.isroutine(middleware) else middleware.__call__  # type: ignore[operator]
+        bound: Handler = functools.partial(target, next_handler=next_handler)
         return bound
 
     async def handle(call: Call) -> bytes:

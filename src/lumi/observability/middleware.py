@@ -14,7 +14,6 @@ cost down).
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -59,10 +58,6 @@ class ServerObserver:
     def __init__(self, tracing: Tracing, metrics: Metrics | None = None) -> None:
         self.tracing = tracing
         self.metrics = metrics
-
-    def wrap(self, next_handler: Handler) -> Handler:
-        """This middleware bound to ``next_handler`` (see :func:`lumi.pipeline.compose`)."""
-        return functools.partial(self.__call__, next_handler=next_handler)
 
     async def __call__(self, call: Call, next_handler: Handler) -> bytes:
         meta = call.metadata
@@ -192,10 +187,6 @@ class ClientObserver:
         self.caller = caller or "-"
         self.tracing = tracing
         self.metrics = metrics
-
-    def wrap(self, next_handler: Handler) -> Handler:
-        """This middleware bound to ``next_handler`` (see :func:`lumi.pipeline.compose`)."""
-        return functools.partial(self.__call__, next_handler=next_handler)
 
     async def __call__(self, call: Call, next_handler: Handler) -> bytes:
         meta = call.metadata

@@ -14,7 +14,6 @@ store in the method itself when that matters).
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections import OrderedDict
 
@@ -37,10 +36,6 @@ class Deduplicator:
         self._done: OrderedDict[tuple[str, str, str], tuple[float, bytes]] = OrderedDict()
         self._pending: dict[tuple[str, str, str], _Pending] = {}
         self.hits = 0
-
-    def wrap(self, next_handler: Handler) -> Handler:
-        """This middleware bound to ``next_handler`` (see :func:`lumi.pipeline.compose`)."""
-        return functools.partial(self.__call__, next_handler=next_handler)
 
     async def __call__(self, call: Call, next_handler: Handler) -> bytes:
         key = call.metadata.idempotency_key

@@ -18,7 +18,6 @@ For each outbound call:
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 
@@ -78,10 +77,6 @@ class Resilience:
         log.log(level, "circuit for %s is now %s", endpoint, state.name.lower().replace("_", "-"))
         if self.metrics is not None:
             self.metrics.circuit_state(endpoint, int(state))
-
-    def wrap(self, next_handler: Handler) -> Handler:
-        """This middleware bound to ``next_handler`` (see :func:`lumi.pipeline.compose`)."""
-        return functools.partial(self.__call__, next_handler=next_handler)
 
     async def __call__(self, call: Call, next_handler: Handler) -> bytes:
         policy = self.policies.for_call(call.service, call.method, call.info)
