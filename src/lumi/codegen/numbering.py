@@ -7,8 +7,12 @@ number is never used again — the rule that keeps old and new binaries wire-com
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from lumi.codegen.base import LOCK_FILE, GenerateRequest, dump_json
+from lumi.codegen.schema import snake
+from lumi.interface import ServiceInterface
 
 _PROTO_RESERVED_RANGE = range(19000, 20000)  # protobuf's own implementation range
 
@@ -59,3 +63,20 @@ class Numbering:
             }
             for owner, entry in sorted(self._data.items())
         }
+
+
+def numbered_files(
+    request: GenerateRequest,
+    section: str,
+    extension: str,
+    render: Callable[[ServiceInterface, Numbering], str],
+) -> dict[str, str]:
+    """One ``<service>.<extension>`` file per interface, numbered from the lock's ``section``,
+    plus the updated lock file."""
+    numbering = Numbering(request.lock.get(section))
+    files = {
+        f"{snake(iface.name)}.{extension}": render(iface, numbering)
+        for iface in sorted(request.interfaces, key=lambda i: i.name)
+    }
+    files[LOCK_FILE] = dump_json({**request.lock, section: numbering.section()})
+    return files

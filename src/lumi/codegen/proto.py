@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import re
 
-from lumi.codegen.base import LOCK_FILE, GenerateRequest, Generator, doc_lines, dump_json
-from lumi.codegen.numbering import Numbering
+from lumi.codegen.base import GenerateRequest, Generator, doc_lines
+from lumi.codegen.numbering import Numbering, numbered_files
 from lumi.codegen.schema import (
     Enum,
     Field,
@@ -43,13 +43,12 @@ class ProtoGenerator(Generator):
     uses_lock = True
 
     def generate(self, request: GenerateRequest) -> dict[str, str]:
-        numbering = Numbering(request.lock.get("proto"))
-        files = {
-            f"{snake(iface.name)}.proto": _ProtoFile(iface, request.package, numbering).render()
-            for iface in sorted(request.interfaces, key=lambda i: i.name)
-        }
-        files[LOCK_FILE] = dump_json({**request.lock, "proto": numbering.section()})
-        return files
+        return numbered_files(
+            request,
+            "proto",
+            "proto",
+            lambda iface, n: _ProtoFile(iface, request.package, n).render(),
+        )
 
 
 class _ProtoFile:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import re
 
-from lumi.codegen.base import LOCK_FILE, GenerateRequest, Generator, doc_lines, dump_json
-from lumi.codegen.numbering import Numbering
+from lumi.codegen.base import GenerateRequest, Generator, doc_lines
+from lumi.codegen.numbering import Numbering, numbered_files
 from lumi.codegen.schema import (
     Enum,
     Field,
@@ -63,13 +63,12 @@ class ThriftGenerator(Generator):
     uses_lock = True
 
     def generate(self, request: GenerateRequest) -> dict[str, str]:
-        numbering = Numbering(request.lock.get("thrift"))
-        files = {
-            f"{snake(iface.name)}.thrift": _ThriftFile(iface, request.package, numbering).render()
-            for iface in sorted(request.interfaces, key=lambda i: i.name)
-        }
-        files[LOCK_FILE] = dump_json({**request.lock, "thrift": numbering.section()})
-        return files
+        return numbered_files(
+            request,
+            "thrift",
+            "thrift",
+            lambda iface, n: _ThriftFile(iface, request.package, n).render(),
+        )
 
 
 class _ThriftFile:
