@@ -39,9 +39,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 60.0) -> None:
+def wait_http(url: str, body: bytes = b'{"text": "x", "n": 1}', timeout: float = 60.0) -> None:
+    """Wait until POSTing ``body`` to ``url`` answers 200."""
     deadline = time.monotonic() + timeout
-    body = b'{"text": "x", "n": 1}'
     while True:
         try:
             request = urllib.request.Request(

@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ from lumi.observability.tracing import setup_tracing
 from lumi.runtimes import stack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from http_bench import SERVER_CPU, free_port, pinned, wrk
+from http_bench import SERVER_CPU, free_port, pinned, wait_http, wrk
 
 BODY = b'{"text": "hello world", "n": 42}'
 
@@ -160,23 +159,6 @@ async def serve(mode: str, role: str, port: int, back_url: str | None, workdir: 
         await channel.aclose()
     if runtime is not None:
         runtime.shutdown()
-
-
-def wait_http(url: str, body: bytes, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            request = urllib.request.Request(
-                url, data=body, headers={"content-type": "application/json"}
-            )
-            with urllib.request.urlopen(request, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{url} did not answer within {timeout}s")
-        time.sleep(0.05)
 
 
 def cpu_seconds(pids: list[int]) -> float:
