@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.event_harness import Worker, running_workers
 from tests.integration.harness import LumiRun, alive, copy_app, wait
 
 ECHO_APP = Path(__file__).parent / "apps" / "echo"
@@ -34,3 +35,10 @@ def lumi_run() -> Iterator[Callable[..., LumiRun]]:
 def echo_app(tmp_path: Path) -> Path:
     """A private copy of the echo test app."""
     return copy_app(ECHO_APP, tmp_path / "echo")
+
+
+@pytest.fixture
+def workers() -> Iterator[list[Worker]]:
+    """Worker processes started by a test; all are killed at teardown."""
+    with running_workers() as started:
+        yield started

@@ -7,7 +7,6 @@ import asyncio
 import dataclasses
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,18 +22,10 @@ from tests.integration.event_harness import (
     events,
     log_lines,
     publish,
-    running_workers,
 )
 from tests.integration.harness import wait
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def workers() -> Iterator[list[Worker]]:
-    """Worker processes started by a test; all are killed at teardown."""
-    with running_workers() as started:
-        yield started
 
 
 def db(app_dir: Path) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,18 +15,10 @@ from tests.integration.event_harness import (
     events,
     log_lines,
     publish,
-    running_workers,
 )
 from tests.integration.harness import wait
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def workers() -> Iterator[list[Worker]]:
-    """Worker processes started by a test; all are killed at teardown."""
-    with running_workers() as started:
-        yield started
 
 
 async def test_killed_replica_mid_handler_loses_nothing(
