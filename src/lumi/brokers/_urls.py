@@ -56,7 +56,7 @@ def redact(url: str) -> str:
             (name, "***" if _secret(name) else value)
             for name, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
         ],
-        safe="/:",
+        safe="/:*",
     )
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
