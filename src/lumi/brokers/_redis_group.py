@@ -20,6 +20,7 @@ from lumi.brokers._consumer import (
     Claim,
     Claimed,
     GroupLog,
+    LogConsumer,
     lease_expired_reason,
     unreadable_envelope,
 )
@@ -245,3 +246,20 @@ class Watcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+class RedisConsumer(LogConsumer):
+    """The shared consumer loop, claiming in batches: while handlers are busy, a finishing one
+    wakes the loop only once a quarter of the slots are free (or none is left running), so a
+    backlog is claimed 8 at a time rather than one claim script per finished handler."""
+
+    async def _handle(self, item: Claimed) -> None:
+        try:
+            await self._attempt(item)
+        except Exception:
+            log.exception("recording the outcome of event %d on %s failed", item.seq, self.topic)
+        finally:
+            self._inflight.pop(item.seq, None)
+            free = self.options.concurrency - len(self._inflight)
+            if self._closing or not self._inflight or free * 4 >= self.options.concurrency:
+                self._kick.set()

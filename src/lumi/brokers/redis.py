@@ -44,9 +44,9 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from lumi.brokers import _redis_scripts as lua
-from lumi.brokers._consumer import ConsumerOptions, LogConsumer, Tracked
+from lumi.brokers._consumer import ConsumerOptions, Tracked
 from lumi.brokers._redis_batch import Batcher
-from lumi.brokers._redis_group import RedisGroup, Watcher, encode_seq
+from lumi.brokers._redis_group import RedisConsumer, RedisGroup, Watcher, encode_seq
 from lumi.brokers._redis_reader import RedisReader
 from lumi.brokers._urls import duration, expand_env, positive_int, redact, split_options
 from lumi.brokers.base import (
@@ -279,7 +279,7 @@ class RedisBroker(Broker):
         else:
             await self._ensure_group(topic, group, "0" if start == "earliest" else "$")
             state = RedisGroup(self, topic, group)
-            subscription = LogConsumer(
+            subscription = RedisConsumer(
                 state, handler, topic=topic, group=group, max_attempts=max_attempts,
                 options=self.options,
             )  # fmt: skip
