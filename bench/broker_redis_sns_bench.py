@@ -34,13 +34,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lumi.brokers.base import Broker, Delivery  # noqa: E402
-from lumi.brokers.redis import RedisBroker  # noqa: E402
-from lumi.brokers.sns import SnsBroker  # noqa: E402
-from lumi.context import new_id  # noqa: E402
-from lumi.events import Envelope  # noqa: E402
-from tests.engines.moto import AWS_ENV, MotoServer  # noqa: E402
-from tests.engines.redis import RedisServer  # noqa: E402
+from tests.engines.moto import AWS_ENV, MotoServer
+from tests.engines.redis import RedisServer
+
+from lumi.brokers.base import Broker, Delivery
+from lumi.brokers.redis import RedisBroker
+from lumi.brokers.sns import SnsBroker
+from lumi.context import new_id
+from lumi.events import Envelope
 
 TOPIC = "Bench.ticked"
 
@@ -52,7 +53,9 @@ def envelope(n: int) -> Envelope:
     )  # fmt: skip
 
 
-async def _concurrently(count: int, concurrency: int, one: Callable[[int], Awaitable[Any]]) -> float:
+async def _concurrently(
+    count: int, concurrency: int, one: Callable[[int], Awaitable[Any]]
+) -> float:
     """Seconds to run ``one(i)`` for i < count with ``concurrency`` workers."""
     counter = iter(range(count))
 
@@ -174,8 +177,12 @@ class SnsCase:
 
         session = get_session()
         return (
-            session.create_client("sns", region_name="us-east-1", endpoint_url=self.server.endpoint),
-            session.create_client("sqs", region_name="us-east-1", endpoint_url=self.server.endpoint),
+            session.create_client(
+                "sns", region_name="us-east-1", endpoint_url=self.server.endpoint
+            ),
+            session.create_client(
+                "sqs", region_name="us-east-1", endpoint_url=self.server.endpoint
+            ),
         )
 
     async def _topic_and_queue(self, sns: Any, sqs: Any) -> tuple[str, str]:
@@ -287,7 +294,9 @@ async def lumi_consume(case: Any, count: int) -> float:
             sub = await broker.subscribe(TOPIC, "G", handler)
             await sub.aclose()
         for start in range(0, count, 500):
-            await broker.publish(TOPIC, [envelope(i) for i in range(start, min(count, start + 500))])
+            await broker.publish(
+                TOPIC, [envelope(i) for i in range(start, min(count, start + 500))]
+            )
         started = time.perf_counter()
         await broker.subscribe(TOPIC, "G", handler)
         await asyncio.wait_for(handled.wait(), 120)
@@ -327,7 +336,10 @@ async def run_case(case: Any, rounds: int, concurrency: int) -> dict[str, Any]:
             n = case.publish_count
             if who == "lumi":
                 add("lumi_publish", n / await lumi_publish(case, n, concurrency))
-                add("lumi_consume", case.consume_count / await lumi_consume(case, case.consume_count))
+                add(
+                    "lumi_consume",
+                    case.consume_count / await lumi_consume(case, case.consume_count),
+                )
                 lat = await lumi_latency(case, case.latency_count)
             else:
                 add("raw_publish", n / await case.raw_publish(n, concurrency))
