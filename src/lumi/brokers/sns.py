@@ -317,6 +317,16 @@ class SnsBroker(Broker):
         await self._subscribe_queue(topic_arn, url, arn)
         return url, created
 
+    async def _existing_group_queue(self, topic: str, group: str) -> str:
+        """The group's queue URL; created (with the default max_attempts) only if missing, so a
+        replay never changes a running group's redrive policy."""
+        name = names.queue_name(self.prefix, topic, "group", group, fifo=self.fifo)
+        try:
+            return str((await self.sqs.get_queue_url(QueueName=name))["QueueUrl"])
+        except botocore.exceptions.ClientError:
+            url, _ = await self._group_queue(topic, group, 5)
+            return url
+
     # -- the contract --------------------------------------------------------------------------
 
     async def publish(self, topic: str, envelopes: Sequence[Envelope]) -> None:
@@ -512,7 +522,7 @@ class SnsBroker(Broker):
                         chosen.append((message, stored.revived()))
                 if not chosen:
                     continue
-                target, _ = await self._group_queue(origin_topic, origin_group, 5)
+                target = await self._existing_group_queue(origin_topic, origin_group)
                 await self.store.send(target, [revived for _, revived in chosen], fifo=self.fifo)
                 await self.store.delete(url, [message for message, _ in chosen])
                 for message, _ in chosen:
