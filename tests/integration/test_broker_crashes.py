@@ -29,14 +29,14 @@ pytestmark = pytest.mark.slow
 def events_url(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> str:
-    """The broker the workers use (a fresh namespace per test), with a one-second lease."""
+    """The broker the workers use (a fresh namespace per test), with a short lease."""
     tag = uuid.uuid4().hex[:8]
     if request.param == "redis":
         server: RedisServer = request.getfixturevalue("redis_server")
         url = f"{server.url}?lease=1s&prefix=crash-{tag}:"
     else:
         moto: MotoServer = request.getfixturevalue("moto_server")
-        url = moto.url(lease="1s", wait="1s", prefix=f"c{tag}-")
+        url = moto.url(lease="3s", wait="1s", prefix=f"c{tag}-")  # a loaded box renews late
     monkeypatch.setenv("LUMI_TEST_EVENTS", url)
     return url
 
