@@ -39,7 +39,7 @@ class Consumer(lumi.Service):
 
     @lumi.subscribe(Producer.made, max_attempts=5)
     async def on_made(self, event: Made) -> None:
-        ctx = lumi.model.context()
+        ctx = lumi.context()
         assert ctx is not None
         self.write(f"start {ctx.event_id} {ctx.attempt} {time.time()}")
         if event.hang and ctx.attempt == 1:

@@ -20,7 +20,6 @@ from lumi.testing import wait_until
 from tests.engines.moto import MotoServer
 from tests.engines.redis import RedisServer
 from tests.integration.event_harness import TOPIC, Worker, events, log_lines
-from tests.integration.harness import wait
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +54,7 @@ async def test_killed_replica_mid_handler_is_redelivered_to_another(
     for log in logs.values():
         workers.append(Worker("consume", str(tmp_path), str(log)))
     for worker in workers:
-        worker.wait_ready()
+        await worker.ready()
     sent = events(40, hang=7)
     async with connect(events_url, tmp_path) as broker:
         await broker.publish(TOPIC, sent)
@@ -66,7 +65,11 @@ async def test_killed_replica_mid_handler_is_redelivered_to_another(
                 return name
         return None
 
-    victim_name = wait(started_hang, timeout=60, message="the hanging handler to start")
+    await wait_until(
+        lambda: started_hang() is not None, timeout=60, message="the hanging handler to start"
+    )
+    victim_name = started_hang()
+    assert victim_name is not None
     workers[list(logs).index(victim_name)].kill()
     survivor_log = logs["b" if victim_name == "a" else "a"]
 
@@ -92,8 +95,8 @@ async def test_killed_publisher_loses_no_returned_publish(
     through the topic's archive)."""
     publisher = Worker("publish", str(tmp_path), "100000")
     workers.append(publisher)
-    publisher.wait_ready()
-    wait(lambda: len(publisher.lines) > 21, timeout=60, message="20 publishes")  # + "ready"
+    await publisher.ready()
+    await wait_until(lambda: len(publisher.lines) > 21, timeout=60, message="20 publishes")
     publisher.kill()
     returned = {line for line in publisher.lines if line != "ready"}
     assert len(returned) > 20
