@@ -20,6 +20,9 @@ COMMAND_MODULES = (
     "lumi.cli.observe",
     "lumi.cli.events",
     "lumi.cli.api",
+    "lumi.cli.build",
+    "lumi.cli.version",
+    "lumi.cli.repo",
 )
 
 app = typer.Typer(

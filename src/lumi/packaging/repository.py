@@ -50,6 +50,17 @@ class PushResult:
     signed: bool
 
 
+def check_unchanged(artifact: Artifact, published: str | None, where: str) -> None:
+    """Refuse ``artifact`` if its version is published under another digest."""
+    if published is not None and published != artifact.digest:
+        service, version = artifact.manifest.service, artifact.manifest.version
+        raise ImmutableError(
+            f"{service}@{version} is already published in {where} with different content "
+            f"({published[:19]}…, this build {artifact.digest[:19]}…); versions are "
+            f"immutable: bump the version (lumi version {service} patch)"
+        )
+
+
 def parse_ref(text: str) -> tuple[str, str | None]:
     """``Orders@1.2.0`` → ``("Orders", "1.2.0")``; ``Orders@sha256:…`` keeps the digest;
     ``Orders`` → ``("Orders", None)`` (the latest)."""
@@ -103,6 +114,11 @@ class Repository:
         if before is not None:
             versions = [v for v in versions if parse(v) < parse(before)]
         return versions[-1] if versions else None
+
+    async def published_digest(self, service: str, version: str) -> str | None:
+        """The manifest digest published as ``service@version``, or ``None``."""
+        data = await self.store.get_manifest(self.repo(service), tag_of(version))
+        return None if data is None else oci.digest_of(data)
 
     async def services(self) -> list[str]:
         """Every service with a published version, by name."""
@@ -223,13 +239,7 @@ class Repository:
         repo, tag = self.repo(service), tag_of(version)
         existing = await self.store.get_manifest(repo, tag)
         if existing is not None:
-            if oci.digest_of(existing) != artifact.digest:
-                raise ImmutableError(
-                    f"{service}@{version} is already published in {self.url} with different "
-                    f"content ({oci.digest_of(existing)[:19]}…, this build "
-                    f"{artifact.digest[:19]}…); versions are immutable: bump the version "
-                    f"(lumi version {service} patch)"
-                )
+            check_unchanged(artifact, oci.digest_of(existing), self.url)
         else:
             await self._check_owner(repo, service)
             blobs = {artifact.config.digest: artifact.config_bytes}
