@@ -293,6 +293,10 @@ class AppConfig:
         root = str(self.root)
         if root not in sys.path:
             sys.path.insert(0, root)
+        # clients of other teams' services installed by `lumi install`
+        site = str(self.root / ".lumi" / "site-packages")
+        if site not in sys.path and Path(site).is_dir():
+            sys.path.insert(1, site)
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

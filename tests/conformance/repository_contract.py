@@ -51,8 +51,9 @@ def make_artifact(
         requires=requires or {},
         bindings=Bindings(rpc=["http"], events="embedded", runtime="process"),
         wheel="shop-0.1.0-py3-none-any.whl",
-        provenance=Provenance(builder="lumi test", created="2026-01-01T00:00:00Z",
-                              source_date_epoch=1767225600),  # fmt: skip
+        provenance=Provenance(
+            builder="lumi test", created="2026-01-01T00:00:00Z", source_date_epoch=1767225600
+        ),
     )
     files = [
         (oci.WHEEL_MEDIA_TYPE, "shop-0.1.0-py3-none-any.whl", wheel),

@@ -3,6 +3,7 @@ plus credentials and interop with the ``oras`` client."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import uuid
@@ -66,7 +67,9 @@ async def test_a_wrong_password_is_one_line_and_pushes_nothing(registry: Registr
     assert str(caught.value) == (
         f"registry {registry.url} refused the password of user 'lumi' (HTTP 401)"
     )
-    good = Repository(RegistryStore(registry.url, username=USER, password=PASSWORD), namespace="bad")
+    good = Repository(
+        RegistryStore(registry.url, username=USER, password=PASSWORD), namespace="bad"
+    )
     assert await good.versions("Inventory") == []
 
 
@@ -115,12 +118,12 @@ async def test_a_stopped_registry_fails_at_once() -> None:
         await repo.versions("Inventory")
 
 
-async def test_the_oras_client_pulls_what_lumi_pushed(registry: Registry, tmp_path: Path) -> None:
+def test_the_oras_client_pulls_what_lumi_pushed(registry: Registry, tmp_path: Path) -> None:
     """An independent client (oras-py's pull) downloads the layers by their titles, intact."""
     repo = Repository(RegistryStore(registry.url, username=USER, password=PASSWORD),
                       namespace="interop")  # fmt: skip
     artifact = make_artifact(wheel=b"the wheel" * 100)
-    await repo.push(artifact)
+    asyncio.run(repo.push(artifact))
     client = oras.provider.Registry(hostname=registry.host, insecure=True, auth_backend="basic")
     client.auth.set_basic_auth(USER, PASSWORD)
     files = client.pull(target=f"{registry.host}/interop/inventory:1.0.0", outdir=str(tmp_path))

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "lumi.cli.build",
     "lumi.cli.version",
     "lumi.cli.repo",
+    "lumi.cli.deps",
 )
 
 app = typer.Typer(

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from lumi.compat import ALLOW_FILE, Change, apply_allow_list, diff_interfaces, load_allow_list
 from lumi.compat import version_errors as compat_version_errors
+from lumi.config import AppConfig
 from lumi.interface import ServiceInterface
 from lumi.packaging.errors import VersionError
 from lumi.packaging.introspect import ServiceEntry
@@ -101,6 +102,46 @@ def bump_source(entry: ServiceEntry, new: str) -> Path:
         lines.insert(anchor, f'{blank}{indent}version = "{new}"\n{"" if has_doc else chr(10)}')
     file.write_text("".join(lines))
     return file
+
+
+def static_versions(config: AppConfig) -> dict[str, str]:
+    """Each service's name and version read from its source without importing it (so an app
+    whose code imports clients not yet installed can still be resolved)."""
+    out: dict[str, str] = {}
+    for ref in config.app.services:
+        module, _, cls_name = ref.partition(":")
+        base = config.root.joinpath(*module.split("."))
+        file = next(
+            (f for f in (base.with_suffix(".py"), base / "__init__.py") if f.is_file()), None
+        )
+        if file is None:
+            raise VersionError(
+                f"{config.path}: cannot find the source of {module!r} under {config.root}"
+            )
+        tree = ast.parse(file.read_text(), str(file))
+        cls = next(
+            (n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls_name), None
+        )
+        if cls is None:
+            raise VersionError(f"{file}: no top-level class {cls_name}")
+        literal = _version_literal(cls)
+        name = _literal(cls, "name") or cls_name
+        out[name] = str(literal.value) if literal is not None else "0.1.0"
+    return out
+
+
+def _literal(cls: ast.ClassDef, attribute: str) -> str | None:
+    for node in cls.body:
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id == attribute
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        ):
+            return node.value.value
+    return None
 
 
 def _version_literal(cls: ast.ClassDef) -> ast.Constant | None:
