@@ -212,6 +212,7 @@ async def write_build(target: Path, artifacts: list[Artifact]) -> None:
     """Put ``artifacts`` into the build layout (a rebuild of a version replaces its tag) and
     record them as the last build."""
     store = LayoutStore(target)
+    _ignore_lumi_folder(target)
     for artifact in artifacts:
         repo = repository_name(artifact.manifest.service)
         blobs = {artifact.config.digest: artifact.config_bytes}
@@ -223,6 +224,17 @@ async def write_build(target: Path, artifacts: list[Artifact]) -> None:
     record = [{"service": a.manifest.service, "version": a.manifest.version, "digest": a.digest}
               for a in artifacts]  # fmt: skip
     (target / LAST_BUILD).write_text(json.dumps({"artifacts": record}, indent=2) + "\n")
+
+
+def _ignore_lumi_folder(target: Path) -> None:
+    """Keep git from listing Lumi's working folder as untracked (as a venv does)."""
+    for parent in (target, *target.parents):
+        if parent.name == ".lumi":
+            parent.mkdir(parents=True, exist_ok=True)
+            ignore = parent / ".gitignore"
+            if not ignore.exists():
+                ignore.write_text("# Lumi's working files (builds, traces, installed clients)\n*\n")
+            return
 
 
 async def load_built(out: Path) -> list[Artifact]:

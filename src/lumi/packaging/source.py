@@ -51,8 +51,10 @@ def source_info(folder: Path) -> SourceInfo:
     dirty = False
     commit_time = 0
     if commit:
-        status = _git(folder, "status", "--porcelain", "--untracked-files=normal", "--", ".")
-        dirty = bool(status and status.strip())
+        # Changes to what a build reads; caches and Lumi's own .lumi folder do not count.
+        status = _git(folder, "status", "--porcelain", "-z", "--untracked-files=all", "--", ".")
+        entries = [e[3:] for e in (status or "").split("\0") if len(e) > 3]
+        dirty = any(_keep(path) for path in entries)
         commit_time = int((_git(folder, "log", "-1", "--format=%ct") or "0").strip() or 0)
     env = os.environ.get("SOURCE_DATE_EPOCH")
     if env is not None:
