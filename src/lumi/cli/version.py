@@ -62,10 +62,8 @@ def register(app: typer.Typer) -> None:
                 if new in await repository.versions(service):
                     raise VersionError(f"{service}@{new} is already published; bump further")
                 result = await check_release(repository, iface, config.root)
-                if result.breaking:
-                    raise refusal(result)
                 if result.errors:
-                    raise VersionError(f"{service} {new}: {result.errors[0]}")
+                    raise refusal(result)
 
         asyncio.run(check())
         file = bump_source(entry, new)

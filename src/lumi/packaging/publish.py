@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from lumi.packaging.artifact import Artifact
-from lumi.packaging.errors import VersionError
 from lumi.packaging.repository import PushResult, Repository, check_unchanged
 from lumi.packaging.store.base import Progress, no_progress
 from lumi.packaging.versioning import check_release, refusal
@@ -26,10 +25,8 @@ async def check_publishable(
             artifact, await repository.published_digest(service, version), repository.url
         )
         check = await check_release(repository, artifact.manifest.service_interface(), app_dir)
-        if check.breaking:
-            raise refusal(check)
         if check.errors:
-            raise VersionError(f"{service} {version}: {check.errors[0]}")
+            raise refusal(check)
 
 
 async def publish(

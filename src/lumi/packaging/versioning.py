@@ -60,6 +60,8 @@ async def check_release(
 
 def refusal(check: ReleaseCheck) -> VersionError:
     """One line: what breaks, against which release, and what to do instead."""
+    if not check.breaking:
+        return VersionError(f"{check.service} {check.version}: {check.errors[0]}")
     first = check.breaking[0] if check.breaking else None
     what = f" ({first.path}: {first.kind})" if first else ""
     was = parse(check.previous or "0.0.0").release
