@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "lumi.cli.version",
     "lumi.cli.repo",
     "lumi.cli.deps",
+    "lumi.cli.ci",
 )
 
 app = typer.Typer(
