@@ -109,18 +109,21 @@ def tag_of(version: str) -> str:
 @dataclasses.dataclass(frozen=True)
 class Layer:
     descriptor: oci.Descriptor
-    data: bytes
+    data: bytes = dataclasses.field(repr=False)  # never format megabytes into a repr
 
 
 @dataclasses.dataclass(frozen=True)
 class Artifact:
     """A complete artifact: manifest bytes, config and layers, all digest-checked."""
 
-    manifest: ArtifactManifest
-    manifest_bytes: bytes
-    config: oci.Descriptor
-    config_bytes: bytes
-    layers: tuple[Layer, ...]
+    manifest: ArtifactManifest = dataclasses.field(repr=False)
+    manifest_bytes: bytes = dataclasses.field(repr=False)
+    config: oci.Descriptor = dataclasses.field(repr=False)
+    config_bytes: bytes = dataclasses.field(repr=False)
+    layers: tuple[Layer, ...] = dataclasses.field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"<Artifact {self.ref} {self.digest[:19]}…>"
 
     @property
     def digest(self) -> str:
@@ -177,7 +180,7 @@ class Artifact:
             blobs[parsed.config.digest], parsed.config.digest, parsed.config.size, f"{what} config"
         )
         layers = tuple(
-            Layer(d, oci.verify(blobs[d.digest], d.digest, d.size, f"{what} layer {d.title}"))
+            Layer(d, oci.verify(blobs[d.digest], d.digest, d.size, f"{what} {d.title}"))
             for d in parsed.layers
         )
         return cls(read_config(config_bytes, what), manifest_bytes, parsed.config, config_bytes,

@@ -159,13 +159,14 @@ class Repository:
                 f"{what} is {total} bytes, over the {self.max_artifact_bytes} limit"
             )
         blobs: dict[str, bytes] = {}
+        repo = self.repo(service)
         for descriptor in (parsed.config, *parsed.layers):
             if descriptor.digest not in blobs:
-                label = (
-                    f"{what} {descriptor.title if descriptor is not parsed.config else 'config'}"
-                )
-                blobs[descriptor.digest] = await self._blob(service, descriptor, progress, label)
-        artifact = Artifact.assemble(data, blobs, what=what)
+                blob = await self.store.get_blob(repo, descriptor.digest, descriptor.size, progress)
+                if blob is None:
+                    raise IntegrityError(f"{what}: blob {descriptor.digest[:19]}… is missing")
+                blobs[descriptor.digest] = blob
+        artifact = Artifact.assemble(data, blobs, what=what)  # checks every digest, once
         self._check_identity(artifact.manifest, service, reference, what)
         return artifact
 

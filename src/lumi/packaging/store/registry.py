@@ -189,14 +189,19 @@ class RegistryStore(Store):
                     return None
                 self._check(response, f"download {digest[:19]}… from {repo}")
                 advance = progress(f"↓ {repo} {digest[7:19]}", size)
-                chunks, total = [], 0
-                for chunk in response.iter_content(_CHUNK):
-                    chunks.append(chunk)
-                    total += len(chunk)
-                    advance(len(chunk))
-                    if total > size:  # a swollen blob: enough read to know it is wrong
+                # Read straight into one buffer of the declared size (+1 byte, enough to see a
+                # swollen blob): no list of chunks to join, and never more than that in memory.
+                buffer = bytearray(size + 1)
+                view, total = memoryview(buffer), 0
+                while total <= size:
+                    count = response.raw.readinto(view[total : total + _CHUNK])
+                    if not count:
                         break
-                return b"".join(chunks)[: size + 1]
+                    total += count
+                    advance(count)
+                view.release()
+                del buffer[total:]
+                return bytes(buffer)
 
         return await asyncio.to_thread(download)
 
