@@ -19,7 +19,6 @@ from lumi.packaging.progress import transfer_bars
 from lumi.packaging.publish import publish
 from lumi.packaging.repository import Repository, parse_ref
 from lumi.packaging.settings import repository_for
-from lumi.packaging.signing import generate_keypair
 
 AppDir = Annotated[Path, typer.Option("--app", "-a", help="The app folder (holding lumi.toml).")]
 Repo = Annotated[
@@ -155,6 +154,8 @@ def register(app: typer.Typer) -> None:
         folder: Annotated[Path, typer.Argument(help="Where the key pair goes.")] = Path("."),
     ) -> None:
         """Make an ed25519 signing key pair (lumi-signing.key, lumi-signing.pub)."""
+        from lumi.packaging.signing import generate_keypair
+
         private, public = generate_keypair(folder)
         stdout.print(f"wrote {private} (keep it secret) and {public} (the trust key)")
 

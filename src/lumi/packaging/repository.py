@@ -19,13 +19,22 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from lumi.packaging import oci
 from lumi.packaging.artifact import Artifact, ArtifactManifest, read_config, repository_name, tag_of
-from lumi.packaging.errors import ImmutableError, IntegrityError, NotFoundError, SignatureError
+from lumi.packaging.errors import (
+    ImmutableError,
+    IntegrityError,
+    NotFoundError,
+    PackagingError,
+    SignatureError,
+)
 from lumi.packaging.semver import parse, sort_versions
-from lumi.packaging.signing import Signer, Verifier, signature_tag
 from lumi.packaging.store.base import Progress, Store, no_progress
+
+if TYPE_CHECKING:  # signing needs the `shipping` extra (cryptography) only when keys are used
+    from lumi.packaging.signing import Signer, Verifier
 
 MAX_ARTIFACT_BYTES = 1 << 30
 _EMPTY_CONFIG = b"{}"
@@ -216,6 +225,8 @@ class Repository:
         return manifest
 
     async def _verify_signature(self, repo: str, digest: str, what: str) -> None:
+        from lumi.packaging.signing import signature_tag
+
         assert self.verifier is not None
         data = await self.store.get_manifest(repo, signature_tag(digest))
         if data is None:
@@ -271,6 +282,8 @@ class Repository:
             )
 
     async def _sign(self, repo: str, digest: str) -> None:
+        from lumi.packaging.signing import signature_tag
+
         assert self.signer is not None
         body, signature = self.signer.sign(repo, digest)
         layer = oci.Descriptor.of(
@@ -310,11 +323,14 @@ def open_repository(
     ``oci://host/namespace`` (an OCI registry)."""
     from lumi.packaging.store.layout import LayoutStore
 
-    signer = Signer.from_file(signing_key) if signing_key else None
-    verifier = Verifier.from_file(trust_key) if trust_key else None
+    signer = verifier = None
+    if signing_key or trust_key:
+        signing = _optional("lumi.packaging.signing", "signatures")
+        signer = signing.Signer.from_file(signing_key) if signing_key else None
+        verifier = signing.Verifier.from_file(trust_key) if trust_key else None
     target = url or str(DEFAULT_PATH)
     if target.split("://", 1)[0] in ("http", "https", "oci") and "://" in target:
-        from lumi.packaging.store.registry import RegistryStore
+        RegistryStore = _optional("lumi.packaging.store.registry", "OCI registries").RegistryStore
 
         scheme, rest = target.split("://", 1)
         host, _, namespace = rest.partition("/")
@@ -322,3 +338,15 @@ def open_repository(
         return Repository(store, namespace=namespace, signer=signer, verifier=verifier)
     path = target.removeprefix("oci-layout:")
     return Repository(LayoutStore(path), signer=signer, verifier=verifier)
+
+
+def _optional(module: str, what: str) -> Any:
+    """A module that needs the ``shipping`` extra; its absence is one line saying what to do."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise PackagingError(
+            f"{what} need {exc.name or 'a missing package'}: pip install 'lumi-runtime[shipping]'"
+        ) from None

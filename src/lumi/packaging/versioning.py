@@ -98,7 +98,9 @@ def bump_source(entry: ServiceEntry, new: str) -> Path:
         has_doc = isinstance(first, ast.Expr) and isinstance(
             getattr(first, "value", None), ast.Constant
         )
-        anchor = (first.end_lineno or first.lineno) if has_doc else first.lineno - 1
+        # a decorated first statement starts at its first decorator, not at its ``def``
+        start = min([first.lineno, *(d.lineno for d in getattr(first, "decorator_list", []))])
+        anchor = (first.end_lineno or first.lineno) if has_doc else start - 1
         indent = " " * first.col_offset
         blank = "\n" if has_doc else ""
         lines.insert(anchor, f'{blank}{indent}version = "{new}"\n{"" if has_doc else chr(10)}')
