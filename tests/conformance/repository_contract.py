@@ -211,6 +211,9 @@ class RepositoryContract:
         assert sum(total for total, _ in counted.values()) == blob_bytes
         assert all(total == done for total, done in counted.values())
         counted.clear()
+        await repo.push(make_artifact(version="1.0.1", wheel=b"w" * 300_000), progress=progress)
+        assert sum(total for total, _ in counted.values()) < 300_000  # the wheel is not resent
+        counted.clear()
         await repo.pull("Inventory", "1.0.0", progress=progress)
         assert sum(done for _, done in counted.values()) == blob_bytes
 

@@ -257,7 +257,8 @@ class Repository:
             blobs = {artifact.config.digest: artifact.config_bytes}
             blobs.update({layer.descriptor.digest: layer.data for layer in artifact.layers})
             for digest, data in blobs.items():
-                await self.store.put_blob(repo, digest, data, progress)
+                if not await self.store.has_blob(repo, digest):  # layers shared by services
+                    await self.store.put_blob(repo, digest, data, progress)
             await self.store.put_manifest(
                 repo, tag, artifact.manifest_bytes, oci.MANIFEST_MEDIA_TYPE
             )

@@ -61,7 +61,7 @@ class LayoutStore(Store):
     async def put_blob(
         self, repo: str, digest: str, data: bytes, progress: Progress = no_progress
     ) -> None:
-        advance = progress(f"{repo} {digest[7:19]}", len(data))
+        advance = progress(f"↑ {repo} {digest[7:19]}", len(data))
         path = self._blob_path(digest)
         if not path.exists():
             await asyncio.to_thread(self._write_blob, path, data)
@@ -77,7 +77,7 @@ class LayoutStore(Store):
         path = self._blob_path(digest)
         if not path.is_file():
             return None
-        advance = progress(f"{repo} {digest[7:19]}", size)
+        advance = progress(f"↓ {repo} {digest[7:19]}", size)
         return await asyncio.to_thread(_read_bounded, path, size, advance)
 
     async def put_manifest(self, repo: str, tag: str, data: bytes, media_type: str) -> None:

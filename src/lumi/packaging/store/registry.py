@@ -163,10 +163,6 @@ class RegistryStore(Store):
         await asyncio.to_thread(self._upload, repo, digest, data, advance)
 
     def _upload(self, repo: str, digest: str, data: bytes, advance: Callable[[int], None]) -> None:
-        head = self._request("HEAD", self._url(f"/v2/{repo}/blobs/{digest}"))
-        if head.status_code == 200:  # already there (shared layer): nothing to send
-            advance(len(data))
-            return
         start = self._check(self._request("POST", self._url(f"/v2/{repo}/blobs/uploads/")),
                             f"start upload to {repo}")  # fmt: skip
         location = start.headers.get("Location", "")
@@ -206,12 +202,24 @@ class RegistryStore(Store):
         return await asyncio.to_thread(download)
 
     async def put_manifest(self, repo: str, tag: str, data: bytes, media_type: str) -> None:
-        def put() -> None:
+        def put() -> requests.Response:
             url = self._url(f"/v2/{repo}/manifests/{oci.check_tag(tag)}")
-            response = self._request("PUT", url, data=data, headers={"Content-Type": media_type})
-            self._check(response, f"tag {repo}:{tag}")
+            return self._request("PUT", url, data=data, headers={"Content-Type": media_type})
 
-        await asyncio.to_thread(put)
+        # While another client commits the same blob (a layer shared by two pushes), the
+        # filesystem driver of distribution rewrites it in place, and a manifest naming it is
+        # refused as DIGEST_INVALID/BLOB_UNKNOWN for a moment; it is accepted once that ends.
+        for delay in (0.05, 0.1, 0.2, 0.4, 0.8, None):
+            response = await asyncio.to_thread(put)
+            if (
+                delay is None
+                or response.status_code != 400
+                or _error_code(response)
+                not in ("DIGEST_INVALID", "MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN")
+            ):
+                break
+            await asyncio.sleep(delay)
+        self._check(response, f"tag {repo}:{tag}")
 
     async def get_manifest(self, repo: str, reference: str) -> bytes | None:
         def get() -> bytes | None:
@@ -245,6 +253,14 @@ class RegistryStore(Store):
 
     async def aclose(self) -> None:
         self._client.session.close()
+
+
+def _error_code(response: requests.Response) -> str:
+    try:
+        errors = response.json().get("errors") or []
+        return str(errors[0].get("code", "")) if errors else ""
+    except (ValueError, AttributeError):
+        return ""
 
 
 class _Reader:
