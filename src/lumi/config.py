@@ -203,11 +203,34 @@ class ServiceConfig(Binding):
     environment: dict[str, str] = pydantic.Field(default_factory=dict)
     log_level: str | None = None
     capabilities: dict[str, CapabilityConfig] = pydantic.Field(default_factory=dict)
+    # other services' interfaces this one needs, with version ranges: {Inventory = "^2.1"}
+    requires: dict[str, str] = pydantic.Field(default_factory=dict)
+
+    @pydantic.field_validator("requires")
+    @classmethod
+    def _check_requires(cls, value: dict[str, str]) -> dict[str, str]:
+        from lumi.model.semver import VersionError, parse_range
+
+        for name, text in value.items():
+            try:
+                parse_range(text)
+            except VersionError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+        return value
 
     @pydantic.field_validator("log_level")
     @classmethod
     def _check_level(cls, value: str | None) -> str | None:
         return _log_level(value)
+
+
+class RepositoryConfig(pydantic.BaseModel):
+    """Where artifacts are published (``[repository]``); see docs/shipping.md."""
+
+    model_config = _STRICT
+
+    url: str | None = None  # a folder (OCI image layout) or http(s)/oci://host/namespace
+    trust_key: str | None = None  # ed25519 public key (PEM); pulls must be signed by it
 
 
 class AppSection(pydantic.BaseModel):
@@ -228,6 +251,7 @@ class _File(pydantic.BaseModel):
     services: dict[str, ServiceConfig] = pydantic.Field(default_factory=dict)
     tracing: TracingConfig = pydantic.Field(default_factory=TracingConfig)
     resilience: ResilienceConfig = pydantic.Field(default_factory=ResilienceConfig)
+    repository: RepositoryConfig = pydantic.Field(default_factory=RepositoryConfig)
     env: dict[str, dict[str, Any]] = pydantic.Field(default_factory=dict)
 
 
@@ -244,6 +268,7 @@ class AppConfig:
     environments: tuple[str, ...]
     tracing: TracingConfig = dataclasses.field(default_factory=TracingConfig)
     resilience: ResilienceConfig = dataclasses.field(default_factory=ResilienceConfig)
+    repository: RepositoryConfig = dataclasses.field(default_factory=RepositoryConfig)
 
     @property
     def name(self) -> str:
@@ -288,6 +313,10 @@ class AppConfig:
         root = str(self.root)
         if root not in sys.path:
             sys.path.insert(0, root)
+        # clients of other teams' services installed by `lumi install`
+        site = str(self.root / ".lumi" / "site-packages")
+        if site not in sys.path and Path(site).is_dir():
+            sys.path.insert(1, site)
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
@@ -363,6 +392,7 @@ def load_config(path: str | Path = ".", env: str | None = None) -> AppConfig:
         environments=environments,
         tracing=chosen.tracing,
         resilience=chosen.resilience,
+        repository=chosen.repository,
     )
 
 

@@ -71,3 +71,12 @@ def test_pipeline_bench_reports_inproc_and_http_cost() -> None:
     assert inproc["bare_us"] > 0 and inproc["full_us"] > 0  # type: ignore[index]
     assert http["bare_rps"] > 0 and http["full_rps"] > 0  # type: ignore[index]
     assert http["bare_errors"] == 0 and http["full_errors"] == 0  # type: ignore[index]
+
+
+def test_packaging_bench_reports_build_and_transfer_figures() -> None:
+    """bench/packaging_bench.py builds the shop and moves an artifact through a real registry
+    with Lumi and with oras."""
+    result = run_bench("bench/packaging_bench.py", "--rounds", "1", "--mib", "1")
+    for key in ("lumi_build_s", "python_m_build_wheel_s", "lumi_push_mib_s", "oras_push_mib_s",
+                "lumi_pull_mib_s", "oras_pull_mib_s"):  # fmt: skip
+        assert result[key] > 0, key  # type: ignore[operator]

@@ -20,6 +20,11 @@ COMMAND_MODULES = (
     "lumi.cli.observe",
     "lumi.cli.events",
     "lumi.cli.api",
+    "lumi.cli.build",
+    "lumi.cli.version",
+    "lumi.cli.repo",
+    "lumi.cli.deps",
+    "lumi.cli.ci",
 )
 
 app = typer.Typer(

@@ -1,0 +1,1 @@
+"""The storefront example app (see docs/shipping.md)."""
