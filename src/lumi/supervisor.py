@@ -175,10 +175,11 @@ class _Replica:
                 self.sup.emit("lumi", f"{self.name}: restart failed: {exc}")
             self.sup.save()
 
-    async def stop(self, grace: float) -> None:
+    async def stop(self, grace: float, *, keep_socket: bool = False) -> None:
         if self.monitor is not None:
             self.monitor.cancel()
-        self.sock.close()
+        if not keep_socket:  # a replacement replica serves on it (restart_service)
+            self.sock.close()
         if self.proc is None or self.proc.returncode is not None:
             return
         self.state.state = "stopping"
@@ -231,6 +232,7 @@ class Supervisor:
         self.replicas: dict[str, list[_Replica]] = {}
         self.endpoints: dict[str, list[str]] = {}
         self._stop = asyncio.Event()
+        self.running = asyncio.Event()  # set once every service is up
         self.background: set[asyncio.Task[None]] = set()
 
     def is_stopping(self) -> bool:
@@ -260,11 +262,41 @@ class Supervisor:
             for replica in replicas:
                 replica.monitor = asyncio.create_task(replica.watch())
         self._banner()
+        self.running.set()
         await self._stop.wait()
         self.emit("lumi", "stopping (services in reverse dependency order)")
         await self.shutdown()
         self.emit("lumi", "stopped")
         return 0
+
+    async def restart_service(self, name: str) -> None:
+        """Replace each replica of ``name`` with a fresh process, one at a time (hot reload).
+
+        The new process serves on the same socket and must be ready before the old one drains,
+        so the service never stops answering. If a new replica cannot start, StartError is
+        raised and the old replica keeps serving.
+        """
+        grace = self.config.defaults.grace_period
+        for position, old in enumerate(list(self.replicas[name])):
+            if self.stopping:
+                return
+            if old.monitor is not None:
+                old.monitor.cancel()  # its exit is now expected
+            old.state.state = "restarting"
+            self.save()
+            new = _Replica(self, name, old.index, old.sock)
+            new.state.restarts = old.state.restarts + 1
+            try:
+                await new.start()
+            except StartError:
+                old.state.state = "ready" if old.proc and old.proc.returncode is None else "stopped"
+                old.monitor = asyncio.create_task(old.watch())
+                self.save()
+                raise
+            self.replicas[name][position] = new
+            new.monitor = asyncio.create_task(new.watch())
+            self.save()
+            await old.stop(grace, keep_socket=True)
 
     def _bind_all(self) -> None:
         host = self.config.defaults.host

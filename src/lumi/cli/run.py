@@ -6,14 +6,17 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from lumi.config import load_config
+from lumi.config import AppConfig, load_config
+from lumi.dashboard.server import DEFAULT_PORT
 from lumi.errors import ConfigError
 from lumi.runtimes.inproc import serve_inproc
+from lumi.runtimes.reload import run_with_reload
 from lumi.supervisor import Supervisor
 
 _COLOURS = (36, 33, 32, 35, 34, 91, 92, 93, 94, 95, 96)
@@ -51,6 +54,15 @@ def register(app: typer.Typer) -> None:
         inproc: Annotated[
             bool, typer.Option("--inproc", help="Run every service in this one process.")
         ] = False,
+        reload: Annotated[
+            bool, typer.Option("--reload", help="Restart services whose code changes.")
+        ] = False,
+        dashboard: Annotated[
+            bool, typer.Option("--dashboard/--no-dashboard", help="Serve the local dashboard.")
+        ] = True,
+        dashboard_port: Annotated[
+            int, typer.Option(help="The dashboard's port (another if taken).", min=0, max=65535)
+        ] = DEFAULT_PORT,
     ) -> None:
         """Run an app: every service replica as a local process, in dependency order."""
         config = load_config(app_dir, env)
@@ -62,11 +74,37 @@ def register(app: typer.Typer) -> None:
             )
         colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ
         terminal = Terminal(colour)
-        if runtime == "inproc":
-            code = asyncio.run(_inproc(config, terminal))
-        else:
-            code = asyncio.run(Supervisor(config, emit=terminal).run())
+        if reload and runtime == "inproc":
+            raise ConfigError("--reload restarts service processes; it does not work with --inproc")
+        board = dashboard_port if dashboard else None
+        code = asyncio.run(
+            with_dashboard(config, terminal, board, _start(config, terminal, runtime, reload))
+        )
         raise typer.Exit(code)
+
+
+def _start(config: AppConfig, terminal: Terminal, runtime: str, reload: bool) -> Any:
+    if runtime == "inproc":
+        return _inproc(config, terminal)
+    supervisor = Supervisor(config, emit=terminal)
+    return run_with_reload(supervisor, terminal) if reload else supervisor.run()
+
+
+async def with_dashboard(
+    config: AppConfig, terminal: Terminal, port: int | None, main: Awaitable[int]
+) -> int:
+    """Run ``main`` with the dashboard served beside it (``port`` None: no dashboard)."""
+    if port is None:
+        return await main
+    from lumi.dashboard import Dashboard
+
+    board = Dashboard(config, port=port)
+    await board.start()
+    terminal("lumi", f"dashboard: {board.url}")
+    try:
+        return await main
+    finally:
+        await board.aclose()
 
 
 async def _inproc(config: object, terminal: Terminal) -> int:
