@@ -20,6 +20,8 @@ COMMAND_MODULES = (
     "lumi.cli.observe",
     "lumi.cli.events",
     "lumi.cli.api",
+    "lumi.cli.dashboard",
+    "lumi.cli.new",
 )
 
 app = typer.Typer(

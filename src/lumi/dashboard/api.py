@@ -6,6 +6,7 @@
 ``POST /api/call``                         call a method: ``{service, method, arguments}``
 ``GET  /api/traces?q=&limit=``             recent traces (q: trace or correlation id prefix)
 ``GET  /api/traces/{ident}``               one trace's spans, in tree order
+``GET  /api/live/traces``                  SSE: ``traces`` (the recent list) as spans arrive
 ``GET  /api/events``                       topics with rates and dead-letter counts
 ``GET  /api/live/events?topic=``           SSE: ``event`` for each event on the topic
 ``GET  /api/deadletters``                  dead letters, with reason and attempts
@@ -99,6 +100,9 @@ def routes(board: Dashboard) -> list[web.RouteDef]:
         )
         return web.json_response({"traces": found})
 
+    async def live_traces(request: web.Request) -> web.StreamResponse:
+        return await sse.stream(request, board.hub, keep=lambda m: m[0] == "traces")
+
     async def trace_detail(request: web.Request) -> web.Response:
         ident = request.match_info["ident"][:64]
         found = await asyncio.to_thread(traces.detail, store, ident)
@@ -171,6 +175,7 @@ def routes(board: Dashboard) -> list[web.RouteDef]:
         web.post("/api/call", call),
         web.get("/api/traces", trace_list),
         web.get("/api/traces/{ident}", trace_detail),
+        web.get("/api/live/traces", live_traces),
         web.get("/api/events", events),
         web.get("/api/live/events", live_events),
         web.get("/api/deadletters", dead_letters),

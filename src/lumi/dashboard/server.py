@@ -32,6 +32,7 @@ from lumi.dashboard.eventview import EventView
 from lumi.dashboard.hub import Hub
 from lumi.dashboard.logview import LogFollower
 from lumi.dashboard.metricsview import MetricsSampler
+from lumi.dashboard.traces import TraceFeed
 
 log = logging.getLogger("lumi.dashboard")
 
@@ -45,7 +46,8 @@ _HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
     "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        "script-src 'self'; "
         "connect-src 'self'; frame-ancestors 'none'"
     ),
 }
@@ -86,6 +88,7 @@ class Dashboard:
             lambda: {name: self.state.endpoints(name) for name in self.state.interfaces},
             self.hub,
         )
+        self.traces = TraceFeed(config.root / ".lumi" / "traces.db", self.hub)
         self._runner: web.AppRunner | None = None
 
     @property
@@ -114,6 +117,7 @@ class Dashboard:
             log.warning("dashboard: cannot open the event log: %s", exc)
             self.events.unreachable = f"cannot open the event log: {exc}"
         await self.metrics.start()
+        await self.traces.start()
         sock = _bind(self.port)
         self.port = sock.getsockname()[1]
         self._runner = web.AppRunner(self.application(), access_log=None)
@@ -124,7 +128,7 @@ class Dashboard:
         self.hub.close()  # ends the live streams, so the server can stop at once
         if self._runner is not None:
             await self._runner.cleanup()
-        for part in (self.metrics, self.events, self.logs, self.state, self.caller):
+        for part in (self.traces, self.metrics, self.events, self.logs, self.state, self.caller):
             with contextlib.suppress(Exception):
                 await part.aclose()
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
 from pathlib import Path
 from typing import Any
 
+from lumi.dashboard.hub import Hub
 from lumi.observability.spanstore import StoredSpan, build_tree, read_trace
 
 
@@ -105,3 +108,48 @@ def detail(path: Path, ident: str) -> dict[str, Any] | None:
         "services": sorted({s.service for s in spans if s.service}),
         "spans": ordered,
     }
+
+
+class TraceFeed:
+    """Publishes ``traces`` (the recent list) on ``hub`` whenever the span store grows."""
+
+    def __init__(self, path: Path, hub: Hub, *, poll: float = 1.0) -> None:
+        self.path = path
+        self.hub = hub
+        self.poll = poll
+        self._mark: tuple[Any, ...] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="lumi-dashboard-traces")
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def _current_mark(self) -> tuple[Any, ...] | None:
+        if not self.path.is_file():
+            return None
+        conn = _connect(self.path)
+        try:
+            row: tuple[Any, ...] = conn.execute(
+                "SELECT COUNT(*), MAX(end_ns) FROM spans"
+            ).fetchone()
+            return row
+        except sqlite3.Error:
+            return None
+        finally:
+            conn.close()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll)
+            if not self.hub.listeners:
+                continue
+            mark = await asyncio.to_thread(self._current_mark)
+            if mark != self._mark:
+                self._mark = mark
+                found = await asyncio.to_thread(recent, self.path, limit=50)
+                self.hub.publish("traces", found)
