@@ -270,33 +270,41 @@ class Supervisor:
         return 0
 
     async def restart_service(self, name: str) -> None:
-        """Replace each replica of ``name`` with a fresh process, one at a time (hot reload).
+        """Replace every replica of ``name`` with a fresh process (hot reload).
 
-        The new process serves on the same socket and must be ready before the old one drains,
-        so the service never stops answering. If a new replica cannot start, StartError is
-        raised and the old replica keeps serving.
+        The new processes serve on the same sockets and must all be ready before the old ones
+        drain, so the service never stops answering. If a new replica cannot start, the new
+        ones are stopped, StartError is raised and the old replicas keep serving.
         """
+        old = list(self.replicas[name])
+        for replica in old:
+            if replica.monitor is not None:
+                replica.monitor.cancel()  # its exit is now expected
+            replica.state.state = "restarting"
+        self.save()
+        new = [_Replica(self, name, r.index, r.sock) for r in old]
+        for fresh, replica in zip(new, old, strict=True):
+            fresh.state.restarts = replica.state.restarts + 1
+        results = await asyncio.gather(*(r.start() for r in new), return_exceptions=True)
+        failed = [e for e in results if isinstance(e, BaseException)]
+        if failed or self.stopping:
+            grace = self.config.defaults.grace_period
+            await asyncio.gather(*(r.stop(grace, keep_socket=True) for r in new))
+            for replica in old:
+                alive = replica.proc is not None and replica.proc.returncode is None
+                replica.state.state = "ready" if alive else "stopped"
+                replica.monitor = asyncio.create_task(replica.watch())
+            self.save()
+            if failed:
+                error = failed[0]
+                raise error if isinstance(error, StartError) else StartError(str(error))
+            return
+        self.replicas[name] = new
+        for replica in new:
+            replica.monitor = asyncio.create_task(replica.watch())
+        self.save()
         grace = self.config.defaults.grace_period
-        for position, old in enumerate(list(self.replicas[name])):
-            if self.stopping:
-                return
-            if old.monitor is not None:
-                old.monitor.cancel()  # its exit is now expected
-            old.state.state = "restarting"
-            self.save()
-            new = _Replica(self, name, old.index, old.sock)
-            new.state.restarts = old.state.restarts + 1
-            try:
-                await new.start()
-            except StartError:
-                old.state.state = "ready" if old.proc and old.proc.returncode is None else "stopped"
-                old.monitor = asyncio.create_task(old.watch())
-                self.save()
-                raise
-            self.replicas[name][position] = new
-            new.monitor = asyncio.create_task(new.watch())
-            self.save()
-            await old.stop(grace, keep_socket=True)
+        await asyncio.gather(*(r.stop(grace, keep_socket=True) for r in old))
 
     def _bind_all(self) -> None:
         host = self.config.defaults.host

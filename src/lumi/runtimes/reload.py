@@ -1,15 +1,16 @@
 """Hot reload for ``lumi run --reload``: restart only the services whose code changed.
 
-The app folder is watched with watchfiles. After a change, each service's *code* is the set of
-the app's own modules its class imports, found statically from the import statements (so
-nothing is executed to find out, and a shared ``models.py`` belongs to every service using it).
-Then:
+The app folder is watched with watchfiles. After a change, each service's *code* is its module
+and the app's own modules it imports, found statically from the import statements (nothing is
+executed to find out). A shared ``models.py`` belongs to every service importing it; the module
+of another service does not (it is imported to name a capability, and a change to it reaches
+this service through that service's interface). Then:
 
 * a changed file that does not compile gets one line naming the file, line and error, and
   nothing restarts: the old replicas keep serving;
 * otherwise the services whose code changed are restarted in dependency order through
-  :meth:`Supervisor.restart_service` (new replica ready first, then the old one drains), and the
-  others, with the event log, are left alone;
+  :meth:`Supervisor.restart_service` (new replicas ready first, then the old ones drain), and
+  the others, with the event log, are left alone;
 * a restarted service's new interface is compared with the old one by the ``lumi api diff``
   engine (:mod:`lumi.compat`); breaking changes to a service that others call or subscribe to
   are reported with their verdict.
@@ -84,16 +85,20 @@ def imported_modules(root: Path, path: Path) -> set[str]:
     return found
 
 
-def code_of(root: Path, modules: Iterable[str]) -> set[Path]:
-    """Every app-local file that importing ``modules`` runs (the transitive closure)."""
+def code_of(root: Path, module: str, others: Iterable[str] = ()) -> set[Path]:
+    """The app-local files that are ``module``'s code: it and what it imports, transitively,
+    except the modules of ``others`` (other services, imported only to name them as
+    capabilities: their changes reach this service through their interfaces, not its code)."""
+    stop = set(others) - {module}
     seen: set[Path] = set()
-    todo = [m for m in modules]
+    todo = [module]
     while todo:
-        module = todo.pop()
-        parts = module.split(".")
+        current = todo.pop()
+        parts = current.split(".")
         for end in range(1, len(parts) + 1):
-            path = module_file(root, ".".join(parts[:end]))
-            if path is None or path in seen:
+            prefix = ".".join(parts[:end])
+            path = module_file(root, prefix)
+            if path is None or path in seen or (prefix in stop and prefix == current):
                 continue
             seen.add(path)
             todo.extend(imported_modules(root, path))
@@ -134,16 +139,38 @@ class Reloader:
         import watchfiles
 
         await self.sup.running.wait()
-        self.emit("lumi", f"reload: watching {self.root} for changes")
+        before = self._mtimes()
+        watching = False
+        # The watcher starts with the first iteration; its first (timed-out) yield says it is
+        # up, and files that changed before that are found by comparing modification times.
         async for changes in watchfiles.awatch(
-            self.root, watch_filter=lambda _change, path: _watched(Path(path)), step=30
+            self.root,
+            watch_filter=lambda _change, path: _watched(Path(path)),
+            step=30,
+            rust_timeout=300,
+            yield_on_timeout=True,
         ):
             paths = {Path(path) for _change, path in changes}
+            if not watching:
+                watching = True
+                now = self._mtimes()
+                paths |= {p for p in before.keys() | now.keys() if before.get(p) != now.get(p)}
+                self.emit("lumi", f"reload: watching {self.root} for changes")
+            if not paths:
+                continue
             try:
                 await self.apply(paths)
             except Exception as exc:  # a failed reload must never stop `lumi run`
                 log.exception("reload failed")
                 self.emit("lumi", f"reload failed: {type(exc).__name__}: {exc}")
+
+    def _mtimes(self) -> dict[Path, int]:
+        found: dict[Path, int] = {}
+        for path in self.root.rglob("*"):
+            if _watched(path) and path.is_file():
+                with contextlib.suppress(OSError):
+                    found[path] = path.stat().st_mtime_ns
+        return found
 
     def affected(self, paths: set[Path]) -> list[str]:
         """The services (in start order) whose code includes one of ``paths``."""
@@ -153,7 +180,7 @@ class Reloader:
             if module is None:
                 continue
             try:
-                files = code_of(self.root, [module])
+                files = code_of(self.root, module, self.refs.values())
             except (SyntaxError, OSError, UnicodeDecodeError):
                 files = {f for f in paths if f.suffix == ".py"}  # unknown: assume it is ours
             if files & paths:
