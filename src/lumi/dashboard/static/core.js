@@ -109,12 +109,15 @@ export function fmtTime(value) {
 export function json(value) { return JSON.stringify(value, null, 2); }
 
 const PALETTE = ["#4f46e5", "#0891b2", "#16a34a", "#c026d3", "#ea580c", "#0d9488", "#db2777", "#65a30d", "#7c3aed", "#2563eb"];
-const colours = new Map();
+// A service keeps its colour in every view: the colour of its place in the app's start order.
 export function colour(name) {
   if (!name) return "#94a3b8";
   if (name === "dashboard") return "#64748b";
-  if (!colours.has(name)) colours.set(name, PALETTE[colours.size % PALETTE.length]);
-  return colours.get(name);
+  const index = (store.app?.services || []).findIndex((s) => s.name === name);
+  if (index >= 0) return PALETTE[index % PALETTE.length];
+  let hash = 0;
+  for (const ch of name) hash = (hash * 31 + ch.charCodeAt(0)) >>> 0;
+  return PALETTE[hash % PALETTE.length];
 }
 
 export function toast(text) {

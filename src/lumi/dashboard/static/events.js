@@ -39,8 +39,8 @@ function deadLetterTable(letters, reload) {
       return h("tr", { dataset: { id: d.id } },
         h("td", h("div.mono", d.topic), h("div.muted.mono", { style: "font-size:11px" }, d.id), h("div.muted", { style: "font-size:12px" }, fmtTime(d.time))),
         h("td", d.group), h("td.num", d.attempts),
-        h("td.reason", { style: "max-width:360px;color:#991b1b" }, d.reason),
-        h("td", h("pre.mono", { style: "margin:0;max-width:260px;white-space:pre-wrap;font-size:11.5px" }, JSON.stringify(d.event.data))),
+        h("td.reason", { style: "max-width:420px;color:#991b1b" }, d.reason),
+        h("td", h("pre.mono", { style: "margin:0;max-width:320px;white-space:pre-wrap;font-size:11.5px" }, JSON.stringify(d.event.data))),
         h("td", button));
     })));
 }
@@ -54,9 +54,8 @@ export async function renderEvents(main, args) {
   main.append(page("Events", "topics, a live tail, and dead letters"),
     h("div.stack",
       panel("Topics", topicsBody),
-      h("div.grid2", { style: "grid-template-columns: minmax(0,1fr) minmax(0,1fr)" },
-        h("section.panel", h("h2", "Live tail ", tailTitle), tailBody),
-        h("section.panel", h("h2", "Dead letters"), deadBody))));
+      h("section.panel", h("h2", "Live tail ", tailTitle), tailBody),
+      h("section.panel", h("h2", "Dead letters"), deadBody)));
   let topics = [];
   const loadTopics = async () => {
     const data = await api("/api/events");
