@@ -31,6 +31,7 @@ from lumi.graph import start_order
 from lumi.interface import ServiceInterface, interface
 from lumi.registry import Registry, ReplicaState, ServiceState, remove_registry, write_registry
 from lumi.runtimes.process import ReplicaSpec
+from lumi.runtimes.spares import Spare, SparePool
 
 Emit = Callable[[str, str], None]
 """Where output goes: ``emit(source, line)``; source is ``"Service[i]"`` or ``"lumi"``."""
@@ -70,9 +71,13 @@ class _Replica:
     def name(self) -> str:
         return f"{self.service}[{self.index}]"
 
-    async def start(self) -> None:
-        """Spawn the process and wait until it reports ready; StartError otherwise."""
-        read_fd, write_fd = os.pipe()
+    async def start(self, spare: Spare | None = None) -> None:
+        """Spawn the process (or turn ``spare`` into it) and wait until it reports ready;
+        StartError otherwise."""
+        if spare is not None:
+            read_fd, write_fd = spare.read_fd, spare.ready_fd
+        else:
+            read_fd, write_fd = os.pipe()
         config = self.sup.config
         spec = ReplicaSpec(
             app_dir=str(config.root),
@@ -84,27 +89,26 @@ class _Replica:
             endpoints=self.sup.endpoints,
             parent_pid=os.getpid(),
         )
-        environ = {
-            **os.environ,
-            **config.service(self.service).environment,
-            **spec.to_environ(),
-            "PYTHONUNBUFFERED": "1",
-        }
-        try:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "lumi.runtimes.process",
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                pass_fds=(self.sock.fileno(), write_fd),
-                env=environ,
-                cwd=config.root,
-                start_new_session=True,
-            )
-        finally:
-            os.close(write_fd)
+        own = {**config.service(self.service).environment, **spec.to_environ()}
+        if spare is not None:
+            self.proc = spare.proc
+            spare.assign(own)
+        else:
+            try:
+                self.proc = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "lumi.runtimes.process",
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    pass_fds=(self.sock.fileno(), write_fd),
+                    env={**os.environ, **own, "PYTHONUNBUFFERED": "1"},
+                    cwd=config.root,
+                    start_new_session=True,
+                )
+            finally:
+                os.close(write_fd)
         self.state.pid = self.proc.pid
         self.state.state = "starting"
         assert self.proc.stdout is not None and self.proc.stderr is not None
@@ -233,6 +237,7 @@ class Supervisor:
         self.endpoints: dict[str, list[str]] = {}
         self._stop = asyncio.Event()
         self.running = asyncio.Event()  # set once every service is up
+        self.spares: SparePool | None = None  # warm processes for restart_service (reload)
         self.background: set[asyncio.Task[None]] = set()
 
     def is_stopping(self) -> bool:
@@ -285,7 +290,11 @@ class Supervisor:
         new = [_Replica(self, name, r.index, r.sock) for r in old]
         for fresh, replica in zip(new, old, strict=True):
             fresh.state.restarts = replica.state.restarts + 1
-        results = await asyncio.gather(*(r.start() for r in new), return_exceptions=True)
+        spares = [self.spares.take() if self.spares else None for _ in new]
+        results = await asyncio.gather(
+            *(r.start(spare) for r, spare in zip(new, spares, strict=True)),
+            return_exceptions=True,
+        )
         failed = [e for e in results if isinstance(e, BaseException)]
         if failed or self.stopping:
             grace = self.config.defaults.grace_period

@@ -69,6 +69,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
     run = LumiRun(app, "--dashboard-port", "0")
     try:
         run.wait_ready()
+        run.wait_output("dashboard: http")
         yield Shop(run)
     finally:
         pids = run.pids()

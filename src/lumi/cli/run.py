@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -77,33 +77,50 @@ def register(app: typer.Typer) -> None:
         if reload and runtime == "inproc":
             raise ConfigError("--reload restarts service processes; it does not work with --inproc")
         board = dashboard_port if dashboard else None
-        code = asyncio.run(
-            with_dashboard(config, terminal, board, _start(config, terminal, runtime, reload))
-        )
+        code = asyncio.run(_run(config, terminal, runtime, reload, board))
         raise typer.Exit(code)
 
 
-def _start(config: AppConfig, terminal: Terminal, runtime: str, reload: bool) -> Any:
+async def _run(
+    config: AppConfig, terminal: Terminal, runtime: str, reload: bool, port: int | None
+) -> int:
+    running: asyncio.Event | None = None
+    main: Awaitable[int]
     if runtime == "inproc":
-        return _inproc(config, terminal)
-    supervisor = Supervisor(config, emit=terminal)
-    return run_with_reload(supervisor, terminal) if reload else supervisor.run()
+        main = _inproc(config, terminal)
+    else:
+        supervisor = Supervisor(config, emit=terminal)
+        running = supervisor.running
+        main = run_with_reload(supervisor, terminal) if reload else supervisor.run()
+    return await with_dashboard(config, terminal, port, main, running)
 
 
 async def with_dashboard(
-    config: AppConfig, terminal: Terminal, port: int | None, main: Awaitable[int]
+    config: AppConfig,
+    terminal: Terminal,
+    port: int | None,
+    main: Awaitable[int],
+    running: asyncio.Event | None = None,
 ) -> int:
-    """Run ``main`` with the dashboard served beside it (``port`` None: no dashboard)."""
+    """Run ``main`` with the dashboard served beside it (``port`` None: no dashboard). Its URL
+    is printed once ``running`` is set (right away without one), below the app's banner."""
     if port is None:
         return await main
     from lumi.dashboard import Dashboard
 
     board = Dashboard(config, port=port)
     await board.start()
-    terminal("lumi", f"dashboard: {board.url}")
+
+    async def announce() -> None:
+        if running is not None:
+            await running.wait()
+        terminal("lumi", f"dashboard: {board.url}")
+
+    announcer = asyncio.create_task(announce())
     try:
         return await main
     finally:
+        announcer.cancel()
         await board.aclose()
 
 

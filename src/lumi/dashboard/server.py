@@ -120,9 +120,13 @@ class Dashboard:
         await self.traces.start()
         sock = _bind(self.port)
         self.port = sock.getsockname()[1]
-        self._runner = web.AppRunner(self.application(), access_log=None)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock, shutdown_timeout=1.0).start()
+        self._runner = web.AppRunner(self.application(), access_log=None, shutdown_timeout=1.0)
+        try:
+            await self._runner.setup()
+            await web.SockSite(self._runner, sock).start()
+        except BaseException:
+            sock.close()
+            raise
 
     async def aclose(self) -> None:
         self.hub.close()  # ends the live streams, so the server can stop at once

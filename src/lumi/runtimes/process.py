@@ -37,6 +37,7 @@ from lumi.transports.http import HttpChannel, HttpServer
 log = logging.getLogger("lumi.process")
 
 _PR_SET_PDEATHSIG = 1
+SPARE_READY = "lumi: spare ready"  # a spare's first line on stdout, once it has imported Lumi
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,8 +188,28 @@ async def _any_ready(urls: list[str]) -> bool:
     raise ConnectionError("; ".join(errors))
 
 
+def _wait_for_assignment() -> None:
+    """A warm spare (:mod:`lumi.runtimes.spares`): import what every replica needs, then wait
+    for the environment of the replica to become; exit if the supervisor sends none."""
+    import importlib
+
+    _die_with_parent(int(os.environ["LUMI_PARENT_PID"]))
+    for name in ("lumi.brokers.embedded", "aiohttp", "uvloop"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    sys.stdout.write(f"{SPARE_READY}\n")
+    sys.stdout.flush()
+    line = sys.stdin.readline()
+    if not line:
+        sys.exit(0)
+    os.environ.pop("LUMI_SPARE", None)
+    os.environ.update(json.loads(line))
+
+
 def main() -> None:
     """Entry point of a replica process (``python -m lumi.runtimes.process``)."""
+    if os.environ.get("LUMI_SPARE") == "1":
+        _wait_for_assignment()
     spec = ReplicaSpec.from_environ(dict(os.environ))
     _die_with_parent(spec.parent_pid)
     ready = os.fdopen(spec.ready_fd, "w", buffering=1)

@@ -30,6 +30,7 @@ import aiohttp
 
 from lumi.compat import diff_interfaces
 from lumi.interface import ServiceInterface
+from lumi.runtimes.spares import SparePool
 from lumi.supervisor import StartError, Supervisor
 
 log = logging.getLogger("lumi.reload")
@@ -128,17 +129,20 @@ class Reloader:
         self.sup = supervisor
         self.emit = emit
         self.root = supervisor.config.root
-        self.refs = {
-            name: ref.partition(":")[0]
-            for ref in supervisor.config.app.services
-            for name in [ref.rpartition(":")[2]]
-        }
+        # service name → the module defining it (imported already: the supervisor reflected it)
+        self.refs = {cls.name: cls.__module__ for cls in supervisor.config.load_services()}
 
     async def run(self) -> None:
         """Watch until cancelled (start it alongside :meth:`Supervisor.run`)."""
         import watchfiles
 
         await self.sup.running.wait()
+        # Warm spares, enough to restart the largest service's replicas all at once.
+        sockets = [r.sock.fileno() for rs in self.sup.replicas.values() for r in rs]
+        size = max((len(rs) for rs in self.sup.replicas.values()), default=1)
+        self.sup.spares = SparePool(self.root, sockets, size)
+        self.sup.spares.fill()
+        await self.sup.spares.ready()  # so that even the first edit restarts at once
         before = self._mtimes()
         watching = False
         # The watcher starts with the first iteration; its first (timed-out) yield says it is
@@ -264,3 +268,5 @@ async def run_with_reload(supervisor: Supervisor, emit: Emit) -> int:
         reloader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reloader
+        if supervisor.spares is not None:
+            await supervisor.spares.aclose()
