@@ -18,8 +18,8 @@ from lumi.dashboard.logview import LogFollower, history, matcher
 from lumi.dashboard.metricsview import parse
 from lumi.dashboard.traces import detail, recent
 from lumi.observability.metrics import Metrics
-from lumi.observability.tracing import Tracing
 from lumi.observability.spanstore import SqliteSpanExporter
+from lumi.observability.tracing import Tracing
 from tests.conftest import SHOP
 
 
@@ -143,7 +143,12 @@ async def test_dashboard_of_an_app_that_is_not_running(tmp_path: Path) -> None:
             assert (await http.get("/api/app")).status_code == 401
             info = (await http.get("/api/app", headers={"X-Lumi-Token": board.token})).json()
             assert info["running"] is False and "is not running" in info["problem"]
-            assert [s["name"] for s in info["services"]] == ["Catalog", "Inventory", "Orders", "Mailer"]
+            assert [s["name"] for s in info["services"]] == [
+                "Catalog",
+                "Inventory",
+                "Orders",
+                "Mailer",
+            ]
             page = await http.get("/")
             assert page.status_code == 200 and "/static/app.js" in page.text
             assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
