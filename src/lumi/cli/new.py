@@ -1,6 +1,6 @@
 """``lumi new APP [--template NAME]``: scaffold an app that passes its tests and runs at once.
 
-Templates are folders of package data under ``lumi/templates/``; each file ending in ``.tmpl``
+Templates are folders of package data under ``lumi/starters/``; each file ending in ``.tmpl``
 is copied with ``{{app}}`` (the app name) and ``{{pkg}}`` (its Python package) filled in, and a
 ``__pkg__`` folder becomes the package.
 """
@@ -25,7 +25,7 @@ _RENAMES = {"gitignore": ".gitignore"}
 
 def templates() -> list[str]:
     """The names of the templates that ship with Lumi."""
-    root = resources.files("lumi") / "templates"
+    root = resources.files("lumi") / "starters"
     return sorted(t.name for t in root.iterdir() if t.is_dir() and not t.name.startswith("_"))
 
 
@@ -37,7 +37,7 @@ def package_name(app: str) -> str:
 
 def scaffold(target: Path, app: str, template: str = "basic") -> list[Path]:
     """Write the template's files into ``target`` (which must not hold files yet)."""
-    source = resources.files("lumi") / "templates" / template
+    source = resources.files("lumi") / "starters" / template
     written: list[Path] = []
     values = {"{{app}}": app, "{{pkg}}": package_name(app)}
 
