@@ -171,7 +171,7 @@ def test_explorer_calls_a_method_and_shows_its_result_and_trace(
             const services = new Set(rows.map(r => r.dataset.service));
             return ['dashboard', 'Orders', 'Inventory', 'Catalog', 'Mailer'].every(s => services.has(s));
         }""",
-        timeout=10_000,
+        timeout=15_000,
     )
     names = page.eval_on_selector_all(
         "#call-trace .wf .row .name", "ns => ns.map(n => n.textContent)"
@@ -285,10 +285,11 @@ def test_traces_search_by_correlation_and_waterfall(shop: Shop, page: Any, shots
     page.goto(shop.view("traces"))
     page.wait_for_selector("#trace-list")
     page.fill("#trace-search", correlation)
-    row = page.wait_for_selector(f"#trace-list tr[data-correlation='{correlation}']")
+    row = f"#trace-list tr[data-correlation='{correlation}']"
+    page.wait_for_selector(row)
     assert page.locator("#trace-list tbody tr").count() == 1
     page.screenshot(path=shots / "traces-search.png", full_page=True)
-    row.click()
+    page.locator(row).click()
     page.wait_for_selector(".wf .row[data-service=Catalog]")
     page.screenshot(path=shots / "traces-waterfall.png", full_page=True)
 

@@ -2,7 +2,7 @@
 // result or typed error, and the trace of that call.
 import { api, h, json, page, panel, store } from "/static/core.js";
 import { model, typeName } from "/static/form.js";
-import { settledTrace, traceHeader, waterfall } from "/static/waterfall.js";
+import { followTrace, traceHeader, waterfall } from "/static/waterfall.js";
 
 function methodList(selected) {
   const list = h("div.methods");
@@ -53,6 +53,7 @@ function callPanel(serviceName, name) {
     toggle.textContent = rawMode ? "form" : "edit as JSON";
   } }, "edit as JSON");
   const outcome = h("div#outcome");
+  let calls = 0;
   const tracePanel = h("div#call-trace");
   const button = h("button.primary#call", { type: "submit" }, "Call");
   const submit = async (e) => {
@@ -71,11 +72,13 @@ function callPanel(serviceName, name) {
         : h("div", errorView(reply.error), meta));
       if (reply.trace_id) {
         tracePanel.replaceChildren(panel("Trace of this call", h("div.body", h("div.muted", "collecting spans…"))));
-        const trace = await settledTrace(reply.trace_id);
-        if (trace) {
+        const mine = ++calls;
+        button.disabled = false;
+        await followTrace(reply.trace_id, (trace) => {
+          if (mine !== calls) return;  // a newer call owns the panel
           tracePanel.replaceChildren(panel("Trace of this call", h("div.body", traceHeader(trace), waterfall(trace),
             h("div", { style: "margin-top:10px" }, h("a", { href: `#/traces/${trace.trace_id}` }, "open in Traces →")))));
-        }
+        });
       }
     } catch (err) {
       outcome.replaceChildren(h("div.result.bad", err.message));

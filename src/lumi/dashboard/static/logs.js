@@ -53,10 +53,13 @@ export async function renderLogs(main, args) {
     if (atBottom) rows.scrollTop = rows.scrollHeight;
     show();
   };
+  let asked = 0;
   async function reload() {
     source?.close();
     const q = query();
+    const mine = ++asked;
     const data = await api(`/api/logs?limit=500&${q}`);
+    if (mine !== asked) return;  // a newer filter was asked for meanwhile
     rows.replaceChildren(...data.logs.map((r) => line(r, setCorrelation)));
     if (!data.logs.length) rows.append(h("div.empty#no-logs", "No log lines match."));
     rows.scrollTop = rows.scrollHeight;

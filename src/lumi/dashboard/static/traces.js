@@ -21,9 +21,11 @@ export async function renderTraces(main, args) {
   main.append(page("Traces", "requests across services and events", search),
     h("div.stack", detail, panel("Recent requests", listBody)));
   let query = "";
+  let asked = 0;
   const load = async () => {
+    const mine = ++asked;  // answers can arrive out of order: only the latest question counts
     const data = await api(`/api/traces?limit=60${query ? `&q=${encodeURIComponent(query)}` : ""}`);
-    listBody.replaceChildren(table(data.traces, selected));
+    if (mine === asked) listBody.replaceChildren(table(data.traces, selected));
   };
   search.addEventListener("input", () => { query = search.value.trim(); load(); });
   search.addEventListener("keydown", (e) => { if (e.key === "Enter" && query) location.hash = `#/traces/${query}`; });

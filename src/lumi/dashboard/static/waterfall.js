@@ -36,19 +36,23 @@ export function traceHeader(trace) {
     trace.services.map((s) => h("span.badge", { style: `background:${colour(s)}1a;color:${colour(s)}` }, s)));
 }
 
-// Fetch a trace until its spans stop arriving (each process exports in batches).
-export async function settledTrace(ident, { timeout = 4000, quiet = 900 } = {}) {
+// Follow a trace as its spans arrive (each process exports in batches, and an event's consumer
+// may run later than the call returned): `show(trace)` on every change, until it has been quiet
+// for `quiet` ms or `limit` ms have passed.
+export async function followTrace(ident, show, { limit = 15000, quiet = 3000 } = {}) {
   const started = Date.now();
-  let last = null, lastCount = -1, stableSince = Date.now();
-  while (Date.now() - started < timeout) {
+  let count = -1, changed = Date.now();
+  while (Date.now() - started < limit && (count < 0 || Date.now() - changed < quiet)) {
     try {
-      last = await api(`/api/traces/${encodeURIComponent(ident)}`);
-      if (last.spans.length !== lastCount) { lastCount = last.spans.length; stableSince = Date.now(); }
-      else if (Date.now() - stableSince >= quiet) return last;
+      const trace = await api(`/api/traces/${encodeURIComponent(ident)}`);
+      if (trace.spans.length !== count) {
+        count = trace.spans.length;
+        changed = Date.now();
+        show(trace);
+      }
     } catch (err) {
       if (err.status !== 404) throw err;
     }
-    await new Promise((r) => setTimeout(r, 250));
+    await new Promise((r) => setTimeout(r, 300));
   }
-  return last;
 }
