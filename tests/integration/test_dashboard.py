@@ -192,6 +192,7 @@ def test_explorer_names_a_validation_error(shop: Shop, page: Any, shots: Path) -
     text = error.inner_text()
     assert "lines.0.qty" in text and "greater than 0" in text, text
     assert "customer" in text and "Field required" in text, text
+    page.wait_for_selector("#call-trace .wf .row[data-service=Orders]", timeout=15_000)
     page.screenshot(path=shots / "explorer-validation-error.png", full_page=True)
 
 

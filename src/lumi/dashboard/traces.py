@@ -71,7 +71,10 @@ def recent(path: Path, *, limit: int = 50, query: str = "") -> list[dict[str, An
 def detail(path: Path, ident: str) -> dict[str, Any] | None:
     """One trace (by trace id or correlation id) as a flat list of spans in tree order, each
     with its depth and its offset from the start of the trace; None if it is not stored."""
-    spans = read_trace(path, ident.strip())
+    try:
+        spans = read_trace(path, ident.strip())
+    except sqlite3.Error:  # e.g. busy while a writer checkpoints: "not yet", ask again
+        return None
     if not spans:
         return None
     start = min(s.start_ns for s in spans)

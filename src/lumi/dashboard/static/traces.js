@@ -30,7 +30,13 @@ export async function renderTraces(main, args) {
   search.addEventListener("input", () => { query = search.value.trim(); load(); });
   search.addEventListener("keydown", (e) => { if (e.key === "Enter" && query) location.hash = `#/traces/${query}`; });
   await load();
-  const source = live("/api/live/traces", { traces: (traces) => { if (!query) listBody.replaceChildren(table(traces, selected)); } });
+  // New spans: show the new list, or ask the search again (its request may have just arrived).
+  const source = live("/api/live/traces", {
+    traces: (traces) => {
+      if (query) load();
+      else { asked++; listBody.replaceChildren(table(traces, selected)); }
+    },
+  });
   onLeave(() => source.close());
   if (selected) {
     try {

@@ -51,7 +51,7 @@ export async function followTrace(ident, show, { limit = 15000, quiet = 3000 } =
         show(trace);
       }
     } catch (err) {
-      if (err.status !== 404) throw err;
+      if (err.status === 401) throw err;  // anything else may pass: keep asking
     }
     await new Promise((r) => setTimeout(r, 300));
   }
