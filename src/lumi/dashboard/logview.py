@@ -98,8 +98,18 @@ class LogFollower:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.poll)
+            if not self.hub.listeners:  # nobody is watching: skip what was written meanwhile
+                self.skip()
+                continue
             for record in self.read_new():
                 self.hub.publish("log", record)
+
+    def skip(self) -> None:
+        """Move past everything written so far without reading it."""
+        for path in logfiles.log_files(self.app_dir):
+            with contextlib.suppress(OSError):
+                self._offsets[path] = path.stat().st_size
+            self._partial.pop(path, None)
 
     def read_new(self) -> list[Record]:
         """Records appended since the last look, in time order."""
