@@ -278,8 +278,9 @@ class Supervisor:
         """Replace every replica of ``name`` with a fresh process (hot reload).
 
         The new processes serve on the same sockets and must all be ready before the old ones
-        drain, so the service never stops answering. If a new replica cannot start, the new
-        ones are stopped, StartError is raised and the old replicas keep serving.
+        drain, so the service never stops answering; each is a warm spare from ``self.spares``
+        when one is waiting. If a new replica cannot start, the new ones are stopped,
+        StartError is raised and the old replicas keep serving.
         """
         old = list(self.replicas[name])
         for replica in old:
