@@ -45,3 +45,16 @@ def artifacts(name: str) -> Path:
     folder.mkdir(parents=True)
     print(f"\nscreenshots: {folder}")
     return folder
+
+
+NODES_LAID_OUT = """() => {
+    const svg = document.querySelector('svg.graph').getBoundingClientRect();
+    const boxes = [...document.querySelectorAll('svg.graph .node rect.card')]
+        .map(r => r.getBoundingClientRect());
+    const inside = boxes.every(b => b.left >= svg.left - 1 && b.right <= svg.right + 1
+                                 && b.top >= svg.top - 1 && b.bottom <= svg.bottom + 1);
+    const apart = boxes.every((a, i) => boxes.every((b, j) => i === j || a.right <= b.left
+        || b.right <= a.left || a.bottom <= b.top || b.bottom <= a.top));
+    return boxes.length > 0 && inside && apart;
+}"""
+"""True when every node of the graph is drawn inside it and no two overlap."""

@@ -25,7 +25,7 @@ from lumi.brokers.embedded import EmbeddedBroker
 from lumi.context import new_id
 from lumi.events import Envelope, now_rfc3339
 from tests.conftest import SHOP
-from tests.integration.browser import artifacts, chromium
+from tests.integration.browser import NODES_LAID_OUT, artifacts, chromium
 from tests.integration.harness import LumiRun, alive, copy_app, wait
 
 pytestmark = pytest.mark.slow
@@ -128,6 +128,7 @@ def test_graph_shows_every_service_with_live_replica_state(
     )
     assert states == ["ready"] * sum(len(s["replicas"]) for s in registry.values())
     assert page.locator("svg.graph text.edge-label", has_text="Orders.placed").count() == 1
+    assert page.evaluate(NODES_LAID_OUT)
     page.screenshot(path=shots / "graph.png", full_page=True)
 
     page.click("svg.graph .node[data-service=Orders]")

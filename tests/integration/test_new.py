@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.browser import artifacts, chromium
+from tests.integration.browser import NODES_LAID_OUT, artifacts, chromium
 from tests.integration.harness import LumiRun, wait
 
 pytestmark = pytest.mark.slow
@@ -168,5 +168,7 @@ def _explore(url: str, shots: Path) -> None:
         assert "a task needs a title" in error
         page.goto(f"{url}#/graph")
         page.wait_for_selector("svg.graph .node[data-service=Digest]")
+        assert page.locator("svg.graph .node").count() == 2
+        assert page.evaluate(NODES_LAID_OUT)  # Digest calls Tasks and follows its event
         page.screenshot(path=shots / "graph.png", full_page=True)
         assert not errors, errors

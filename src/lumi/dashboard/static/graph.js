@@ -5,30 +5,39 @@ const W = 220, H = 112, GAP_X = 96, GAP_Y = 30, PAD = 24;
 let painted = false;
 
 // Columns by the longest path from a service nothing points at, so edges run left to right.
+// Calls always count (capabilities never form a cycle); an event flow counts unless it would
+// close a cycle (a subscriber that also calls its publisher), and is then drawn underneath.
 function layout(services, edges) {
   const names = services.map((s) => s.name);
+  const next = Object.fromEntries(names.map((n) => [n, new Set()]));
+  const reaches = (from, to, seen = new Set()) => from === to || [...next[from]].some((n) => !seen.has(n) && (seen.add(n), reaches(n, to, seen)));
+  const ordered = [...edges.filter((e) => e.kind === "calls"), ...edges.filter((e) => e.kind !== "calls")];
+  for (const e of ordered) {
+    if (e.from in next && e.to in next && e.from !== e.to && !reaches(e.to, e.from)) next[e.from].add(e.to);
+  }
   const column = Object.fromEntries(names.map((n) => [n, 0]));
   for (let round = 0; round < names.length; round++) {
     let moved = false;
-    for (const e of edges) {
-      if (e.from in column && e.to in column && column[e.to] < column[e.from] + 1) {
-        column[e.to] = column[e.from] + 1;
-        moved = true;
+    for (const from of names) {
+      for (const to of next[from]) {
+        if (column[to] < column[from] + 1) { column[to] = column[from] + 1; moved = true; }
       }
     }
     if (!moved) break;
   }
   const columns = [];
   for (const name of names) (columns[column[name]] ||= []).push(name);
+  const filled = columns.filter(Boolean);
   const pos = {};
-  const tallest = Math.max(...columns.map((c) => c.length));
-  columns.forEach((members, x) => {
+  const tallest = Math.max(...filled.map((c) => c.length));
+  filled.forEach((members, x) => {
     const offset = ((tallest - members.length) * (H + GAP_Y)) / 2;
     members.forEach((name, y) => {
       pos[name] = { x: PAD + x * (W + GAP_X), y: PAD + offset + y * (H + GAP_Y) };
     });
   });
-  return { pos, width: PAD * 2 + columns.length * W + (columns.length - 1) * GAP_X, height: PAD * 2 + tallest * H + (tallest - 1) * GAP_Y };
+  const height = PAD * 2 + tallest * H + (tallest - 1) * GAP_Y;
+  return { pos, width: PAD * 2 + filled.length * W + (filled.length - 1) * GAP_X, height };
 }
 
 function replicaSummary(replicas) {
@@ -58,14 +67,22 @@ function node(service, p, selected, onPick) {
   return g;
 }
 
-function edgePath(a, b, bend) {
-  const x1 = a.x + W, y1 = a.y + H / 2 + bend, x2 = b.x - 8, y2 = b.y + H / 2 + bend;
-  const dx = Math.max(40, (x2 - x1) / 2);
-  return { d: `M${x1},${y1} C${x1 + dx},${y1} ${x2 - dx},${y2} ${x2},${y2}`, mx: (x1 + x2) / 2, my: (y1 + y2) / 2 };
+function edgePath(a, b, bend, floor) {
+  if (b.x > a.x) {  // forward: right side to left side
+    const x1 = a.x + W, y1 = a.y + H / 2 + bend, x2 = b.x - 8, y2 = b.y + H / 2 + bend;
+    const dx = Math.max(40, (x2 - x1) / 2);
+    return { d: `M${x1},${y1} C${x1 + dx},${y1} ${x2 - dx},${y2} ${x2},${y2}`, mx: (x1 + x2) / 2, my: (y1 + y2) / 2 - 7 };
+  }
+  // backward or within a column: out of the bottom, under the cards, into the bottom
+  const x1 = a.x + W / 2 + 20, y1 = a.y + H, x2 = b.x + W / 2 - 20, y2 = b.y + H + 8, low = floor + 34 + bend;
+  return { d: `M${x1},${y1} C${x1},${low} ${x2},${low} ${x2},${y2}`, mx: (x1 + x2) / 2, my: low + 8 };
 }
 
 function drawGraph(snapshot, selected, onPick) {
-  const { pos, width, height } = layout(snapshot.services, snapshot.edges);
+  const { pos, width, height: base } = layout(snapshot.services, snapshot.edges);
+  const floor = base - PAD;
+  const back = snapshot.edges.some((e) => pos[e.from] && pos[e.to] && pos[e.to].x <= pos[e.from].x);
+  const height = base + (back ? 56 : 0);
   const root = svg("svg", { class: "graph", viewBox: `0 0 ${width} ${height}`, style: `max-width:${width}px`, role: "img", "aria-label": "service graph" });
   root.append(svg("defs", {},
     svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 8, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" }, svg("path", { d: "M0,0 L10,5 L0,10 z", fill: "#94a3b8" })),
@@ -75,9 +92,9 @@ function drawGraph(snapshot, selected, onPick) {
     if (!pos[e.from] || !pos[e.to]) continue;
     const key = `${e.from}>${e.to}`;
     const bend = (seen[key] = (seen[key] ?? -1) + 1) * 14;
-    const { d, mx, my } = edgePath(pos[e.from], pos[e.to], bend);
+    const { d, mx, my } = edgePath(pos[e.from], pos[e.to], bend, floor);
     root.append(svg("path", { class: `edge ${e.kind}`, d, "marker-end": `url(#${e.kind === "event" ? "arrow-ev" : "arrow"})` }, svg("title", {}, e.kind === "event" ? `${e.from} publishes ${e.label} → ${e.to}` : `${e.from} calls ${e.to}`)));
-    if (e.label) root.append(svg("text", { class: "edge-label", x: mx, y: my - 7, "text-anchor": "middle" }, `✉ ${e.label}`));
+    if (e.label) root.append(svg("text", { class: "edge-label", x: mx, y: my, "text-anchor": "middle" }, `✉ ${e.label}`));
   }
   for (const s of snapshot.services) root.append(node(s, pos[s.name], s.name === selected, onPick));
   return root;
