@@ -161,5 +161,28 @@ async def test_dashboard_of_an_app_that_is_not_running(tmp_path: Path) -> None:
                 json={"service": "Orders", "method": "get", "arguments": {"order_id": "x"}},
             )
             assert call.json()["error"]["code"] == "UNAVAILABLE"
+            await _bad_requests(http, board.token)
     finally:
         await board.aclose()
+
+
+async def _bad_requests(http: httpx.AsyncClient, token: str) -> None:
+    """Bad input to the API: a clear JSON error each, never a crash."""
+    auth = {"X-Lumi-Token": token, "Content-Type": "application/json"}
+    cases = [
+        ("/api/call", b"{nope", 400, "not JSON"),
+        ("/api/call", b"[1, 2]", 400, "JSON object"),
+        ("/api/call", b'{"service": "Ordrs", "method": "get"}', 404, "services: Catalog"),
+        ("/api/call", b'{"service": "Orders", "method": "get", "arguments": 3}', 400,
+         "arguments must be a JSON object"),
+        ("/api/deadletters/replay", b'{"topic": "No.such"}', 404, "no topic"),
+        ("/api/deadletters/replay", b'{"topic": "Orders.placed", "ids": [1]}', 400, "ids"),
+    ]  # fmt: skip
+    for path, body, status, text in cases:
+        resp = await http.post(path, content=body, headers=auth)
+        assert resp.status_code == status, (path, body, resp.text)
+        assert text in resp.json()["error"], resp.text
+    plain = await http.post("/api/call", content=b"{}", headers={"X-Lumi-Token": token})
+    assert plain.status_code == 415
+    big = await http.post("/api/call", content=b" " * (2 << 20), headers=auth)
+    assert big.status_code == 413
