@@ -71,3 +71,9 @@ def test_pipeline_bench_reports_inproc_and_http_cost() -> None:
     assert inproc["bare_us"] > 0 and inproc["full_us"] > 0  # type: ignore[index]
     assert http["bare_rps"] > 0 and http["full_rps"] > 0  # type: ignore[index]
     assert http["bare_errors"] == 0 and http["full_errors"] == 0  # type: ignore[index]
+
+
+def test_reload_bench_reports_lumi_and_uvicorn() -> None:
+    """bench/reload_bench.py times an edit until the new code serves, for both contestants."""
+    result = run_bench("bench/reload_bench.py", "--rounds", "1")
+    assert result["lumi_ms"] > 0 and result["uvicorn_ms"] > 0  # type: ignore[operator]
