@@ -6,10 +6,10 @@ loaded until something asks for it.
 """
 
 import importlib as _importlib
-from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import TYPE_CHECKING
 from typing import Any as _Any
 
-if _TYPE_CHECKING:
+if TYPE_CHECKING:
     from lumi.config import AppConfig, load_config
     from lumi.model.context import CallContext, Metadata, context
     from lumi.model.errors import (
@@ -50,6 +50,8 @@ if _TYPE_CHECKING:
     from lumi.runtime_services.observability.logs import get_logger
     from lumi.runtime_services.resilience.resource import Resource, connect, resource
     from lumi.runtimes.app import App
+
+del TYPE_CHECKING  # not a public name
 
 __version__ = "0.1.0"
 

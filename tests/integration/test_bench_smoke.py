@@ -80,3 +80,9 @@ def test_packaging_bench_reports_build_and_transfer_figures() -> None:
     for key in ("lumi_build_s", "python_m_build_wheel_s", "lumi_push_mib_s", "oras_push_mib_s",
                 "lumi_pull_mib_s", "oras_pull_mib_s"):  # fmt: skip
         assert result[key] > 0, key  # type: ignore[operator]
+
+
+def test_reload_bench_reports_lumi_and_uvicorn() -> None:
+    """bench/reload_bench.py times an edit until the new code serves, for both contestants."""
+    result = run_bench("bench/reload_bench.py", "--rounds", "1")
+    assert result["lumi_ms"] > 0 and result["uvicorn_ms"] > 0  # type: ignore[operator]

@@ -25,6 +25,8 @@ COMMAND_MODULES = (
     "lumi.cli.repo",
     "lumi.cli.deps",
     "lumi.cli.ci",
+    "lumi.cli.dashboard",
+    "lumi.cli.new",
 )
 
 app = typer.Typer(

@@ -6,12 +6,16 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from lumi.config import load_config
+from lumi.config import AppConfig, load_config
+from lumi.dashboard.server import DEFAULT_PORT
+from lumi.model.errors import ConfigError
+from lumi.runtimes.reload import run_with_reload
 from lumi.runtimes.supervisor import Supervisor
 
 _COLOURS = (36, 33, 32, 35, 34, 91, 92, 93, 94, 95, 96)
@@ -49,9 +53,53 @@ def register(app: typer.Typer) -> None:
         inproc: Annotated[
             bool, typer.Option("--inproc", help="Run every service in this one process.")
         ] = False,
+        reload: Annotated[
+            bool, typer.Option("--reload", help="Restart services whose code changes.")
+        ] = False,
+        dashboard: Annotated[
+            bool, typer.Option("--dashboard/--no-dashboard", help="Serve the local dashboard.")
+        ] = True,
+        dashboard_port: Annotated[
+            int, typer.Option(help="The dashboard's port (another if taken).", min=0, max=65535)
+        ] = DEFAULT_PORT,
     ) -> None:
-        """Run an app: every service replica as a local process, in dependency order."""
+        """Run an app: every service replica on its runtime (a local process by default), in
+        dependency order."""
         config = load_config(app_dir, env)
+        if reload and inproc:
+            raise ConfigError("--reload restarts service processes; it does not work with --inproc")
         colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ
-        supervisor = Supervisor(config, emit=Terminal(colour), runtime="inproc" if inproc else None)
-        raise typer.Exit(asyncio.run(supervisor.run()))
+        terminal = Terminal(colour)
+        supervisor = Supervisor(config, emit=terminal, runtime="inproc" if inproc else None)
+        main = run_with_reload(supervisor, terminal) if reload else supervisor.run()
+        board = dashboard_port if dashboard else None
+        raise typer.Exit(asyncio.run(with_dashboard(config, terminal, board, main, supervisor)))
+
+
+async def with_dashboard(
+    config: AppConfig,
+    terminal: Terminal,
+    port: int | None,
+    main: Awaitable[int],
+    supervisor: Supervisor | None = None,
+) -> int:
+    """Run ``main`` with the dashboard served beside it (``port`` None: no dashboard). Its URL
+    is printed once the supervisor is running (right away without one), below the banner."""
+    if port is None:
+        return await main
+    from lumi.dashboard import Dashboard
+
+    board = Dashboard(config, port=port)
+    await board.start()
+
+    async def announce() -> None:
+        if supervisor is not None:
+            await supervisor.running.wait()
+        terminal("lumi", f"dashboard: {board.url}")
+
+    announcer = asyncio.create_task(announce())
+    try:
+        return await main
+    finally:
+        announcer.cancel()
+        await board.aclose()

@@ -120,6 +120,13 @@ class App:
             raise AppError(f"{name} is not in this app (services: {', '.join(self.host.order)})")
         return cast(S, Client.for_service(service, self._invoke))
 
+    def json_client(self, service: str) -> Client:
+        """A client of ``service`` built from its interface alone: arguments and results are
+        plain JSON values, so a test can send what the typed client would not let it write."""
+        if service not in self.host.reflected:
+            raise AppError(f"{service} is not in this app (services: {', '.join(self.host.order)})")
+        return Client(self.host.reflected[service].interface, self._invoke)
+
     def service(self, service: type[S]) -> S:
         """The running instance of ``service`` (for assertions in tests)."""
         return cast(S, self.host.service(reflect(service).interface.name))

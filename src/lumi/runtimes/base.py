@@ -88,5 +88,12 @@ class Runtime(abc.ABC):
         """Start one replica serving ``sockets`` (transport name → socket from
         :meth:`~lumi.transports.base.Transport.bind`); returns once it was launched."""
 
+    def keep_warm(self, count: int) -> None:  # noqa: B027 - optional hook
+        """A hint that replicas will be restarted often (hot reload): keep what makes a start
+        fast ready for ``count`` of them. Runtimes with nothing to keep ignore it."""
+
+    async def warm(self) -> None:  # noqa: B027 - optional hook
+        """Wait until what :meth:`keep_warm` asked for is ready."""
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release what the runtime holds (after every replica stopped)."""

@@ -75,18 +75,20 @@ class _Slot:
             environment=config.service(self.service).environment,
         )
         self.state.state = "starting"
+        replica: Replica | None = None
         try:
-            self.replica = await self.runtime.start(
+            replica = await self.runtime.start(
                 spec, self.sockets, lambda line: self.sup.emit(self.name, line)
             )
-            self.state.pid = self.replica.pid
-            await self.replica.ready(config.defaults.start_timeout)
+            self.state.pid = replica.pid
+            await replica.ready(config.defaults.start_timeout)
         except StartError as exc:
             raise StartError(f"{self.service} could not start: {exc}") from None
         except (AppError, ConfigError, DefinitionError, OSError) as exc:
-            if self.replica is not None:
-                await self.replica.kill()
+            if replica is not None:
+                await replica.kill()
             raise StartError(f"{self.service} could not start: {exc}") from None
+        self.replica = replica
         self.state.state = "ready"
         self.ready_at = time.monotonic()
 
@@ -168,6 +170,7 @@ class Supervisor:
         self.endpoints: dict[str, list[str]] = {}
         self._runtimes: dict[str, Runtime] = {}
         self._stop = asyncio.Event()
+        self.running = asyncio.Event()  # set once every service is up
 
     def runtime_of(self, service: str) -> Runtime:
         name = self.runtime_override or self.config.binding(service).runtime or "process"
@@ -204,11 +207,58 @@ class Supervisor:
             for slot in slots:
                 slot.monitor = asyncio.create_task(slot.watch())
         self._banner()
+        self.running.set()
         await self._stop.wait()
         self.emit("lumi", "stopping (services in reverse dependency order)")
         await self.shutdown()
         self.emit("lumi", "stopped")
         return 0
+
+    async def keep_warm(self, count: int) -> None:
+        """Ask every runtime in use to keep ``count`` fast starts ready (hot reload), and wait
+        until they are."""
+        for slots in self.slots.values():
+            for slot in slots:
+                slot.runtime.keep_warm(count)
+        await asyncio.gather(*(runtime.warm() for runtime in self._runtimes.values()))
+
+    async def restart_service(self, name: str) -> None:
+        """Replace every replica of ``name`` with a fresh one (hot reload).
+
+        The new replicas start on the same sockets and must all be ready before the old ones
+        drain, so the service never stops answering. If one cannot start, the new ones are
+        stopped, StartError is raised and the old replicas keep serving.
+        """
+        slots = self.slots[name]
+        for slot in slots:
+            if slot.monitor is not None:
+                slot.monitor.cancel()  # the old replica's exit is now expected
+            slot.state.state = "restarting"
+        self.save()
+        old = [slot.replica for slot in slots]
+        results = await asyncio.gather(*(slot.start() for slot in slots), return_exceptions=True)
+        grace = self.config.defaults.grace_period
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed or self.is_stopping():
+            fresh = [slot.replica for slot in slots]
+            await asyncio.gather(
+                *(r.stop(grace) for r, o in zip(fresh, old, strict=True) if r is not o and r)
+            )
+            for slot, previous in zip(slots, old, strict=True):
+                slot.replica = previous
+                slot.state.pid = previous.pid if previous else None
+                slot.state.state = "ready"
+                slot.monitor = asyncio.create_task(slot.watch())
+            self.save()
+            if failed:
+                error = failed[0]
+                raise error if isinstance(error, StartError) else StartError(str(error))
+            return
+        for slot in slots:
+            slot.state.restarts += 1
+            slot.monitor = asyncio.create_task(slot.watch())
+        self.save()
+        await asyncio.gather(*(r.stop(grace) for r in old if r is not None))
 
     def _bind_all(self) -> None:
         host = self.config.defaults.host
