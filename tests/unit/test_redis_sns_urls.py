@@ -100,8 +100,7 @@ def test_missing_client_library_names_the_extra(
     with pytest.raises(ConfigError) as caught:
         broker_class(scheme)
     assert str(caught.value) == (
-        f"events: the {scheme} broker needs the {package!r} package: "
-        f"pip install 'lumi-runtime[{extra}]'"
+        f"events: the {scheme} event broker needs {package}: pip install 'lumi-runtime[{extra}]'"
     )
 
 
