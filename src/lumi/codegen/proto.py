@@ -60,6 +60,7 @@ class ProtoSchema:
     service: str
     enum_values: dict[str, dict[int, Any]] = dataclasses.field(default_factory=dict)
     nullable: set[str] = dataclasses.field(default_factory=set)
+    required: set[str] = dataclasses.field(default_factory=set)
     methods: dict[str, tuple[str, str, str]] = dataclasses.field(default_factory=dict)
 
 
@@ -216,6 +217,8 @@ class _ProtoFile:
                 optionals.append(described)
             if field.type.nullable or field.type.kind in ("null", "any"):
                 self.schema.nullable.add(f"{owner}.{name}")
+            if field.required:
+                self.schema.required.add(f"{owner}.{name}")
         for described in optionals:  # synthetic oneofs follow the real ones (there are none)
             described.proto3_optional = True
             described.oneof_index = len(message.oneof_decl)

@@ -153,7 +153,7 @@ class ServiceCodec:
             out: dict[str, Any] = {}
             for plan in fields:
                 if plan.presence and not msg.HasField(plan.proto):
-                    if plan.nullable:
+                    if plan.null_when_unset:
                         out[plan.key] = None
                     continue
                 item = getattr(msg, plan.proto)
@@ -169,8 +169,11 @@ class ServiceCodec:
         return to_kwargs, from_msg
 
     def _field(self, owner: Descriptor, field: FieldDescriptor) -> _FieldPlan:
-        nullable = f"{owner.full_name}.{field.name}" in self.schema.nullable
+        full_name = f"{owner.full_name}.{field.name}"
+        nullable = full_name in self.schema.nullable
         plan = _FieldPlan(field.json_name, field.name, nullable)
+        # unset is null only where there is no default to fall back on
+        plan.null_when_unset = nullable and full_name in self.schema.required
         plan.presence = field.has_presence and not _is_repeated(field)
         message = field.message_type
         if message is not None and message.GetOptions().map_entry:
@@ -231,7 +234,10 @@ class ServiceCodec:
 
 
 class _FieldPlan:
-    __slots__ = ("decode", "encode", "key", "null_as_value", "nullable", "presence", "proto")
+    __slots__ = (
+        "decode", "encode", "key", "null_as_value", "null_when_unset", "nullable", "presence",
+        "proto",
+    )  # fmt: skip
 
     def __init__(self, key: str, proto: str, nullable: bool) -> None:
         self.key = key
@@ -239,6 +245,7 @@ class _FieldPlan:
         self.nullable = nullable
         self.presence = False
         self.null_as_value = False
+        self.null_when_unset = False
         self.encode: Encode | None = None
         self.decode: Decode | None = None
 
