@@ -253,7 +253,7 @@ class _ProtoFile:
 
     def _set_type(self, field: descriptor_pb2.FieldDescriptorProto, proto_type: str) -> None:
         if proto_type in _WIRE_TYPES:
-            field.type = _WIRE_TYPES[proto_type]  # type: ignore[assignment]
+            field.type = _WIRE_TYPES[proto_type]
         elif proto_type.startswith("google.protobuf."):
             field.type = _FD.TYPE_MESSAGE
             field.type_name = f".{proto_type}"

@@ -34,7 +34,7 @@ from typing import Any
 import pydantic_core
 from thriftpy2.protocol import TCompactProtocol
 from thriftpy2.protocol.binary import TBinaryProtocol
-from thriftpy2.protocol.cybin import TCyBinaryProtocol
+from thriftpy2.protocol.cybin import TCyBinaryProtocol  # type: ignore[attr-defined]
 from thriftpy2.thrift import TApplicationException, TMessageType, TType
 from thriftpy2.transport import TCyMemoryBuffer, TMemoryBuffer
 
