@@ -360,26 +360,45 @@ def _timestamp_out(value: Any) -> str:
 
 
 def _value_in(value: Any) -> dict[str, Any]:
-    """A JSON value as the constructor dict of a ``google.protobuf.Value``."""
+    """A JSON value as the constructor dict of a ``google.protobuf.Value`` (upb converts a
+    native dict or list into a Struct or ListValue itself, once it is known to fit)."""
     if value is None:
         return {"null_value": 0}
     if value is True or value is False:
         return {"bool_value": value}
     if isinstance(value, str):
         return {"string_value": value}
-    if isinstance(value, int | float):
-        if isinstance(value, int) and abs(value) > _SAFE_INT:
+    if isinstance(value, list):
+        _check_json(value)
+        return {"list_value": value}
+    if isinstance(value, dict):
+        _check_json(value)
+        return {"struct_value": value}
+    _check_json(value)
+    return {"number_value": value}
+
+
+def _check_json(value: Any) -> None:
+    """Refuse what a Value would change: ints beyond ±2**53 (it holds doubles), NaN and
+    infinities (no JSON form), anything that is not JSON."""
+    if value is None or isinstance(value, str | bool):
+        return
+    if isinstance(value, int):
+        if abs(value) > _SAFE_INT:
             raise InvalidArgument(
                 f"{value} is beyond ±2**53 and would lose precision in a google.protobuf.Value"
             )
-        if isinstance(value, float) and not math.isfinite(value):
+    elif isinstance(value, float):
+        if not math.isfinite(value):
             raise InvalidArgument(f"{value} has no JSON form")
-        return {"number_value": value}
-    if isinstance(value, list):
-        return {"list_value": {"values": [_value_in(item) for item in value]}}
-    if isinstance(value, dict):
-        return {"struct_value": {"fields": {k: _value_in(v) for k, v in value.items()}}}
-    raise InvalidArgument(f"{type(value).__name__} is not a JSON value")
+    elif isinstance(value, list):
+        for item in value:
+            _check_json(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _check_json(item)
+    else:
+        raise InvalidArgument(f"{type(value).__name__} is not a JSON value")
 
 
 def _value_out(value: Any) -> Any:

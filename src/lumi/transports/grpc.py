@@ -240,7 +240,7 @@ class _Method:
         if metadata.correlation_id:
             context.set_trailing_metadata((("x-correlation-id", metadata.correlation_id),))
         try:
-            body = pydantic_core.to_json(self.request.decode(data)) if data else _EMPTY_ARGS
+            body = pydantic_core.to_json(self.request.decode(data))
             result = await self.handler(Call(self.service, self.method, body, metadata))
             if not self.wraps_value:
                 return b""
