@@ -38,6 +38,7 @@ from tests.conformance.rpc_services import Color, Echo, Hop1, Hop2, Hop3, Inner,
 
 MAX_BODY = 64 * 1024
 INT64 = (-(2**63), 2**63 - 1)
+MINUS_FIVE = datetime.timezone(datetime.timedelta(hours=-5))
 
 
 class Wire(abc.ABC):
@@ -191,11 +192,7 @@ class TransportContract:
             {"choice": 0, "count": 0, "ratio": 0.0, "flag": False, "text": ""},
             {"color": Color.RED, "priority": Priority.LOW, "inner": Inner(label="")},
             {"when": datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)},
-            {
-                "when": datetime.datetime(
-                    2026, 1, 1, 12, tzinfo=datetime.timezone(datetime.timedelta(hours=-5))
-                )
-            },  # fmt: skip
+            {"when": datetime.datetime(2026, 1, 1, 12, tzinfo=MINUS_FIVE)},
             {"count": INT64[1], "tags": {"min": INT64[0]}},
             {"ratio": 1e308, "inners": [Inner(label="tiny", weight=5e-324)]},
         ],
