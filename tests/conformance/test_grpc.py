@@ -17,11 +17,14 @@ from tests.conformance.transport_contract import MAX_BODY, TransportContract, Wi
 class GrpcWire(Wire):
     name = "grpc"
     bounded_ints = True
+    package = "lumi"
 
     async def serve(
         self, handler: Handler, interfaces: dict[str, ServiceInterface], port: int = 0
     ) -> tuple[str, Callable[[float], Any]]:
-        server = GrpcServer(handler, interfaces=interfaces, port=port, max_message=MAX_BODY)
+        server = GrpcServer(
+            handler, interfaces=interfaces, port=port, max_message=MAX_BODY, package=self.package
+        )
         await server.start()
 
         async def close(grace: float) -> None:
@@ -31,7 +34,7 @@ class GrpcWire(Wire):
         return server.address, close
 
     def channel(self, address: str, iface: ServiceInterface) -> Channel:
-        return GrpcChannel(address, interface=iface)
+        return GrpcChannel(address, interface=iface, package=self.package)
 
 
 class TestGrpcTransport(TransportContract):

@@ -18,14 +18,19 @@ class ThriftWire(Wire):
     name = "thrift"
     bounded_ints = True
 
-    def __init__(self, protocol: str = "binary", framed: bool = True) -> None:
+    def __init__(
+        self, protocol: str = "binary", framed: bool = True, package: str = "lumi"
+    ) -> None:
         self.protocol = protocol
         self.framed = framed
+        self.package = package
 
     async def serve(
         self, handler: Handler, interfaces: dict[str, ServiceInterface], port: int = 0
     ) -> tuple[str, Callable[[float], Any]]:
-        server = ThriftServer(handler, interfaces=interfaces, port=port, max_message=MAX_BODY)
+        server = ThriftServer(
+            handler, interfaces=interfaces, port=port, max_message=MAX_BODY, package=self.package
+        )
         await server.start()
 
         async def close(grace: float) -> None:
