@@ -33,8 +33,8 @@ import lumi
 from lumi.brokers.base import Broker, Delivery
 from lumi.brokers.embedded import EmbeddedBroker
 from lumi.brokers.memory import MemoryBroker
-from lumi.context import new_id
-from lumi.events import Envelope
+from lumi.model.context import new_id
+from lumi.model.envelope import Envelope
 
 TOPIC = "Bench.ticked"
 

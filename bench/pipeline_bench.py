@@ -36,8 +36,8 @@ import pydantic
 
 import lumi
 from lumi.config import AppConfig, load_config
-from lumi.observability.logs import configure_logging, reset_logging
-from lumi.observability.tracing import setup_tracing
+from lumi.runtime_services.observability.logs import configure_logging, reset_logging
+from lumi.runtime_services.observability.tracing import setup_tracing
 from lumi.runtimes import stack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import pydantic
 
 import lumi
-from lumi.observability import configure_logging, get_logger, reset_logging
+from lumi.runtime_services.observability.logs import configure_logging, get_logger, reset_logging
 
 log = get_logger("chain")
 stdlog = logging.getLogger("chain.std")

@@ -36,9 +36,9 @@ from typing import Any, Literal
 
 import pydantic
 
-from lumi.errors import ConfigError
-from lumi.policy import Retry
-from lumi.service import Service
+from lumi.model.errors import ConfigError
+from lumi.model.hints import Retry
+from lumi.model.service import Service
 
 RPC_BACKENDS = ("http", "grpc", "thrift")
 EVENT_SCHEMES = ("embedded", "memory", "kafka", "nats", "redis", "sns")

@@ -25,13 +25,14 @@ from unittest import mock
 import pydantic_core
 
 from lumi.brokers.base import Broker
-from lumi.client import Client
-from lumi.dispatch import Dispatcher
-from lumi.events import Envelope, EventSink
-from lumi.interface import ServiceInterface
-from lumi.reflect import reflect
+from lumi.model.envelope import Envelope
+from lumi.model.interface import ServiceInterface
+from lumi.model.reflect import reflect
+from lumi.model.service import EventSpec, Service
+from lumi.pipeline.client import Client
+from lumi.pipeline.dispatch import Dispatcher
+from lumi.pipeline.publish import EventSink
 from lumi.runtimes.inproc import App
-from lumi.service import EventSpec, Service
 from lumi.transports.local import LocalChannel
 
 S = TypeVar("S", bound=Service)

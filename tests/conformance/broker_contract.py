@@ -20,8 +20,8 @@ import pytest
 
 import lumi
 from lumi.brokers.base import Backoff, Broker, Delivery, Reject, dead_letter_topic
-from lumi.context import new_id
-from lumi.events import Envelope
+from lumi.model.context import new_id
+from lumi.model.envelope import Envelope
 from lumi.pipeline import Call, Handler
 from lumi.testing import wait_until
 

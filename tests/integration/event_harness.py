@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from lumi.brokers.embedded import EmbeddedBroker
-from lumi.events import Envelope
+from lumi.model.envelope import Envelope
 from tests.integration.event_worker import Made
 from tests.integration.harness import alive, wait
 

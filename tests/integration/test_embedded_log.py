@@ -13,8 +13,8 @@ import pytest
 
 from lumi.brokers.base import Delivery
 from lumi.brokers.embedded import EmbeddedBroker
-from lumi.errors import Unavailable
-from lumi.events import Envelope
+from lumi.model.envelope import Envelope
+from lumi.model.errors import Unavailable
 from lumi.testing import wait_until
 from tests.integration.event_harness import (
     TOPIC,

@@ -11,7 +11,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 import lumi
-from lumi.observability.tracing import setup_tracing
+from lumi.runtime_services.observability.tracing import setup_tracing
 from lumi.runtimes.stack import RuntimeServices
 from lumi.testing import wait_until
 from tests.observekit import CHAIN, Gateway, Mailer

@@ -11,8 +11,8 @@ import psycopg
 import pytest
 
 import lumi
-from lumi.policy import Retry
-from lumi.resilience.policy import BudgetSettings, Policies
+from lumi.model.hints import Retry
+from lumi.runtime_services.resilience.policies import BudgetSettings, Policies
 from lumi.runtimes.stack import RuntimeServices
 from lumi.testing import wait_until
 from tests.servers import PG_BIN, Postgres

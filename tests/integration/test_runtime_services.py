@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from lumi.observability.spanstore import read_trace
+from lumi.runtime_services.observability.spanstore import read_trace
 from tests.integration.harness import LumiRun, copy_app, wait
 
 pytestmark = pytest.mark.slow

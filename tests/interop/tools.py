@@ -9,8 +9,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lumi.codegen.base import GenerateRequest, get_generator
-from lumi.interface import ServiceInterface
+from lumi.codegen import get_generator
+from lumi.codegen.base import GenerateRequest
+from lumi.model.interface import ServiceInterface
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 TSC = NODE_DIR / "node_modules" / ".bin" / "tsc"

@@ -10,7 +10,7 @@ from lumi.brokers import create_broker, scheme_of
 from lumi.brokers.embedded import DAY, EmbeddedBroker
 from lumi.brokers.memory import MemoryBroker
 from lumi.config import load_config
-from lumi.errors import ConfigError
+from lumi.model.errors import ConfigError
 
 
 def test_embedded_lives_in_the_app_folder(tmp_path: Path) -> None:

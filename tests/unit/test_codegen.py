@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 import lumi
-from lumi.codegen.base import GenerateRequest, get_generator, targets
+from lumi.codegen import get_generator, targets
+from lumi.codegen.base import GenerateRequest
 from lumi.codegen.schema import Type, type_of
 from tests.conftest import ROOT, SHOP
 
@@ -35,8 +36,8 @@ def test_output_is_deterministic() -> None:
     """Two runs in separate processes (different hash seeds) give byte-identical files."""
     code = (
         "import json, sys; sys.path.insert(0, 'examples/shop');"
-        "from lumi.config import load_config; from lumi.interface import interface;"
-        "from lumi.codegen.base import GenerateRequest, get_generator, targets;"
+        "from lumi.config import load_config; from lumi.model.interface import interface;"
+        "from lumi.codegen import get_generator, targets; from lumi.codegen.base import GenerateRequest;"
         "c = load_config('examples/shop'); i = [interface(s) for s in c.load_services()];"
         "print(json.dumps({t: get_generator(t).generate(GenerateRequest(i)) for t in targets()}))"
     )

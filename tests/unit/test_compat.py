@@ -13,7 +13,8 @@ import pydantic
 import pytest
 
 import lumi
-from lumi.compat import (
+from lumi.model.errors import ConfigError
+from lumi.packaging.compat import (
     Allowance,
     Level,
     apply_allow_list,
@@ -22,7 +23,6 @@ from lumi.compat import (
     load_allow_list,
     version_errors,
 )
-from lumi.errors import ConfigError
 
 W, S, C = Level.WIRE, Level.SOURCE, Level.COMPATIBLE
 

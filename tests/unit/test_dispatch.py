@@ -11,9 +11,9 @@ import time
 import pytest
 
 import lumi
-from lumi.context import Metadata
-from lumi.dispatch import Dispatcher
+from lumi.model.context import Metadata
 from lumi.pipeline import Call, Handler
+from lumi.pipeline.dispatch import Dispatcher
 
 
 class Calc(lumi.Service):
@@ -169,25 +169,24 @@ async def test_context_is_visible_inside_the_handler(dispatcher: Dispatcher) -> 
     assert lumi.context() is None
 
 
-async def test_middleware_wraps_in_order_and_sees_context() -> None:
-    """Middlewares run outermost-first around the handler and can read the call context."""
+async def test_middleware_wraps_in_order() -> None:
+    """Middlewares run outermost-first around the handler, each seeing the call it wraps."""
     seen: list[str] = []
 
     def named(label: str):  # type: ignore[no-untyped-def]
-        async def middleware(c: Call, nxt: Handler) -> bytes:
-            seen.append(f"{label}>")
+        async def middleware(call: Call, next_handler: Handler) -> bytes:
+            seen.append(f"{label}>{call.method}")
             try:
-                return await nxt(c)
+                return await next_handler(call)
             finally:
                 seen.append(f"<{label}")
 
         return middleware
 
-    d = Dispatcher([named("a")])
-    d.use(named("b"))
+    d = Dispatcher([named("a"), named("b")])
     d.add(Calc())
     assert await d.handle(call("add", {"a": 1, "b": 1})) == b"2"
-    assert seen == ["a>", "b>", "<b", "<a"]
+    assert seen == ["a>add", "b>add", "<b", "<a"]
 
 
 def test_error_codes_map_to_http_and_back() -> None:

@@ -11,7 +11,7 @@ from cloudevents.core.v1.event import CloudEvent as CoreCloudEvent
 from cloudevents.v1.conversion import to_structured
 from cloudevents.v1.http import CloudEvent, from_json
 
-from lumi.events import Envelope, EnvelopeError
+from lumi.model.envelope import Envelope, EnvelopeError
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import lumi
-from lumi.graph import start_order
-from lumi.interface import ServiceInterface
+from lumi.model.graph import start_order
+from lumi.model.interface import ServiceInterface
 
 
 def iface(name: str, *requires: str) -> ServiceInterface:

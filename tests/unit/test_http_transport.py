@@ -12,9 +12,9 @@ import pytest
 
 import lumi
 import lumi.testing
-from lumi.client import Client
-from lumi.context import Metadata
+from lumi.model.context import Metadata
 from lumi.pipeline import Call
+from lumi.pipeline.client import Client
 from lumi.transports.http import HttpChannel, HttpServer
 
 

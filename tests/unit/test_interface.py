@@ -10,8 +10,8 @@ from pathlib import Path
 import pydantic
 
 import lumi
-from lumi.client import Client
-from lumi.dispatch import Dispatcher
+from lumi.pipeline.client import Client
+from lumi.pipeline.dispatch import Dispatcher
 from lumi.transports.local import LocalChannel
 from tests.unit.everything import Everything
 

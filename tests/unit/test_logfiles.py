@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from lumi.observability import logfiles
+from lumi.runtime_services.observability import logfiles
 
 
 def write(path: Path, *records: dict[str, object]) -> None:

@@ -8,7 +8,8 @@ import logging
 from pathlib import Path
 
 import lumi
-from lumi.observability import REDACTED, configure_logging, redact, reset_logging
+from lumi.model.redact import REDACTED, redact
+from lumi.runtime_services.observability.logs import configure_logging, reset_logging
 from lumi.testing import wait_until
 from tests.observekit import CHAIN, Gateway, Mailer, captured_logs
 

@@ -16,7 +16,7 @@ def test_all_is_sorted_and_complete() -> None:
 
 
 def test_public_names_are_exactly_all() -> None:
-    """No public name leaks from lumi/__init__ without being listed in __all__."""
-    public = {n for n in vars(lumi) if not n.startswith("_")}
+    """No public name leaks from lumi/__init__ (eager or lazy) without being listed in __all__."""
+    public = {n for n in dir(lumi) if not n.startswith("_")}
     submodules = {n for n in public if type(getattr(lumi, n)).__name__ == "module"}
     assert public - submodules == set(lumi.__all__) - {"__version__"}

@@ -9,18 +9,23 @@ import time
 import pytest
 
 import lumi
-from lumi.context import Metadata
-from lumi.errors import AppError, StatusCode
-from lumi.interface import MethodInfo
+from lumi.model.context import Metadata
+from lumi.model.errors import AppError, StatusCode
+from lumi.model.hints import Retry
+from lumi.model.interface import MethodInfo
 from lumi.pipeline import Call
-from lumi.policy import Retry
-from lumi.resilience import backoff
-from lumi.resilience.breaker import CircuitBreaker, CircuitOpen, State
-from lumi.resilience.budget import RetryBudget
-from lumi.resilience.dedupe import Deduplicator
-from lumi.resilience.policy import BreakerSettings, BudgetSettings, Override, Policies
-from lumi.resilience.ready import wait_ready
-from lumi.resilience.retry import Resilience
+from lumi.runtime_services.resilience import backoff
+from lumi.runtime_services.resilience.breaker import CircuitBreaker, CircuitOpen, State
+from lumi.runtime_services.resilience.budget import RetryBudget
+from lumi.runtime_services.resilience.idempotency import IdempotencyCache
+from lumi.runtime_services.resilience.policies import (
+    BreakerSettings,
+    BudgetSettings,
+    Override,
+    Policies,
+)
+from lumi.runtime_services.resilience.ready import wait_ready
+from lumi.runtime_services.resilience.retry import Resilience
 
 FAST = Retry(attempts=5, backoff=0.001, max_backoff=0.002)
 
@@ -216,7 +221,7 @@ async def test_dedupe_answers_a_retry_from_the_first_result() -> None:
         await asyncio.sleep(0.01)
         return f'"order-{runs}"'.encode()
 
-    dedupe = Deduplicator(max_entries=2)
+    dedupe = IdempotencyCache(max_entries=2)
     first = await dedupe(call(), place)
     assert await dedupe(call(), place) == first and runs == 1
     # Concurrent duplicates wait for the first one.
@@ -234,7 +239,7 @@ async def test_dedupe_answers_a_retry_from_the_first_result() -> None:
 async def test_dedupe_forgets_failures() -> None:
     """A failed call is not remembered: its retry runs again."""
     flaky = Flaky(lumi.Unavailable("down"))
-    dedupe = Deduplicator()
+    dedupe = IdempotencyCache()
     with pytest.raises(lumi.Unavailable):
         await dedupe(call(), flaky)
     assert await dedupe(call(), flaky) == b"42" and len(flaky.seen) == 2

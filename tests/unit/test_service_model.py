@@ -8,7 +8,7 @@ import pydantic
 import pytest
 
 import lumi
-from lumi.reflect import reflect
+from lumi.model.reflect import reflect
 
 
 class Reserved(pydantic.BaseModel):

@@ -10,15 +10,15 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from rich.console import Console
 
 import lumi
-from lumi.observability.spanstore import read_trace, recent_traces
-from lumi.observability.tracing import (
+from lumi.runtime_services.observability.spanstore import read_trace, recent_traces
+from lumi.runtime_services.observability.tracing import (
     Tracing,
     format_traceparent,
     parse_traceparent,
     setup_tracing,
     traceparent_sampled,
 )
-from lumi.observability.waterfall import waterfall
+from lumi.runtime_services.observability.waterfall import waterfall
 from lumi.runtimes.stack import RuntimeServices
 from lumi.testing import wait_until
 from tests.observekit import CHAIN, Gateway, Inventory, Mailer
@@ -190,7 +190,7 @@ async def test_the_opentelemetry_context_names_the_call_span_in_a_sampled_handle
 
 def test_new_traces_are_capped_per_second() -> None:
     """max_per_second bounds how many new traces are sampled, then refills over time."""
-    from lumi.observability.tracing import Tracing
+    from lumi.runtime_services.observability.tracing import Tracing
 
     tracing = Tracing(sample_ratio=1.0, max_per_second=5)
     decisions = [tracing.sample_new() for _ in range(50)]

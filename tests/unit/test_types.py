@@ -12,7 +12,7 @@ import pydantic
 import pytest
 
 import lumi
-from lumi.types import check_type
+from lumi.model.types import check_type
 
 
 class Color(enum.Enum):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lumi.brokers.base import Broker
-from lumi.errors import ConfigError
+from lumi.model.errors import ConfigError
 
 # scheme → (module, class, pip extra for its client library or None)
 BACKENDS: dict[str, tuple[str, str, str | None]] = {

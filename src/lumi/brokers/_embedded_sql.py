@@ -14,9 +14,9 @@ import sqlite3
 import time
 from collections.abc import Sequence
 
-from lumi.brokers._consumer import Claimed, lease_expired_reason, unreadable_envelope
 from lumi.brokers.base import DeadLetter, dead_letter_topic
-from lumi.events import Envelope, EnvelopeError
+from lumi.brokers.log_consumer import Claimed, lease_expired_reason, unreadable_envelope
+from lumi.model.envelope import Envelope, EnvelopeError
 
 SCHEMA_VERSION = 1
 

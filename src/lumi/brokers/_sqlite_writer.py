@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from lumi.errors import Unavailable
+from lumi.model.errors import Unavailable
 
 log = logging.getLogger("lumi.brokers.embedded")
 

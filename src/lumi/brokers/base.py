@@ -25,8 +25,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import ClassVar, Self
 
-from lumi.dedupe import DedupeStore, MemoryDedupeStore
-from lumi.events import Envelope
+from lumi.model.envelope import Envelope
+from lumi.pipeline.consumer_dedupe import DedupeStore, MemoryDedupeStore
 
 
 @dataclasses.dataclass(slots=True)
@@ -166,8 +166,9 @@ class Broker(abc.ABC):
         ``event_ids``, if given); they leave the dead-letter topic. Returns how many."""
 
     def dedupe_store(self) -> DedupeStore:
-        """Where idempotent consumers remember handled event ids (:mod:`lumi.dedupe`). By
-        default a bounded memory in this process; a broker with shared storage overrides it."""
+        """Where idempotent consumers remember handled event ids
+        (:mod:`lumi.pipeline.consumer_dedupe`). By default a bounded memory in this process; a
+        broker with shared storage overrides it."""
         if self._dedupe is None:
             self._dedupe = MemoryDedupeStore()
         return self._dedupe

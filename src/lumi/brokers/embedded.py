@@ -26,14 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from lumi.brokers import _embedded_sql as sql
-from lumi.brokers._consumer import (
-    Claim,
-    ConsumerOptions,
-    GroupLog,
-    LogConsumer,
-    LogReader,
-    Tracked,
-)
 from lumi.brokers._sqlite_writer import SqliteWriter
 from lumi.brokers._wakeup import Wakeup
 from lumi.brokers.base import (
@@ -45,10 +37,18 @@ from lumi.brokers.base import (
     check_subscription,
     dead_letter_topic,
 )
-from lumi.context import new_id
-from lumi.dedupe import DedupeStore
-from lumi.errors import ConfigError, Unavailable
-from lumi.events import Envelope
+from lumi.brokers.log_consumer import (
+    Claim,
+    ConsumerOptions,
+    GroupLog,
+    LogConsumer,
+    LogReader,
+    Tracked,
+)
+from lumi.model.context import new_id
+from lumi.model.envelope import Envelope
+from lumi.model.errors import ConfigError, Unavailable
+from lumi.pipeline.consumer_dedupe import DedupeStore
 
 log = logging.getLogger("lumi.brokers.embedded")
 

@@ -14,7 +14,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lumi.brokers._consumer import (
+from lumi.brokers.base import (
+    Backoff,
+    Broker,
+    DeadLetter,
+    DeliveryHandler,
+    Subscription,
+    check_subscription,
+    dead_letter_topic,
+    split_dead_letter_topic,
+)
+from lumi.brokers.log_consumer import (
     Claim,
     Claimed,
     ConsumerOptions,
@@ -26,18 +36,8 @@ from lumi.brokers._consumer import (
     lease_expired_reason,
     unreadable_envelope,
 )
-from lumi.brokers.base import (
-    Backoff,
-    Broker,
-    DeadLetter,
-    DeliveryHandler,
-    Subscription,
-    check_subscription,
-    dead_letter_topic,
-    split_dead_letter_topic,
-)
-from lumi.errors import ConfigError
-from lumi.events import Envelope
+from lumi.model.envelope import Envelope
+from lumi.model.errors import ConfigError
 
 _WINDOW = 1000  # pending events per group at most; more are taken as these are acknowledged
 

@@ -22,7 +22,10 @@ from rich.markup import escape
 
 from lumi.cli.gen import read_interfaces
 from lumi.cli.output import fail, print_json, stdout
-from lumi.compat import (
+from lumi.config import find_config
+from lumi.model.errors import ConfigError
+from lumi.model.interface import ServiceInterface
+from lumi.packaging.compat import (
     ALLOW_FILE,
     Change,
     Level,
@@ -31,9 +34,6 @@ from lumi.compat import (
     load_allow_list,
     version_errors,
 )
-from lumi.config import find_config
-from lumi.errors import ConfigError
-from lumi.interface import ServiceInterface
 
 _MARKS = {Level.WIRE: "[red]✗ wire[/]", Level.SOURCE: "[yellow]✗ source[/]"}
 

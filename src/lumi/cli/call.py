@@ -12,10 +12,10 @@ import aiohttp
 import typer
 
 from lumi.cli.output import fail, print_json
-from lumi.client import Client
-from lumi.errors import AppError
-from lumi.interface import ServiceInterface
-from lumi.registry import read_registry
+from lumi.model.errors import AppError
+from lumi.model.interface import ServiceInterface
+from lumi.pipeline.client import Client
+from lumi.runtimes.discovery import read_registry
 from lumi.transports.http import HttpChannel
 
 

@@ -27,9 +27,10 @@ from lumi.brokers import create_broker, scheme_of
 from lumi.brokers.base import Broker, Delivery, split_dead_letter_topic
 from lumi.cli.output import fail, print_json, stdout
 from lumi.config import AppConfig, load_config
-from lumi.context import new_id
-from lumi.events import Envelope, EventSink, now_rfc3339
-from lumi.reflect import reflect
+from lumi.model.context import new_id
+from lumi.model.envelope import Envelope, now_rfc3339
+from lumi.model.reflect import reflect
+from lumi.pipeline.publish import EventSink
 
 AppDir = Annotated[Path, typer.Option("--app", "-a", help="The app folder (holding lumi.toml).")]
 Env = Annotated[str | None, typer.Option("--env", "-e", help="A named environment of the config.")]

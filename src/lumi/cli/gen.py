@@ -11,9 +11,10 @@ import typer
 
 from lumi.cli.inspect import load_interfaces
 from lumi.cli.output import fail, stdout
-from lumi.codegen.base import LOCK_FILE, GenerateRequest, get_generator, targets
+from lumi.codegen import get_generator, targets
+from lumi.codegen.base import LOCK_FILE, GenerateRequest
 from lumi.config import load_config
-from lumi.interface import ServiceInterface
+from lumi.model.interface import ServiceInterface
 
 
 def read_interfaces(files: list[Path], *, code: int = 1) -> dict[str, ServiceInterface]:

@@ -11,9 +11,9 @@ from rich.markup import escape
 
 from lumi.cli.output import fail, print_json, stdout
 from lumi.config import AppConfig, load_config
-from lumi.errors import AppError
-from lumi.interface import MethodInfo, ServiceInterface, interface
-from lumi.registry import Registry, read_registry
+from lumi.model.errors import AppError
+from lumi.model.interface import MethodInfo, ServiceInterface, interface
+from lumi.runtimes.discovery import Registry, read_registry
 
 AppDir = Annotated[Path, typer.Option("--app", "-a", help="The app folder (holding lumi.toml).")]
 Env = Annotated[str | None, typer.Option("--env", "-e", help="A named environment of the config.")]

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import typer
 
 from lumi.cli.output import fail
-from lumi.errors import AppError, ConfigError, DefinitionError, LumiError
+from lumi.model.errors import AppError, ConfigError, DefinitionError, LumiError
 
 COMMAND_MODULES = (
     "lumi.cli.run",

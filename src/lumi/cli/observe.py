@@ -12,9 +12,9 @@ import typer
 
 from lumi.cli.output import fail, stdout
 from lumi.config import load_config
-from lumi.observability import logfiles
-from lumi.observability.spanstore import read_trace, recent_traces
-from lumi.observability.waterfall import summary, waterfall
+from lumi.runtime_services.observability import logfiles
+from lumi.runtime_services.observability.spanstore import read_trace, recent_traces
+from lumi.runtime_services.observability.waterfall import summary, waterfall
 
 AppDir = Annotated[Path, typer.Option("--app", "-a", help="The app folder (holding lumi.toml).")]
 

@@ -12,9 +12,9 @@ from typing import Annotated
 import typer
 
 from lumi.config import load_config
-from lumi.errors import ConfigError
+from lumi.model.errors import ConfigError
 from lumi.runtimes.inproc import serve_inproc
-from lumi.supervisor import Supervisor
+from lumi.runtimes.supervisor import Supervisor
 
 _COLOURS = (36, 33, 32, 35, 34, 91, 92, 93, 94, 95, 96)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from lumi.codegen.base import GenerateRequest, Generator, dump_json
 from lumi.codegen.schema import pascal
-from lumi.interface import ServiceInterface
+from lumi.model.interface import ServiceInterface
 
 _REF_FROM = "#/$defs/"
 _CONTENT_TYPE = "application/cloudevents+json"

@@ -1,8 +1,9 @@
 """The generator contract: interfaces in, files out.
 
-A generator reads only :class:`~lumi.interface.ServiceInterface` values — never a Python class —
-and returns a mapping of relative paths to file contents. It does no I/O: the CLI (``lumi gen``)
-writes the files, and ``lumi gen --check`` compares them with what is on disk. Output must be
+A generator reads only :class:`~lumi.model.interface.ServiceInterface` values — never a
+Python class — and returns a mapping of relative paths to file contents. It does no I/O: the
+CLI (``lumi gen``) writes the files, and ``lumi gen --check`` compares them with what is on
+disk. Output must be
 byte-identical on every run and machine, so generators sort everything they iterate.
 
 A generator that numbers things (protobuf fields, Thrift field ids) keeps the numbers stable
@@ -14,14 +15,12 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import difflib
-import importlib
 import json
 import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from lumi.interface import ServiceInterface
+from lumi.model.interface import ServiceInterface
 
 LOCK_FILE = "lumi.lock.json"
 
@@ -45,33 +44,6 @@ class Generator(abc.ABC):
     @abc.abstractmethod
     def generate(self, request: GenerateRequest) -> dict[str, str]:
         """Relative path → file contents (text, ``\\n`` line ends, ending with a newline)."""
-
-
-_TARGETS = {
-    "proto": "lumi.codegen.proto:ProtoGenerator",
-    "thrift": "lumi.codegen.thrift:ThriftGenerator",
-    "openapi": "lumi.codegen.openapi:OpenApiGenerator",
-    "asyncapi": "lumi.codegen.asyncapi:AsyncApiGenerator",
-    "jsonschema": "lumi.codegen.jsonschema:JsonSchemaGenerator",
-    "python-client": "lumi.codegen.pyclient:PythonClientGenerator",
-    "typescript-client": "lumi.codegen.tsclient:TypeScriptClientGenerator",
-}
-
-
-def targets() -> list[str]:
-    return sorted(_TARGETS)
-
-
-def get_generator(name: str) -> Generator:
-    """The generator called ``name``; a ValueError with a suggestion for an unknown one."""
-    ref = _TARGETS.get(name)
-    if ref is None:
-        match = difflib.get_close_matches(name, list(_TARGETS), n=1)
-        hint = f"; did you mean {match[0]!r}?" if match else ""
-        raise ValueError(f"unknown target {name!r}{hint} (targets: {', '.join(targets())})")
-    module, _, cls = ref.partition(":")
-    generator: Generator = getattr(importlib.import_module(module), cls)()
-    return generator
 
 
 def doc_lines(text: str) -> list[str]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from lumi.codegen.base import GenerateRequest, Generator, dump_json
 from lumi.codegen.schema import reachable
-from lumi.interface import ServiceInterface
+from lumi.model.interface import ServiceInterface
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 

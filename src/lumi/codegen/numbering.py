@@ -12,7 +12,7 @@ from typing import Any
 
 from lumi.codegen.base import LOCK_FILE, GenerateRequest, dump_json
 from lumi.codegen.schema import snake
-from lumi.interface import ServiceInterface
+from lumi.model.interface import ServiceInterface
 
 _PROTO_RESERVED_RANGE = range(19000, 20000)  # protobuf's own implementation range
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from lumi.codegen.base import GenerateRequest, Generator, dump_json
-from lumi.errors import StatusCode
-from lumi.interface import ServiceInterface
+from lumi.model.errors import StatusCode
+from lumi.model.interface import ServiceInterface
 
 _REF_FROM, _REF_TO = "#/$defs/", "#/components/schemas/"
 _JSON = "application/json"

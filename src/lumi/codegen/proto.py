@@ -32,7 +32,7 @@ from lumi.codegen.schema import (
     snake,
     type_of,
 )
-from lumi.interface import ServiceInterface
+from lumi.model.interface import ServiceInterface
 
 _SCALARS = {
     "string": "string", "integer": "int64", "number": "double", "boolean": "bool",

@@ -25,8 +25,8 @@ from lumi.codegen.schema import (
     snake,
     type_of,
 )
-from lumi.errors import StatusCode
-from lumi.interface import ServiceInterface
+from lumi.model.errors import StatusCode
+from lumi.model.interface import ServiceInterface
 
 _SCALARS = {
     "string": "str", "integer": "int", "number": "float", "boolean": "bool", "null": "None",

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
-from lumi.interface import ServiceInterface
+from lumi.model.interface import ServiceInterface
 
 Kind = Literal[
     "string", "integer", "number", "boolean", "null", "bytes", "datetime", "date",

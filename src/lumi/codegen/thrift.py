@@ -28,8 +28,8 @@ from lumi.codegen.schema import (
     snake,
     type_of,
 )
-from lumi.errors import StatusCode
-from lumi.interface import ServiceInterface
+from lumi.model.errors import StatusCode
+from lumi.model.interface import ServiceInterface
 
 _SCALARS = {
     "string": "string", "integer": "i64", "number": "double", "boolean": "bool",

@@ -24,7 +24,7 @@ from lumi.codegen.schema import (
     snake,
     type_of,
 )
-from lumi.interface import ServiceInterface
+from lumi.model.interface import ServiceInterface
 
 _SCALARS = {
     "string": "string", "integer": "number", "number": "number", "boolean": "boolean",

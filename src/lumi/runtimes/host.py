@@ -16,16 +16,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from lumi.brokers.base import Broker, Delivery, DeliveryHandler, Reject, Subscription
-from lumi.client import Client
-from lumi.dedupe import DedupeStore, idempotent_options
-from lumi.dispatch import Dispatcher
-from lumi.errors import AppError, InvalidArgument
-from lumi.events import EventSink, PublishMiddleware
-from lumi.graph import start_order
+from lumi.model.errors import AppError, InvalidArgument
+from lumi.model.graph import start_order
+from lumi.model.reflect import Reflected, reflect
+from lumi.model.service import Service
 from lumi.pipeline import Call, Handler, Middleware
-from lumi.reflect import Reflected, reflect
-from lumi.resilience.resource import Resource, resources_of
-from lumi.service import Service
+from lumi.pipeline.client import Client
+from lumi.pipeline.consumer_dedupe import DedupeStore, idempotent_options
+from lumi.pipeline.dispatch import Dispatcher
+from lumi.pipeline.publish import EventSink
+from lumi.runtime_services.resilience.resource import Resource, resources_of
 
 log = logging.getLogger("lumi.host")
 
@@ -46,7 +46,7 @@ class Host:
         middlewares: Iterable[Middleware] = (),
         fakes: Mapping[str, object] | None = None,
         external: Iterable[str] = (),
-        publish_middlewares: Callable[[str], Iterable[PublishMiddleware]] | None = None,
+        publish_middlewares: Callable[[str], Iterable[Middleware]] | None = None,
     ) -> None:
         self.reflected: dict[str, Reflected] = {}
         for cls in services:

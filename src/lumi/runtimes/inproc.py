@@ -19,16 +19,21 @@ from typing import Any, Self, TypeVar, cast
 
 from lumi.brokers.base import Broker
 from lumi.brokers.memory import MemoryBroker
-from lumi.client import Client
 from lumi.config import AppConfig
-from lumi.errors import AppError
-from lumi.events import PublishMiddleware
+from lumi.model.errors import AppError
+from lumi.model.reflect import reflect
+from lumi.model.service import Service
 from lumi.pipeline import Handler, Middleware, compose
-from lumi.reflect import reflect
-from lumi.registry import Registry, ReplicaState, ServiceState, remove_registry, write_registry
+from lumi.pipeline.client import Client
 from lumi.runtimes import stack
+from lumi.runtimes.discovery import (
+    Registry,
+    ReplicaState,
+    ServiceState,
+    remove_registry,
+    write_registry,
+)
 from lumi.runtimes.host import Host
-from lumi.service import Service
 from lumi.transports.local import LocalChannel
 
 S = TypeVar("S", bound=Service)
@@ -62,7 +67,7 @@ class App:
             server = [*stack.server_middlewares("", self.runtime), *server]
             client = [*stack.client_middlewares(None, self.runtime), *client]
 
-            def publish(service: str) -> list[PublishMiddleware]:
+            def publish(service: str) -> list[Middleware]:
                 return stack.publish_middlewares(service, self.runtime)
 
         self._client_middlewares = client

@@ -1,9 +1,9 @@
 """The local process runtime: one service replica in one OS process (what ``lumi run`` starts).
 
-The supervisor (:mod:`lumi.supervisor`) owns the listening socket and passes it in, so a restarted
-replica serves on the same port and connections wait in the backlog instead of failing. It
-describes the replica in environment variables (:class:`ReplicaSpec`); the replica reports
-"ready" or one line of error on a pipe, serves until SIGTERM/SIGINT, then drains: it stops
+The supervisor (:mod:`lumi.runtimes.supervisor`) owns the listening socket and passes it
+in, so a restarted replica serves on the same port and connections wait in the backlog instead
+of failing. It describes the replica in environment variables (:class:`ReplicaSpec`); the
+replica reports "ready" or one line of error on a pipe, serves until SIGTERM/SIGINT, then drains: it stops
 accepting, lets in-flight calls finish (bounded by the grace period), runs ``shutdown`` and exits 0.
 It also asks the kernel for SIGTERM if the supervisor dies, so no replica is ever orphaned.
 """
@@ -25,11 +25,11 @@ from typing import Any
 
 from lumi.brokers import create_broker
 from lumi.config import AppConfig, load_config
-from lumi.errors import AppError, ConfigError, DefinitionError
-from lumi.observability import configure_logging
+from lumi.model.errors import AppError, ConfigError, DefinitionError
+from lumi.model.reflect import reflect
 from lumi.pipeline import Handler, compose
-from lumi.reflect import reflect
-from lumi.resilience.ready import wait_ready
+from lumi.runtime_services.observability.logs import configure_logging
+from lumi.runtime_services.resilience.ready import wait_ready
 from lumi.runtimes import stack
 from lumi.runtimes.host import Host
 from lumi.transports.http import HttpChannel, HttpServer

@@ -5,7 +5,7 @@ stack (around each handled call and event delivery), the client-side stack (arou
 outbound call) and the publish stack, so logging, correlation, tracing, metrics, deadlines and
 retries are added once and inherited by every transport and broker::
 
-    server:  ServerObserver (correlation, span, metrics, access log) → Deduplicator → dispatcher
+    server:  ServerObserver (correlation, span, metrics, access log) → IdempotencyCache → dispatcher
     client:  ClientObserver (span, metrics) → Resilience (deadline, retry, budget, breaker)
              → channel
     publish: PublishObserver (span, traceparent into the envelope, counter) → broker
@@ -23,15 +23,23 @@ import logging
 from pathlib import Path
 
 from lumi.config import AppConfig, ResilienceConfig
-from lumi.events import PublishMiddleware
-from lumi.observability.logs import configure_logging
-from lumi.observability.metrics import Metrics
-from lumi.observability.middleware import ClientObserver, PublishObserver, ServerObserver
-from lumi.observability.tracing import Tracing, setup_tracing
 from lumi.pipeline import Middleware
-from lumi.resilience.dedupe import Deduplicator
-from lumi.resilience.policy import BreakerSettings, BudgetSettings, Override, Policies
-from lumi.resilience.retry import Resilience
+from lumi.runtime_services.observability.logs import configure_logging
+from lumi.runtime_services.observability.metrics import Metrics
+from lumi.runtime_services.observability.middleware import (
+    ClientObserver,
+    PublishObserver,
+    ServerObserver,
+)
+from lumi.runtime_services.observability.tracing import Tracing, setup_tracing
+from lumi.runtime_services.resilience.idempotency import IdempotencyCache
+from lumi.runtime_services.resilience.policies import (
+    BreakerSettings,
+    BudgetSettings,
+    Override,
+    Policies,
+)
+from lumi.runtime_services.resilience.retry import Resilience
 
 log = logging.getLogger("lumi.runtime")
 
@@ -43,7 +51,7 @@ class RuntimeServices:
     tracing: Tracing = dataclasses.field(default_factory=Tracing)
     metrics: Metrics = dataclasses.field(default_factory=Metrics)
     policies: Policies = dataclasses.field(default_factory=Policies)
-    dedupe: Deduplicator | None = dataclasses.field(default_factory=Deduplicator)
+    dedupe: IdempotencyCache | None = dataclasses.field(default_factory=IdempotencyCache)
     ready_timeout: float = 60.0
     _clients: dict[str | None, Resilience] = dataclasses.field(default_factory=dict)
 
@@ -60,7 +68,7 @@ class RuntimeServices:
             tracing=self.tracing,
             metrics=Metrics(),
             policies=self.policies,
-            dedupe=None if self.dedupe is None else Deduplicator(),
+            dedupe=None if self.dedupe is None else IdempotencyCache(),
             ready_timeout=self.ready_timeout,
         )
 
@@ -104,9 +112,7 @@ def client_middlewares(
     return [ClientObserver(service, r.tracing, r.metrics), r.resilience(service)]
 
 
-def publish_middlewares(
-    service: str, runtime: RuntimeServices | None = None
-) -> list[PublishMiddleware]:
+def publish_middlewares(service: str, runtime: RuntimeServices | None = None) -> list[Middleware]:
     """Middleware around every publish by ``service``."""
     r = runtime or current()
     return [PublishObserver(service, r.tracing, r.metrics)]
@@ -135,7 +141,7 @@ def runtime_for(config: AppConfig, service: str | None, *, tracing: Tracing) -> 
     return RuntimeServices(
         tracing=tracing,
         policies=policies_from(config.resilience, overrides),
-        dedupe=Deduplicator() if config.resilience.dedupe else None,
+        dedupe=IdempotencyCache() if config.resilience.dedupe else None,
         ready_timeout=config.resilience.ready_timeout,
     )
 

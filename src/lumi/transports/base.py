@@ -2,7 +2,8 @@
 
 A :class:`Channel` is the client side: it sends a :class:`~lumi.pipeline.Call` (JSON arguments
 plus metadata) to a service and returns the JSON result, or raises the
-:class:`~lumi.errors.LumiError` the callee raised; connection failures become ``UNAVAILABLE``. A
+:class:`~lumi.model.errors.LumiError` the callee raised; connection failures become
+``UNAVAILABLE``. A
 :class:`Server` is the serving side: it feeds incoming calls to a dispatcher's handler. Both are
 async context managers.
 """

@@ -32,8 +32,8 @@ from typing import Any
 import aiohttp
 import pydantic_core
 
-from lumi.context import Metadata
-from lumi.errors import (
+from lumi.model.context import Metadata
+from lumi.model.errors import (
     DeadlineExceeded,
     InvalidArgument,
     LumiError,
@@ -41,9 +41,9 @@ from lumi.errors import (
     StatusCode,
     Unavailable,
 )
-from lumi.interface import ServiceInterface
+from lumi.model.interface import ServiceInterface
 from lumi.pipeline import Call, Handler
-from lumi.resilience.breaker import Breakers, CircuitOpen
+from lumi.runtime_services.resilience.breaker import Breakers, CircuitOpen
 from lumi.transports._http_server import HttpListener, Request, Response, ServerState
 from lumi.transports.base import Channel, Server
 

@@ -9,9 +9,8 @@ import os
 import pydantic
 
 import lumi
-from lumi.observability import get_logger
 
-log = get_logger("chain")
+log = lumi.get_logger("chain")
 
 
 class Placed(pydantic.BaseModel):

@@ -1,0 +1,169 @@
+"""Events on the wire: the CloudEvents 1.0 envelope every broker carries.
+
+Every broker carries the same structured-mode CloudEvents JSON::
+
+    {"specversion": "1.0", "id": "...", "source": "/lumi/<app>/<service>",
+     "type": "<service>.<event>", "time": "2026-01-01T00:00:00.000000Z",
+     "datacontenttype": "application/json", "subject": "<partition key>",
+     "traceparent": "00-...", "correlationid": "...", "partitionkey": "...", "data": {...}}
+
+so a consumer that is not Lumi can read them. ``traceparent`` is the CloudEvents distributed
+tracing extension and ``partitionkey`` the partitioning extension; ``correlationid`` is Lumi's.
+An event in a dead-letter topic also carries ``deadletterreason``, ``deadlettergroup``,
+``deadletterattempts`` and ``deadlettertime``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from typing import Any
+
+import pydantic_core
+
+from lumi.model.context import Metadata
+
+SPEC_VERSION = "1.0"
+_REQUIRED = ("specversion", "id", "source", "type")
+_KNOWN = frozenset(
+    {
+        "specversion", "id", "source", "type", "time", "subject", "datacontenttype",
+        "dataschema", "data", "traceparent", "correlationid", "partitionkey",
+    }
+)  # fmt: skip
+DEAD_LETTER_EXTENSIONS = (
+    "deadletterreason",
+    "deadlettergroup",
+    "deadletterattempts",
+    "deadlettertime",
+)
+
+
+class EnvelopeError(ValueError):
+    """Bytes that are not a valid CloudEvents 1.0 structured JSON event."""
+
+
+@dataclasses.dataclass(slots=True)
+class Envelope:
+    """One event: CloudEvents context attributes plus the JSON ``data`` as raw bytes."""
+
+    id: str
+    source: str
+    type: str
+    data: bytes
+    time: str = ""
+    subject: str | None = None
+    datacontenttype: str = "application/json"
+    traceparent: str | None = None
+    correlationid: str | None = None
+    partitionkey: str | None = None
+    dataschema: str | None = None
+    extensions: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def topic(self) -> str:
+        return self.type
+
+    @property
+    def key(self) -> str | None:
+        """The partition key: events with the same key are delivered in publish order."""
+        return self.partitionkey
+
+    def dead_lettered(self, *, group: str, reason: str, attempts: int) -> Envelope:
+        """A copy of this event for a dead-letter topic, recording why it got there."""
+        extensions = {
+            **self.extensions,
+            "deadletterreason": reason,
+            "deadlettergroup": group,
+            "deadletterattempts": str(attempts),
+            "deadlettertime": now_rfc3339(),
+        }
+        return dataclasses.replace(self, extensions=extensions)
+
+    def revived(self) -> Envelope:
+        """This event as it was before it was dead-lettered (what a replay delivers)."""
+        extensions = {k: v for k, v in self.extensions.items() if k not in DEAD_LETTER_EXTENSIONS}
+        return dataclasses.replace(self, extensions=extensions)
+
+    def metadata(self) -> Metadata:
+        return Metadata(correlation_id=self.correlationid, traceparent=self.traceparent)
+
+    def attributes(self) -> dict[str, Any]:
+        attrs: dict[str, Any] = {
+            "specversion": SPEC_VERSION,
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+            "datacontenttype": self.datacontenttype,
+        }
+        if self.time:
+            attrs["time"] = self.time
+        for name in ("subject", "dataschema", "traceparent", "correlationid", "partitionkey"):
+            value = getattr(self, name)
+            if value is not None:
+                attrs[name] = value
+        attrs.update(self.extensions)
+        return attrs
+
+    def to_json(self) -> bytes:
+        """Structured-mode CloudEvents JSON; ``data`` is spliced in as the bytes it already is."""
+        head = pydantic_core.to_json(self.attributes())
+        return head[:-1] + b',"data":' + self.data + b"}"
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Envelope:
+        try:
+            obj = pydantic_core.from_json(raw)
+        except ValueError as exc:
+            raise EnvelopeError(f"event is not JSON: {exc}") from None
+        if not isinstance(obj, dict):
+            raise EnvelopeError("event is not a JSON object")
+        return cls.from_dict(obj)
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> Envelope:
+        missing = [name for name in _REQUIRED if not isinstance(obj.get(name), str)]
+        if missing:
+            raise EnvelopeError(f"event lacks CloudEvents attribute(s): {', '.join(missing)}")
+        if obj["specversion"] != SPEC_VERSION:
+            raise EnvelopeError(f"unsupported CloudEvents specversion {obj['specversion']!r}")
+        if "data_base64" in obj:
+            raise EnvelopeError("binary (data_base64) events are not supported; send JSON data")
+        extensions: dict[str, str] = {}
+        for name, value in obj.items():
+            if name in _KNOWN:
+                continue
+            if isinstance(value, bool):
+                extensions[name] = "true" if value else "false"
+            elif isinstance(value, str | int | float):
+                extensions[name] = str(value)
+            else:
+                raise EnvelopeError(
+                    f"CloudEvents extension {name!r} must be a string, number or boolean"
+                )
+        optional = {
+            name: _optional_str(obj, name)
+            for name in ("subject", "dataschema", "traceparent", "correlationid", "partitionkey")
+        }
+        return cls(
+            id=obj["id"],
+            source=obj["source"],
+            type=obj["type"],
+            data=pydantic_core.to_json(obj.get("data")),
+            time=_optional_str(obj, "time") or "",
+            datacontenttype=_optional_str(obj, "datacontenttype") or "application/json",
+            extensions=extensions,
+            **optional,
+        )
+
+
+def _optional_str(obj: dict[str, Any], name: str) -> str | None:
+    value = obj.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    raise EnvelopeError(f"CloudEvents attribute {name!r} must be a string, not {value!r}")
+
+
+def now_rfc3339() -> str:
+    """The current UTC time as RFC 3339 with microseconds, e.g. 2026-01-02T03:04:05.000006Z."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")[:-6] + "Z"

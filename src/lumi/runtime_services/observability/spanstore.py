@@ -1,0 +1,219 @@
+"""The local span store: finished spans in SQLite (``<app>/.lumi/traces.db``).
+
+Every service process of an app writes its spans there through a batch processor (the exporter
+runs in the processor's thread, with its own connection; SQLite's WAL mode and a busy timeout let
+several processes write at once). ``lumi trace ID`` reads one trace back — by trace id or by
+correlation id — with no collector to run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from lumi.runtime_services.observability.tracing import Span
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spans (
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    parent_id TEXT,
+    name TEXT NOT NULL,
+    service TEXT,
+    kind TEXT,
+    start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    status TEXT,
+    correlation_id TEXT,
+    attributes TEXT,
+    PRIMARY KEY (trace_id, span_id)
+);
+CREATE INDEX IF NOT EXISTS spans_correlation ON spans (correlation_id);
+CREATE INDEX IF NOT EXISTS spans_start ON spans (start_ns);
+"""
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=10.0, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.executescript(_SCHEMA)
+    return conn
+
+
+class SqliteSpanExporter(SpanExporter):
+    """An OpenTelemetry exporter that appends finished spans to the local store."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self._write([_row(span) for span in spans])
+
+    def export_lite(self, spans: Sequence[Span], resource: Resource) -> None:
+        """Write Lumi's own spans directly (no OpenTelemetry objects on the way)."""
+        default = resource.attributes.get("service.name")
+        self._write([_lite_row(span, default) for span in spans])
+
+    def _write(self, rows: list[tuple[Any, ...]]) -> SpanExportResult:
+        try:
+            with self._lock:
+                if self._conn is None:
+                    self._conn = _connect(self.path)
+                with self._conn:
+                    self._conn.executemany(
+                        "INSERT OR REPLACE INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows
+                    )
+        except sqlite3.Error:
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def _lite_row(span: Span, default_service: Any) -> tuple[Any, ...]:
+    attributes = span.attributes
+    service = attributes.get("lumi.service", default_service)
+    return (
+        f"{span.trace_id:032x}",
+        f"{span.span_id:016x}",
+        None if span.parent_id is None else f"{span.parent_id:016x}",
+        span.name,
+        None if service is None else str(service),
+        span.kind.name.lower(),
+        span.start_ns,
+        span.end_ns,
+        span.code,
+        attributes.get("lumi.correlation_id"),
+        json.dumps(attributes, default=str, separators=(",", ":")),
+    )
+
+
+def _row(span: ReadableSpan) -> tuple[Any, ...]:
+    ctx = span.get_span_context()
+    attributes = dict(span.attributes or {})
+    service = span.resource.attributes.get("service.name") if span.resource else None
+    service = attributes.get("lumi.service", service)
+    return (
+        f"{ctx.trace_id:032x}" if ctx else "",
+        f"{ctx.span_id:016x}" if ctx else "",
+        f"{span.parent.span_id:016x}" if span.parent else None,
+        span.name,
+        None if service is None else str(service),
+        span.kind.name.lower(),
+        span.start_time or 0,
+        span.end_time or span.start_time or 0,
+        str(attributes.get("lumi.code", "OK")),
+        attributes.get("lumi.correlation_id"),
+        json.dumps(attributes, default=str, separators=(",", ":")),
+    )
+
+
+@dataclasses.dataclass
+class StoredSpan:
+    """One span read back from the store."""
+
+    trace_id: str
+    span_id: str
+    parent_id: str | None
+    name: str
+    service: str | None
+    kind: str
+    start_ns: int
+    end_ns: int
+    status: str
+    correlation_id: str | None
+    attributes: dict[str, Any]
+    children: list[StoredSpan] = dataclasses.field(default_factory=list)
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e6
+
+
+def read_trace(path: Path, ident: str) -> list[StoredSpan]:
+    """Every span of the trace ``ident`` names (a trace id, or a correlation id), by start."""
+    if not path.is_file():
+        return []
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
+    try:
+        traces = [
+            row[0]
+            for row in conn.execute(
+                "SELECT DISTINCT trace_id FROM spans WHERE trace_id = ? OR correlation_id = ?",
+                (ident.lower(), ident),
+            )
+        ]
+        if not traces:
+            return []
+        marks = ",".join("?" * len(traces))
+        rows = conn.execute(
+            f"SELECT * FROM spans WHERE trace_id IN ({marks}) ORDER BY start_ns", traces
+        ).fetchall()
+    finally:
+        conn.close()
+    return [_stored(row) for row in rows]
+
+
+def recent_traces(path: Path, limit: int = 20) -> list[StoredSpan]:
+    """The root spans of the most recent traces (for ``lumi trace`` without an id)."""
+    if not path.is_file():
+        return []
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
+    try:
+        rows = conn.execute(
+            "SELECT * FROM spans WHERE parent_id IS NULL ORDER BY start_ns DESC LIMIT ?", (limit,)
+        ).fetchall()
+    finally:
+        conn.close()
+    return [_stored(row) for row in rows]
+
+
+def _stored(row: tuple[Any, ...]) -> StoredSpan:
+    return StoredSpan(
+        trace_id=row[0],
+        span_id=row[1],
+        parent_id=row[2],
+        name=row[3],
+        service=row[4],
+        kind=row[5],
+        start_ns=row[6],
+        end_ns=row[7],
+        status=row[8],
+        correlation_id=row[9],
+        attributes=json.loads(row[10]) if row[10] else {},
+    )
+
+
+def build_tree(spans: list[StoredSpan]) -> list[StoredSpan]:
+    """Link spans to their parents; returns the roots (spans whose parent is not stored)."""
+    by_id = {span.span_id: span for span in spans}
+    roots: list[StoredSpan] = []
+    for span in spans:
+        span.children = []
+    for span in spans:
+        parent = by_id.get(span.parent_id) if span.parent_id else None
+        if parent is None or parent is span:
+            roots.append(span)
+        else:
+            parent.children.append(span)
+    return roots

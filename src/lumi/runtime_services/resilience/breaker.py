@@ -1,0 +1,164 @@
+"""Circuit breakers, one per endpoint: closed → open → half-open → closed.
+
+* **closed**: calls flow; the outcomes of the last ``window`` calls are kept, and when at least
+  ``min_calls`` of them are known and ``failure_rate`` of them failed, the circuit opens (a rate,
+  not a streak: the few calls in flight when a dependency restarts do not trip it; a dependency
+  that keeps failing does).
+* **open**: calls fail at once with UNAVAILABLE (:class:`CircuitOpen`) for ``reset_timeout``
+  seconds, so a failing dependency is not hammered.
+* **half-open**: up to ``half_open_calls`` trial calls go through; a success closes the circuit,
+  a failure opens it again (the next wait doubles, up to ``max_reset_timeout``).
+
+What counts as a failure is the transport's and the dependency's fault — UNAVAILABLE,
+DEADLINE_EXCEEDED, INTERNAL, UNKNOWN, DATA_LOSS — never a client error such as INVALID_ARGUMENT.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import time
+from collections.abc import Callable
+
+from lumi.model.errors import StatusCode, Unavailable
+
+FAILURE_CODES = frozenset(
+    {
+        StatusCode.UNAVAILABLE,
+        StatusCode.DEADLINE_EXCEEDED,
+        StatusCode.INTERNAL,
+        StatusCode.UNKNOWN,
+        StatusCode.DATA_LOSS,
+    }
+)
+
+
+class State(enum.IntEnum):
+    CLOSED = 0
+    HALF_OPEN = 1
+    OPEN = 2
+
+
+class CircuitOpen(Unavailable):
+    """Refused locally because the endpoint's circuit is open (never retried)."""
+
+
+class CircuitBreaker:
+    """The breaker of one endpoint."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        failure_rate: float = 0.5,
+        window: int = 20,
+        min_calls: int = 10,
+        reset_timeout: float = 1.0,
+        max_reset_timeout: float = 10.0,
+        half_open_calls: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[str, State], None] | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.failure_rate = failure_rate
+        self.min_calls = max(1, min_calls)
+        self._outcomes: collections.deque[bool] = collections.deque(maxlen=max(window, 1))
+        self.base_reset = reset_timeout
+        self.max_reset = max_reset_timeout
+        self.half_open_calls = half_open_calls
+        self._clock = clock
+        self._on_change = on_change
+        self.state = State.CLOSED
+        self.failures = 0
+        self._reset_timeout = reset_timeout
+        self._opened_at = 0.0
+        self._trials = 0
+
+    def allow(self) -> bool:
+        """May a call go to this endpoint now? (Counts a half-open trial when it may.)"""
+        if self.state is State.CLOSED:
+            return True
+        if self.state is State.OPEN:
+            if self._clock() - self._opened_at < self._reset_timeout:
+                return False
+            self._set(State.HALF_OPEN)
+            self._trials = 0
+        if self._trials < self.half_open_calls:
+            self._trials += 1
+            return True
+        return False
+
+    def check(self) -> None:
+        """Raise :class:`CircuitOpen` unless a call may go now."""
+        if not self.allow():
+            raise CircuitOpen(
+                f"circuit open for {self.endpoint} ({self.failures} of the last "
+                f"{len(self._outcomes)} calls failed); next trial in {self.retry_in():.1f}s",
+                {"endpoint": self.endpoint, "state": self.state.name.lower()},
+            )
+
+    def retry_in(self) -> float:
+        if self.state is not State.OPEN:
+            return 0.0
+        return max(0.0, self._reset_timeout - (self._clock() - self._opened_at))
+
+    def success(self) -> None:
+        if self.state is not State.CLOSED:
+            self._reset_timeout = self.base_reset
+            self._outcomes.clear()
+            self.failures = 0
+            self._set(State.CLOSED)
+        else:
+            self._push(False)
+
+    def failure(self) -> None:
+        if self.state is State.HALF_OPEN:
+            self._reset_timeout = min(self.max_reset, self._reset_timeout * 2)
+            self._open()
+        elif self.state is State.CLOSED:
+            self._push(True)
+            outcomes = len(self._outcomes)
+            if outcomes >= self.min_calls and self.failures >= self.failure_rate * outcomes:
+                self._open()
+
+    def _push(self, failed: bool) -> None:
+        outcomes = self._outcomes
+        if len(outcomes) == outcomes.maxlen and outcomes[0]:
+            self.failures -= 1
+        outcomes.append(failed)
+        if failed:
+            self.failures += 1
+
+    def record(self, code: StatusCode | None) -> None:
+        """Record an outcome: None (success) or the error code the call ended with."""
+        if code is None or code not in FAILURE_CODES:
+            self.success()
+        else:
+            self.failure()
+
+    def _open(self) -> None:
+        self._opened_at = self._clock()
+        self._set(State.OPEN)
+
+    def _set(self, state: State) -> None:
+        if state is not self.state:
+            self.state = state
+            if self._on_change is not None:
+                self._on_change(self.endpoint, state)
+
+
+class Breakers:
+    """The breakers of one client process, one per endpoint, made on first use."""
+
+    def __init__(self, make: Callable[[str], CircuitBreaker] = CircuitBreaker) -> None:
+        self._make = make
+        self._by_endpoint: dict[str, CircuitBreaker] = {}
+
+    def get(self, endpoint: str) -> CircuitBreaker:
+        breaker = self._by_endpoint.get(endpoint)
+        if breaker is None:
+            breaker = self._by_endpoint[endpoint] = self._make(endpoint)
+        return breaker
+
+    def states(self) -> dict[str, str]:
+        return {name: b.state.name.lower() for name, b in self._by_endpoint.items()}
