@@ -70,7 +70,8 @@ def generate(out: Path) -> None:
     from bench_service import Bench
 
     import lumi
-    from lumi.codegen.base import GenerateRequest, get_generator
+    from lumi.codegen import get_generator
+    from lumi.codegen.base import GenerateRequest
 
     iface = lumi.interface(Bench)
     for target in ("proto", "thrift"):
@@ -342,7 +343,8 @@ def _thrift_codecs() -> dict[str, float]:
         from shop.orders import Orders
 
         import lumi
-        from lumi.codegen.base import GenerateRequest, get_generator
+        from lumi.codegen import get_generator
+        from lumi.codegen.base import GenerateRequest
 
         files = get_generator("thrift").generate(GenerateRequest([lumi.interface(Orders)]))
         idl = Path(tmp) / "orders.thrift"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from lumi.interface import ServiceInterface
+from lumi.model.interface import ServiceInterface
 from lumi.pipeline import Handler
 from lumi.transports.base import Channel
 from lumi.transports.grpc import GrpcChannel, GrpcServer

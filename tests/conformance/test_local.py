@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from lumi.errors import Unavailable
-from lumi.interface import ServiceInterface
+from lumi.model.errors import Unavailable
+from lumi.model.interface import ServiceInterface
 from lumi.pipeline import Call, Handler
 from lumi.transports.base import Channel
 from lumi.transports.local import LocalChannel

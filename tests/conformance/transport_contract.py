@@ -25,14 +25,14 @@ import pytest
 
 import lumi
 from lumi.brokers.memory import MemoryBroker
-from lumi.client import Client
-from lumi.context import Metadata
-from lumi.errors import LumiError, StatusCode
-from lumi.interface import ServiceInterface
+from lumi.model.context import Metadata
+from lumi.model.errors import LumiError, StatusCode
+from lumi.model.interface import ServiceInterface
+from lumi.model.service import Service
 from lumi.pipeline import Call, Handler, compose
+from lumi.pipeline.client import Client
 from lumi.runtimes import stack
 from lumi.runtimes.host import Host
-from lumi.service import Service
 from lumi.transports.base import Channel
 from tests.conformance.rpc_services import Color, Echo, Hop1, Hop2, Hop3, Inner, Payload, Priority
 

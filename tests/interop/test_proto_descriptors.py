@@ -17,7 +17,7 @@ import lumi
 from lumi.codegen.base import LOCK_FILE
 from lumi.codegen.proto import proto_schema
 from lumi.codegen.schema import snake
-from lumi.interface import ServiceInterface
+from lumi.model.interface import ServiceInterface
 from tests.conformance.rpc_services import Echo, Hop1, Hop2, Hop3
 from tests.conftest import SHOP
 from tests.interop import tools
@@ -73,7 +73,8 @@ def test_descriptors_keep_lock_numbers_and_reserved_fields(tmp_path: Path) -> No
         "proto": {"lumi.echo.Payload": {"fields": {"old_field": 1, "text": 40}, "reserved": {}}}
     }
     (tmp_path / LOCK_FILE).write_text(json.dumps(lock))
-    from lumi.codegen.base import GenerateRequest, get_generator
+    from lumi.codegen import get_generator
+    from lumi.codegen.base import GenerateRequest
 
     files = get_generator("proto").generate(GenerateRequest([iface], lock=lock))
     for name, text in files.items():

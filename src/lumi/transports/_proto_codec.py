@@ -36,7 +36,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
 from lumi.codegen.proto import ProtoSchema
-from lumi.errors import InvalidArgument
+from lumi.model.errors import InvalidArgument
 
 _WELL_KNOWN = {
     "google/protobuf/timestamp.proto": timestamp_pb2,

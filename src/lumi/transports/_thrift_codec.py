@@ -24,8 +24,8 @@ import thriftpy2
 
 from lumi.codegen.schema import Field, Type, fields_of, type_of
 from lumi.codegen.thrift import ThriftSchema, thrift_name
-from lumi.errors import InvalidArgument, LumiError, StatusCode
-from lumi.interface import ServiceInterface
+from lumi.model.errors import InvalidArgument, LumiError, StatusCode
+from lumi.model.interface import ServiceInterface
 
 Convert = Callable[[Any], Any]
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1

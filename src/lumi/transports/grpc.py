@@ -39,15 +39,15 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from lumi.codegen.proto import proto_schema
-from lumi.context import Metadata
-from lumi.errors import (
+from lumi.model.context import Metadata
+from lumi.model.errors import (
     DeadlineExceeded,
     InvalidArgument,
     LumiError,
     NotFound,
     StatusCode,
 )
-from lumi.interface import ServiceInterface
+from lumi.model.interface import ServiceInterface
 from lumi.pipeline import Call, Handler
 from lumi.transports._proto_codec import MessageCodec, ServiceCodec
 from lumi.transports.base import Channel, Server

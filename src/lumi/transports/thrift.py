@@ -39,8 +39,8 @@ from thriftpy2.thrift import TApplicationException, TMessageType, TType
 from thriftpy2.transport import TCyMemoryBuffer, TMemoryBuffer
 
 from lumi.codegen.thrift import thrift_schema
-from lumi.context import Metadata
-from lumi.errors import (
+from lumi.model.context import Metadata
+from lumi.model.errors import (
     DeadlineExceeded,
     Internal,
     InvalidArgument,
@@ -50,7 +50,7 @@ from lumi.errors import (
     Unavailable,
     Unknown,
 )
-from lumi.interface import ServiceInterface
+from lumi.model.interface import ServiceInterface
 from lumi.pipeline import Call, Handler
 from lumi.transports._thrift_codec import MethodPlan, ServiceCodec
 from lumi.transports.base import Channel, Server
