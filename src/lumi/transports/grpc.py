@@ -442,6 +442,24 @@ def _outbound(meta: Metadata) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+async def probe(endpoint: str, *, timeout: float, service: str = "") -> None:
+    """Ask ``endpoint``'s grpc.health.v1 service; raise ConnectionError unless SERVING."""
+    target = endpoint.removeprefix("grpc://").rstrip("/")
+    async with grpc.aio.insecure_channel(target) as channel:
+        check = channel.unary_unary(
+            "/grpc.health.v1.Health/Check",
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
+        try:
+            answer = await check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise ConnectionError(f"{endpoint}: {exc.code().name}: {exc.details()}") from None
+    if answer.status != health_pb2.HealthCheckResponse.SERVING:
+        status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+        raise ConnectionError(f"{endpoint} is {status}")
+
+
 def reserve_port(host: str, port: int) -> socket.socket:
     """Hold ``host:port`` for a gRPC server in another process: bound with SO_REUSEPORT but
     not listening, so the server (which sets SO_REUSEPORT too) binds the same port and the

@@ -29,13 +29,13 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import pydantic_core
 from thriftpy2.protocol import TCompactProtocol
 from thriftpy2.protocol.binary import TBinaryProtocol
 from thriftpy2.protocol.cybin import TCyBinaryProtocol  # type: ignore[attr-defined]
-from thriftpy2.thrift import TApplicationException, TMessageType, TType
+from thriftpy2.thrift import TApplicationException, TMessageType, TPayload, TType
 from thriftpy2.transport import TCyMemoryBuffer, TMemoryBuffer
 
 from lumi.codegen.thrift import thrift_schema
@@ -70,6 +70,13 @@ _FIELDS = {
     "x-lumi-caller": "caller",
 }
 _BINARY, _COMPACT = 0x80, 0x82
+HEALTH = "__lumi_health__"
+"""A function no IDL declares: REPLY when ready, an EXCEPTION saying why not otherwise."""
+
+
+class _Empty(TPayload):  # type: ignore[misc]
+    thrift_spec: ClassVar[dict[int, Any]] = {}
+    default_spec: ClassVar[list[Any]] = []
 
 
 @functools.lru_cache(maxsize=256)
@@ -263,6 +270,14 @@ class _Connection(asyncio.Protocol):
     async def _work(self) -> None:
         while self.pending and self.transport is not None:
             name, kind, seqid, args, plan, codec = self.pending.popleft()
+            if name == HEALTH:
+                problem = await self.server.not_ready()
+                if problem is None:
+                    self._send(name, TMessageType.REPLY, seqid, _Empty())
+                else:
+                    error = TApplicationException(TApplicationException.INTERNAL_ERROR, problem)
+                    self._send(name, TMessageType.EXCEPTION, seqid, error)
+                continue
             if plan is None or codec is None:
                 error = TApplicationException(
                     TApplicationException.UNKNOWN_METHOD, f"unknown function {name!r}"
@@ -333,6 +348,7 @@ class ThriftServer(Server):
         sock: Any = None,
         max_message: int = DEFAULT_MAX_MESSAGE,
         grace_period: float = 10.0,
+        ready: ReadyCheck | None = None,
     ) -> None:
         self.handler = handler
         self.codecs = {
@@ -340,6 +356,8 @@ class ThriftServer(Server):
             for name, iface in interfaces.items()
         }
         self.max_message = max_message
+        self.ready = ready
+        self.draining = False
         self.connections: set[_Connection] = set()
         self._host, self._port, self._sock = host, port, sock
         self._grace = grace_period
@@ -362,6 +380,16 @@ class ThriftServer(Server):
         if codec is None:
             return None, None
         return codec.by_name.get(function), codec
+
+    async def not_ready(self) -> str | None:
+        """Why the server is not ready, or None when it is."""
+        if self.draining:
+            return "draining"
+        if self.ready is not None:
+            ok, checks = await self.ready()
+            if not ok:
+                return f"not ready: {pydantic_core.to_json(checks, fallback=repr).decode()}"
+        return None
 
     async def answer(self, codec: ServiceCodec, plan: MethodPlan, args: Any) -> Any:
         """Run one call through the handler; the result struct to send back."""
@@ -406,6 +434,7 @@ class ThriftServer(Server):
         """Stop accepting; let calls in flight finish (up to the grace period); close."""
         if self._server is None:
             return
+        self.draining = True
         self._server.close()
         deadline = time.monotonic() + self._grace
         while any(not c.idle for c in self.connections) and time.monotonic() < deadline:
@@ -558,6 +587,28 @@ class ThriftChannel(Channel):
         for link in self._idle:
             link.writer.close()
         self._idle.clear()
+
+
+async def probe(endpoint: str, *, timeout: float) -> None:
+    """Ask a Lumi Thrift server whether it is ready; raise ConnectionError if not."""
+    host, _, port = endpoint.removeprefix("thrift://").rstrip("/").rpartition(":")
+    frame = encode_message("binary", True, HEALTH, TMessageType.CALL, 1, _Empty())
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, int(port))
+            try:
+                writer.write(frame)
+                size = int.from_bytes(await reader.readexactly(4), "big")
+                proto, _ = _reading("binary", await reader.readexactly(size))
+            finally:
+                writer.close()
+    except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
+        raise ConnectionError(f"{endpoint}: {type(exc).__name__}: {exc}") from None
+    _, kind, _ = proto.read_message_begin()
+    if kind == TMessageType.EXCEPTION:
+        error = TApplicationException()
+        proto.read_struct(error)
+        raise ConnectionError(f"{endpoint}: {error.message}")
 
 
 def _outbound(meta: Metadata) -> dict[str, str]:
