@@ -74,7 +74,7 @@ HEALTH = "__lumi_health__"
 """A function no IDL declares: REPLY when ready, an EXCEPTION saying why not otherwise."""
 
 
-class _Empty(TPayload):  # type: ignore[misc]
+class _Empty(TPayload):
     thrift_spec: ClassVar[dict[int, Any]] = {}
     default_spec: ClassVar[list[Any]] = []
 
