@@ -20,7 +20,8 @@ Codec figures (``codec``): JSON ⇄ protobuf by Lumi's compiled converter vs ``j
 the Thrift libraries' struct round trip (thriftpy2 vs Apache ``thrift``), which decided the
 library (see lumi/transports/thrift.py).
 
-Run: ``python bench/rpc_bench.py [--duration 5] [--rounds 3] [--concurrency 32] [--json]``.
+Run: ``python bench/rpc_bench.py [--duration 5] [--rounds 3] [--concurrency 32] [--json]``
+(``--codec-only`` for the codec figures alone).
 Goal (issue 13): Lumi >= 0.9x the raw server's throughput, p99 within 10%.
 """
 
@@ -430,7 +431,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--codec-only", action="store_true", help="only the codec figures")
     args = parser.parse_args()
+    if args.codec_only:
+        for key, value in codecs().items():
+            print(f"  codec {key:34s} {value:7.2f} µs")
+        return
     if (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {int(LOAD_CPU)})
     result = run(args.duration, args.rounds, args.concurrency)
