@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from lumi.model.errors import Unavailable
 from lumi.model.interface import ServiceInterface
 from lumi.pipeline import Call, Handler
+from lumi.pipeline.outcome import Lost, NotSent
 from lumi.transports.base import Channel
 from lumi.transports.local import LocalChannel
 from tests.conformance.transport_contract import TransportContract, Wire
@@ -47,14 +47,14 @@ class LocalWire(Wire):
         async def call(call: Call) -> bytes:
             handler = self.handlers.get(address)
             if handler is None:
-                raise Unavailable(f"nothing serves {address}")
+                raise NotSent(f"cannot reach {address}: nothing serves it")
             task = asyncio.ensure_future(handler(call))
             self.inflight[address].add(task)
             try:
                 return await task
             except asyncio.CancelledError:
                 if task.cancelled() and not asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                    raise Unavailable(f"{address} stopped during the call") from None
+                    raise Lost(f"{address} stopped during the call") from None
                 raise
             finally:
                 self.inflight[address].discard(task)

@@ -49,6 +49,7 @@ from lumi.model.errors import (
 )
 from lumi.model.interface import ServiceInterface
 from lumi.pipeline import Call, Handler
+from lumi.pipeline.outcome import Lost, NotSent
 from lumi.transports._proto_codec import MessageCodec, ServiceCodec
 from lumi.transports.base import Channel, Server
 
@@ -68,6 +69,7 @@ _METADATA_FIELDS = {
 _TO_GRPC = {code: grpc.StatusCode[code.value] for code in StatusCode}
 _FROM_GRPC = {grpc_code.value[0]: code for code, grpc_code in _TO_GRPC.items()}
 _SAFE_INT = 2**53
+_NOT_CONNECTED = ("failed to connect", "Connection refused", "connections to all backends failing")
 _EMPTY_ARGS = b"{}"
 
 
@@ -177,6 +179,12 @@ def error_from_rpc(exc: grpc.aio.AioRpcError, what: str) -> LumiError:
     message = exc.details() or code.value
     if code is StatusCode.DEADLINE_EXCEEDED:
         return DeadlineExceeded(f"{what} did not answer before the deadline")
+    if code is StatusCode.UNAVAILABLE:
+        # No rich status: gRPC itself failed. Connecting failed → nothing was sent; anything
+        # else (a reset, a closed socket) happened after the call went out.
+        if any(sign in message for sign in _NOT_CONNECTED):
+            return NotSent(f"cannot reach {what}: {message}")
+        return Lost(f"{what}: connection lost: {message}")
     return LumiError.for_code(code)(f"{what}: {message}")
 
 

@@ -39,10 +39,10 @@ from lumi.model.errors import (
     LumiError,
     NotFound,
     StatusCode,
-    Unavailable,
 )
 from lumi.model.interface import ServiceInterface
 from lumi.pipeline import Call, Handler
+from lumi.pipeline.outcome import Lost, NotSent
 from lumi.runtime_services.resilience.breaker import Breakers, CircuitOpen
 from lumi.transports._http_server import HttpListener, Request, Response, ServerState
 from lumi.transports.base import Channel, Server
@@ -308,7 +308,7 @@ class HttpChannel(Channel):
             except (aiohttp.ClientError, OSError) as exc:
                 if breaker is not None:
                     breaker.failure()
-                raise Unavailable(
+                raise Lost(  # sent, then the connection broke
                     f"{call.service}.{call.method} at {endpoint}: {type(exc).__name__}: {exc}"
                 ) from exc
             if breaker is not None:
@@ -319,7 +319,7 @@ class HttpChannel(Channel):
                 f"circuit open for every endpoint of {call.service}",
                 {"endpoints": self.endpoints},
             )
-        raise Unavailable(f"cannot reach {call.service}: {'; '.join(failures)}")
+        raise NotSent(f"cannot reach {call.service}: {'; '.join(failures)}")
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -47,11 +47,11 @@ from lumi.model.errors import (
     LumiError,
     NotFound,
     ResourceExhausted,
-    Unavailable,
     Unknown,
 )
 from lumi.model.interface import ServiceInterface
 from lumi.pipeline import Call, Handler
+from lumi.pipeline.outcome import Lost, NotSent
 from lumi.transports._thrift_codec import MethodPlan, ServiceCodec
 from lumi.transports.base import Channel, Server
 
@@ -523,7 +523,7 @@ class ThriftChannel(Channel):
             raise DeadlineExceeded(f"{what} did not answer before the deadline") from None
         except (OSError, EOFError, asyncio.IncompleteReadError) as exc:
             link.writer.close()
-            raise Unavailable(f"{what}: connection lost: {type(exc).__name__}") from None
+            raise Lost(f"{what}: connection lost: {type(exc).__name__}") from None
         except BaseException:
             link.writer.close()
             raise
@@ -546,7 +546,7 @@ class ThriftChannel(Channel):
         try:
             reader, writer = await asyncio.open_connection(self.host, self.port)
         except OSError as exc:
-            raise Unavailable(f"cannot reach {what}: {exc.strerror or exc}") from None
+            raise NotSent(f"cannot reach {what}: {exc.strerror or exc}") from None
         return _Link(reader, writer)
 
     async def _exchange(self, link: _Link, data: bytes, plan: MethodPlan) -> tuple[int, Any]:

@@ -1,0 +1,23 @@
+"""What a channel knows when a call failed for want of a connection.
+
+Both are UNAVAILABLE on the wire and in metrics; they differ in what may follow:
+
+* :class:`NotSent` — the connection could not be made, so nothing was sent: any method may be
+  tried again, on this replica or another.
+* :class:`Lost` — the connection broke after the call was sent: it may have run, so only an
+  idempotent method may be retried (the resilience layer's rule).
+
+They are local classes (not in ``lumi.model.errors``), so they never cross a wire as such.
+"""
+
+from __future__ import annotations
+
+from lumi.model.errors import Unavailable
+
+
+class NotSent(Unavailable):
+    """No connection: nothing was sent."""
+
+
+class Lost(Unavailable):
+    """The connection broke after the call was sent; its outcome is unknown."""
