@@ -143,6 +143,17 @@ class CallPolicyConfig(pydantic.BaseModel):
         return _retry(value)
 
 
+class CapabilityConfig(CallPolicyConfig):
+    """``[services.X.capabilities.Y]``: how X calls Y."""
+
+    transport: str | None = None  # one of Y's rpc transports; default: the first Y lists
+
+    @pydantic.field_validator("transport")
+    @classmethod
+    def _check_transport(cls, value: str | None) -> str | None:
+        return None if value is None else _rpc(value)[0]
+
+
 class BreakerConfig(pydantic.BaseModel):
     model_config = _STRICT
 
@@ -181,7 +192,7 @@ class ServiceConfig(Binding):
     placement: Literal["default", "per-node"] = "default"
     environment: dict[str, str] = pydantic.Field(default_factory=dict)
     log_level: str | None = None
-    capabilities: dict[str, CallPolicyConfig] = pydantic.Field(default_factory=dict)
+    capabilities: dict[str, CapabilityConfig] = pydantic.Field(default_factory=dict)
 
     @pydantic.field_validator("log_level")
     @classmethod

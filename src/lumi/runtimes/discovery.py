@@ -20,7 +20,8 @@ from lumi.model.errors import AppError
 
 class ReplicaState(pydantic.BaseModel):
     index: int
-    endpoint: str
+    endpoint: str  # the first transport's
+    endpoints: list[str] = []  # one per transport, scheme-qualified (grpc://host:port)
     pid: int | None = None
     state: str = "starting"  # starting | ready | restarting | stopping | stopped
     restarts: int = 0

@@ -1,10 +1,12 @@
 """The local process runtime: one service replica in one OS process (what ``lumi run`` starts).
 
-The supervisor (:mod:`lumi.runtimes.supervisor`) owns the listening socket and passes it
-in, so a restarted replica serves on the same port and connections wait in the backlog instead
-of failing. It describes the replica in environment variables (:class:`ReplicaSpec`); the
-replica reports "ready" or one line of error on a pipe, serves until SIGTERM/SIGINT, then drains: it stops
-accepting, lets in-flight calls finish (bounded by the grace period), runs ``shutdown`` and exits 0.
+The supervisor (:mod:`lumi.runtimes.supervisor`) owns a socket per transport and passes them
+in, so a restarted replica serves on the same ports (HTTP and Thrift connections wait in the
+backlog instead of failing). It describes the replica in environment variables
+(:class:`ReplicaSpec`); the replica serves on every transport of its ``rpc`` list, calls each
+capability over the transport its config picks (the callee's first by default), reports "ready"
+or one line of error on a pipe, serves until SIGTERM/SIGINT, then drains: it stops accepting,
+lets in-flight calls finish (bounded by the grace period), runs ``shutdown`` and exits 0.
 It also asks the kernel for SIGTERM if the supervisor dies, so no replica is ever orphaned.
 """
 
@@ -32,7 +34,8 @@ from lumi.runtime_services.observability.logs import configure_logging
 from lumi.runtime_services.resilience.ready import wait_ready
 from lumi.runtimes import stack
 from lumi.runtimes.host import Host
-from lumi.transports.http import HttpChannel, HttpServer
+from lumi.transports import wiring
+from lumi.transports.base import Channel, Server
 
 log = logging.getLogger("lumi.process")
 
@@ -47,7 +50,7 @@ class ReplicaSpec:
     env: str | None
     service: str
     replica: int
-    listen_fd: int
+    listeners: dict[str, int]  # transport → the fd of the socket the supervisor reserved
     ready_fd: int
     endpoints: dict[str, list[str]]
     parent_pid: int
@@ -58,7 +61,7 @@ class ReplicaSpec:
             "LUMI_ENV": self.env or "",
             "LUMI_SERVICE": self.service,
             "LUMI_REPLICA": str(self.replica),
-            "LUMI_LISTEN_FD": str(self.listen_fd),
+            "LUMI_LISTENERS": json.dumps(self.listeners),
             "LUMI_READY_FD": str(self.ready_fd),
             "LUMI_ENDPOINTS": json.dumps(self.endpoints),
             "LUMI_PARENT_PID": str(self.parent_pid),
@@ -71,7 +74,7 @@ class ReplicaSpec:
             env=environ.get("LUMI_ENV") or None,
             service=environ["LUMI_SERVICE"],
             replica=int(environ["LUMI_REPLICA"]),
-            listen_fd=int(environ["LUMI_LISTEN_FD"]),
+            listeners=json.loads(environ["LUMI_LISTENERS"]),
             ready_fd=int(environ["LUMI_READY_FD"]),
             endpoints=json.loads(environ["LUMI_ENDPOINTS"]),
             parent_pid=int(environ["LUMI_PARENT_PID"]),
@@ -98,11 +101,23 @@ class _Replica:
         self.broker = create_broker(binding.events or "embedded", app_dir=config.root)
         self.runtime = stack.current()
         breakers = self.runtime.resilience(spec.service).breakers
-        self.channels = {
-            name: HttpChannel(urls, breakers=breakers)
-            for name, urls in spec.endpoints.items()
-            if name != spec.service
-        }
+        self.wire = wiring.options_for(
+            config.root, config.name.replace("-", "_"), config.defaults.max_body,
+            config.defaults.grace_period,
+        )  # fmt: skip
+        own = config.service(spec.service).capabilities
+        self.targets: dict[str, list[str]] = {}
+        self.channels: dict[str, Channel] = {}
+        for name, urls in spec.endpoints.items():
+            if name == spec.service or name not in self.interface.requires:
+                continue
+            where = f"{config.path}: services.{spec.service}.capabilities.{name}.transport"
+            wanted = own[name].transport if name in own else None
+            self.targets[name] = wiring.pick(name, urls, wanted, where)
+            self.channels[name] = wiring.channel(
+                self.targets[name], interface=reflect(classes[name]).interface,
+                options=self.wire, breakers=breakers,
+            )  # fmt: skip
         self.client_stack = stack.client_middlewares(spec.service)
         self.host = Host(
             [self.cls],
@@ -123,10 +138,10 @@ class _Replica:
     async def _wait_for_capabilities(self) -> None:
         """Wait (with backoff, one log line per attempt) until every capability is ready."""
         for name in self.interface.requires:
-            urls = self.spec.endpoints.get(name)
+            urls = self.targets.get(name)
             if urls:
                 await wait_ready(
-                    lambda urls=urls: _any_ready(urls),  # type: ignore[misc]
+                    lambda urls=urls: wiring.any_ready(urls),  # type: ignore[misc]
                     name,
                     timeout=self.runtime.ready_timeout,
                     logger=log,
@@ -141,25 +156,27 @@ class _Replica:
         try:
             await self._wait_for_capabilities()
             await self.host.start()
+            servers: list[Server] = []
             try:
-                sock = socket.socket(fileno=self.spec.listen_fd)
-                server = HttpServer(
-                    self.host.dispatcher.handle,
-                    interfaces={self.interface.name: self.interface},
-                    sock=sock,
-                    max_body=self.config.defaults.max_body,
-                    grace_period=self.config.defaults.grace_period,
-                    routes={"/metrics": self.runtime.metrics.route},
-                    ready=self._ready,
-                )
-                await server.start()
+                for transport, fd in self.spec.listeners.items():
+                    server = wiring.server(
+                        transport, self.host.dispatcher.handle,
+                        sock=socket.socket(fileno=fd),
+                        interfaces={self.interface.name: self.interface}, options=self.wire,
+                        ready=self._ready, routes={"/metrics": self.runtime.metrics.route},
+                    )  # fmt: skip
+                    await server.start()
+                    servers.append(server)
                 report({"ready": True, "pid": os.getpid()})
                 log.info(
-                    "%s[%d] serving on %s", self.spec.service, self.spec.replica, server.address
+                    "%s[%d] serving on %s",
+                    self.spec.service,
+                    self.spec.replica,
+                    " ".join(server.address for server in servers),
                 )
                 await stop.wait()
                 log.info("%s[%d] draining", self.spec.service, self.spec.replica)
-                await server.aclose()
+                await asyncio.gather(*(server.aclose() for server in servers))
             finally:
                 await self.host.stop()
         finally:
@@ -167,24 +184,6 @@ class _Replica:
                 await channel.aclose()
             await self.broker.aclose()
             self.runtime.shutdown()  # flush spans
-
-
-async def _any_ready(urls: list[str]) -> bool:
-    """True when one of a service's replicas answers ``GET /readyz`` with 200."""
-    import aiohttp
-
-    timeout = aiohttp.ClientTimeout(total=2.0)
-    errors = []
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        for url in urls:
-            try:
-                async with session.get(f"{url.rstrip('/')}/readyz") as resp:
-                    if resp.status == 200:
-                        return True
-                    errors.append(f"{url} answered {resp.status}")
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                errors.append(f"{url}: {type(exc).__name__}: {exc}".rstrip(": "))
-    raise ConnectionError("; ".join(errors))
 
 
 def main() -> None:

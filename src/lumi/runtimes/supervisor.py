@@ -1,7 +1,8 @@
 """The local control plane behind ``lumi run``: start an app's replicas as OS processes.
 
-* Every replica gets a listening socket that the supervisor binds up front and keeps, so all
-  endpoints are known before anything starts and a restarted replica serves on the same port.
+* Every replica gets a socket per transport it is served on (``rpc = ["http", "grpc"]``) that
+  the supervisor binds up front and keeps, so all endpoints are known before anything starts
+  and a restarted replica serves on the same ports; the registry lists every endpoint.
 * Services start in capability order; a service's replicas must report ready before its
   dependants start. One that cannot start stops the run with one line naming it and the cause.
 * A replica that dies is restarted with exponential backoff; the restart is logged with its
@@ -37,6 +38,7 @@ from lumi.runtimes.discovery import (
     write_registry,
 )
 from lumi.runtimes.process import ReplicaSpec
+from lumi.transports import wiring
 
 Emit = Callable[[str, str], None]
 """Where output goes: ``emit(source, line)``; source is ``"Service[i]"`` or ``"lumi"``."""
@@ -46,28 +48,18 @@ class StartError(Exception):
     """A service that could not start; the message names it and the cause."""
 
 
-def bind(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.listen(1024)
-    return sock
-
-
 class _Replica:
-    def __init__(self, sup: Supervisor, service: str, index: int, sock: socket.socket) -> None:
+    def __init__(
+        self, sup: Supervisor, service: str, index: int, socks: dict[str, socket.socket]
+    ) -> None:
         self.sup = sup
         self.service = service
         self.index = index
-        self.sock = sock
-        host, port = sock.getsockname()[:2]
-        self.endpoint = f"http://{host}:{port}"
+        self.socks = socks  # one per transport the service is served on, in config order
+        self.endpoints = [wiring.endpoint(t, sock) for t, sock in socks.items()]
+        self.endpoint = self.endpoints[0]
         self.proc: asyncio.subprocess.Process | None = None
-        self.state = ReplicaState(index=index, endpoint=self.endpoint)
+        self.state = ReplicaState(index=index, endpoint=self.endpoint, endpoints=self.endpoints)
         self.tail: collections.deque[str] = collections.deque(maxlen=20)
         self.ready_at = 0.0
         self.monitor: asyncio.Task[None] | None = None
@@ -85,7 +77,7 @@ class _Replica:
             env=config.environment,
             service=self.service,
             replica=self.index,
-            listen_fd=self.sock.fileno(),
+            listeners={t: sock.fileno() for t, sock in self.socks.items()},
             ready_fd=write_fd,
             endpoints=self.sup.endpoints,
             parent_pid=os.getpid(),
@@ -104,7 +96,7 @@ class _Replica:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                pass_fds=(self.sock.fileno(), write_fd),
+                pass_fds=(*(sock.fileno() for sock in self.socks.values()), write_fd),
                 env=environ,
                 cwd=config.root,
                 start_new_session=True,
@@ -184,7 +176,7 @@ class _Replica:
     async def stop(self, grace: float) -> None:
         if self.monitor is not None:
             self.monitor.cancel()
-        self.sock.close()
+        self.close_sockets()
         if self.proc is None or self.proc.returncode is not None:
             return
         self.state.state = "stopping"
@@ -197,6 +189,10 @@ class _Replica:
             self.sup.emit("lumi", f"{self.name} did not stop within {grace + 5:g}s; killing it")
             await self.kill()
         self.state.state = "stopped"
+
+    def close_sockets(self) -> None:
+        for sock in self.socks.values():
+            sock.close()
 
     async def kill(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -277,26 +273,36 @@ class Supervisor:
         for name in self.order:
             service = self.config.service(name)
             replicas: list[_Replica] = []
+            transports = self.config.binding(name).rpc or ["http"]
             for index in range(service.replicas):
-                port = 0 if service.port is None else service.port + index
-                try:
-                    sock = bind(host, port)
-                except OSError as exc:
-                    for replica in replicas:
-                        replica.sock.close()
-                    self._close_sockets()
-                    raise StartError(
-                        f"{name} could not start: cannot listen on {host}:{port}: "
-                        f"{exc.strerror or exc}"
-                    ) from None
-                replicas.append(_Replica(self, name, index, sock))
+                socks: dict[str, socket.socket] = {}
+                for number, transport in enumerate(transports):
+                    # a configured port is the first transport's; the others get free ports
+                    port = 0 if service.port is None or number else service.port + index
+                    try:
+                        socks[transport] = wiring.bind(transport, host, port)
+                    except OSError as exc:
+                        for sock in socks.values():
+                            sock.close()
+                        for replica in replicas:
+                            replica.close_sockets()
+                        self._close_sockets()
+                        what = "" if transport == "http" else f" for {transport}"
+                        raise StartError(
+                            f"{name} could not start: cannot listen on {host}:{port}{what}: "
+                            f"{exc.strerror or exc}"
+                        ) from None
+                replicas.append(_Replica(self, name, index, socks))
             self.replicas[name] = replicas
-            self.endpoints[name] = [r.endpoint for r in replicas]
+            # every replica's endpoints, the first transport's first: callers default to it
+            self.endpoints[name] = [
+                r.endpoints[position] for position in range(len(transports)) for r in replicas
+            ]
 
     def _close_sockets(self) -> None:
         for replicas in self.replicas.values():
             for replica in replicas:
-                replica.sock.close()
+                replica.close_sockets()
 
     async def shutdown(self) -> None:
         self.stopping = True
