@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,11 +13,12 @@ import aiohttp
 import typer
 
 from lumi.cli.output import fail, print_json
-from lumi.model.errors import AppError
-from lumi.model.interface import ServiceInterface
+from lumi.config import load_config
+from lumi.model.errors import AppError, ConfigError
+from lumi.model.interface import ServiceInterface, interface
 from lumi.pipeline.client import Client
 from lumi.runtimes.discovery import read_registry
-from lumi.transports.http import HttpChannel
+from lumi.transports import wiring
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
@@ -85,6 +87,12 @@ def register(app: typer.Typer) -> None:
         timeout: Annotated[
             float, typer.Option("--timeout", help="Seconds to wait for the answer.")
         ] = 30.0,
+        transport: Annotated[
+            str | None,
+            typer.Option(
+                "--transport", "-t", help="http, grpc or thrift (default: the service's first)."
+            ),
+        ] = None,
     ) -> None:
         """Call a method of the running app and print the result as JSON."""
         service, sep, method = target.partition(".")
@@ -98,22 +106,54 @@ def register(app: typer.Typer) -> None:
                 f"(services: {', '.join(names)})"
             )
         endpoints = registry.services[service].endpoints
-        result = asyncio.run(_call(endpoints, service, method, arguments or [], json_args, timeout))
+        if transport is not None and transport not in wiring.TRANSPORTS:
+            fail(
+                f"--transport {transport!r} is not one of {', '.join(wiring.TRANSPORTS)}"
+                f"{_did_you_mean(transport, list(wiring.TRANSPORTS))}"
+            )
+        try:
+            chosen = wiring.pick(service, endpoints, transport, where="--transport")
+        except ConfigError as exc:
+            fail(str(exc))
+        root = app_dir.resolve()
+        options = wiring.options_for(root, registry.app.replace("-", "_"), 64 << 20, 0)
+        interface = _interface(root, registry.env, endpoints, service)
+        result = asyncio.run(
+            _call(chosen, interface, options, service, method, arguments or [], json_args, timeout)
+        )
         print_json(result)
+
+
+def _interface(
+    root: Path, env: str | None, endpoints: list[str], service: str
+) -> Callable[[], Awaitable[ServiceInterface]]:
+    """Where the interface comes from: the running service's ``GET /interface`` when it
+    serves HTTP, else the app's code (gRPC and Thrift serve no interface JSON)."""
+    http = [e for e in endpoints if wiring.scheme(e) == "http"]
+
+    async def read() -> ServiceInterface:
+        if not http:
+            classes = {cls.name: cls for cls in load_config(root, env).load_services()}
+            return interface(classes[service])
+        try:
+            return await fetch_interface(http[0], service)
+        except (aiohttp.ClientError, OSError, KeyError, ValueError) as exc:
+            raise AppError(f"cannot read the interface of {service} at {http[0]}: {exc}") from None
+
+    return read
 
 
 async def _call(
     endpoints: list[str],
+    read_interface: Callable[[], Awaitable[ServiceInterface]],
+    options: wiring.WireOptions,
     service: str,
     method: str,
     pairs: list[str],
     raw: str | None,
     timeout: float,
 ) -> Any:
-    try:
-        iface = await fetch_interface(endpoints[0], service)
-    except (aiohttp.ClientError, OSError, KeyError, ValueError) as exc:
-        raise AppError(f"cannot read the interface of {service} at {endpoints[0]}: {exc}") from None
+    iface = await read_interface()
     if method not in iface.methods:
         names = sorted(iface.methods)
         fail(
@@ -121,7 +161,7 @@ async def _call(
             f"(methods: {', '.join(names)})"
         )
     arguments = parse_arguments(iface, method, pairs, raw)
-    channel = HttpChannel(endpoints)
+    channel = wiring.channel(endpoints, interface=iface, options=options)
     try:
         return await Client(iface, channel.call).invoke(method, arguments, timeout=timeout)
     finally:
