@@ -3,12 +3,13 @@
 Contestants, each one server process pinned to CPU 0 serving the same ``echo(text, n) ->
 Echoed`` method (bench/http/bench_service.py) from the same generated IDL:
 
-* ``lumi-grpc``   Lumi's GrpcServer with the runtime's server middleware (observer, dedupe),
-                  the dispatcher and pydantic validation, as a replica runs it;
+* ``lumi-grpc``   ``lumi run`` of the bench app with ``rpc = "grpc"``: a real replica process
+                  (the runtime's server middleware, the dispatcher, pydantic validation);
 * ``raw-grpc``    a hand-written grpc.aio servicer on the protoc-generated ``bench_pb2``;
-* ``lumi-thrift`` Lumi's ThriftServer, same pipeline;
-* ``raw-thrift``  thriftpy2's own server for the same IDL (its threaded server with the Cython
-                  binary protocol and framed transport: the faster of its two servers here).
+* ``lumi-thrift`` the same with ``rpc = "thrift"``;
+* ``raw-thrift``  thriftpy2's threaded server for the same IDL (Cython binary protocol, framed
+                  transport: its fastest per call);
+* ``raw-thrift-aio`` thriftpy2's asyncio server (framed binary), the async peer.
 
 The load generator (CPU 1) is the same for both sides of a pair and does almost nothing per
 call: pre-serialized request bytes over one grpc.aio channel, or over raw framed sockets for
@@ -51,7 +52,11 @@ HERE = Path(__file__).resolve().parent
 APP = HERE / "http"
 SERVER_CPU, LOAD_CPU = "0", "1"
 PACKAGE = "bench"
-PAIRS = [("lumi-grpc", "raw-grpc"), ("lumi-thrift", "raw-thrift")]
+PAIRS = [
+    ("lumi-grpc", "raw-grpc"),
+    ("lumi-thrift", "raw-thrift"),
+    ("lumi-thrift", "raw-thrift-aio"),
+]
 
 
 def free_port() -> int:
@@ -93,6 +98,9 @@ def serve(kind: str, port: int, gen: Path) -> None:
     if kind == "raw-thrift":
         _raw_thrift(port, gen)
         return
+    if kind == "raw-thrift-aio":
+        _raw_thrift_aio(port, gen)
+        return
     import uvloop
 
     uvloop.run(_serve_async(kind, port, gen))
@@ -102,47 +110,10 @@ async def _serve_async(kind: str, port: int, gen: Path) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    if kind == "raw-grpc":
-        server = await _raw_grpc(port, gen)
-        print("ready", flush=True)
-        await stop.wait()
-        await server.stop(0)
-        return
-    lumi_server, host = await _lumi(kind, port)
+    server = await _raw_grpc(port, gen)
     print("ready", flush=True)
     await stop.wait()
-    await lumi_server.aclose()
-    await host.stop()
-
-
-async def _lumi(kind: str, port: int) -> tuple[Any, Any]:
-    sys.path.insert(0, str(APP))
-    from bench_service import Bench
-
-    import lumi
-    from lumi.brokers.memory import MemoryBroker
-    from lumi.config import load_config
-    from lumi.runtimes import stack
-    from lumi.runtimes.host import Host
-    from lumi.transports.grpc import GrpcServer
-    from lumi.transports.thrift import ThriftServer
-
-    config = load_config(APP)
-    stack.setup_process(config, "Bench", lean=True, level="WARNING")
-    broker = MemoryBroker()
-    await broker.start()
-    host = Host(
-        [Bench],
-        broker=broker,
-        channel_for=lambda name: None,  # type: ignore[arg-type, return-value]
-        middlewares=stack.server_middlewares("Bench"),
-    )
-    await host.start()
-    interfaces = {"Bench": lumi.interface(Bench)}
-    cls = GrpcServer if kind == "lumi-grpc" else ThriftServer
-    server = cls(host.dispatcher.handle, interfaces=interfaces, package=PACKAGE, port=port)
-    await server.start()
-    return server, host
+    await server.stop(0)
 
 
 async def _raw_grpc(port: int, gen: Path) -> Any:
@@ -184,9 +155,37 @@ def _raw_thrift(port: int, gen: Path) -> None:
     server.serve()
 
 
+def _raw_thrift_aio(port: int, gen: Path) -> None:
+    import thriftpy2
+    import uvloop
+    from thriftpy2.contrib.aio.protocol import TAsyncBinaryProtocolFactory
+    from thriftpy2.contrib.aio.rpc import make_server
+    from thriftpy2.contrib.aio.transport import TAsyncFramedTransportFactory
+
+    module = thriftpy2.load(str(gen / "bench.thrift"), module_name="bench_thrift")
+
+    class Handler:
+        async def echo(self, text: str, n: int) -> Any:
+            return module.Echoed(text=text, n=n)
+
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    server = make_server(
+        module.Bench, Handler(), "127.0.0.1", port, proto_factory=TAsyncBinaryProtocolFactory(),
+        trans_factory=TAsyncFramedTransportFactory(), loop=loop,
+    )  # fmt: skip
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    print("ready", flush=True)
+    server.serve()
+
+
 @contextlib.contextmanager
 def server(kind: str, gen: Path) -> Iterator[tuple[int, int]]:
-    """(port, pid) of a running contestant."""
+    """(port, pid of the serving process) of a running contestant."""
+    if kind.startswith("lumi-"):
+        with lumi_run(kind.removeprefix("lumi-")) as running:
+            yield running
+        return
     port = free_port()
     cmd = [*pinned(SERVER_CPU), sys.executable, __file__, "serve", kind, str(port), str(gen)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
@@ -203,6 +202,32 @@ def server(kind: str, gen: Path) -> Iterator[tuple[int, int]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def lumi_run(transport: str) -> Iterator[tuple[int, int]]:
+    """``lumi run`` of the bench app with ``rpc = transport``: (port, the replica's pid)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        app = Path(tmp) / "bench"
+        shutil.copytree(APP, app)
+        with (app / "lumi.toml").open("a") as config:
+            config.write(f'\n[env.rpc.defaults]\nrpc = "{transport}"\n')
+        env = {**os.environ, "NO_COLOR": "1", "LUMI_LOG_LEVEL": "WARNING"}
+        cmd = [*pinned(SERVER_CPU), sys.executable, "-m", "lumi.cli.main", "run", str(app),
+               "--env", "rpc"]  # fmt: skip
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+        try:
+            registry = app / ".lumi" / "registry.json"
+            deadline = time.monotonic() + 60
+            while not registry.exists() or '"ready"' not in registry.read_text():
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("lumi run did not become ready")
+                time.sleep(0.05)
+            state = json.loads(registry.read_text())["services"]["Bench"]
+            yield int(state["endpoints"][0].rsplit(":", 1)[1]), int(state["replicas"][0]["pid"])
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -400,12 +425,12 @@ def run(duration: float, rounds: int, concurrency: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         gen = Path(tmp)
         generate(gen)
-        figures: dict[str, list[dict[str, float]]] = {k: [] for pair in PAIRS for k in pair}
+        kinds = list(dict.fromkeys(k for pair in PAIRS for k in pair))
+        figures: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
         for round_no in range(rounds):
-            for pair in PAIRS:
-                order = pair if round_no % 2 == 0 else pair[::-1]
-                for kind in order:
-                    figures[kind].append(measure(kind, gen, duration, concurrency))
+            # alternate the order: on a noisy machine neither side always goes first
+            for kind in kinds if round_no % 2 == 0 else kinds[::-1]:
+                figures[kind].append(measure(kind, gen, duration, concurrency))
     medians = {
         kind: {key: statistics.median(r[key] for r in runs) for key in runs[0]}
         for kind, runs in figures.items()
@@ -413,7 +438,7 @@ def run(duration: float, rounds: int, concurrency: int) -> dict[str, Any]:
     ratios = {}
     for lumi_kind, raw_kind in PAIRS:
         lumi_m, raw_m = medians[lumi_kind], medians[raw_kind]
-        ratios[lumi_kind] = {
+        ratios[f"{lumi_kind} vs {raw_kind}"] = {
             "throughput_vs_raw": lumi_m["rps"] / raw_m["rps"],
             "p99_vs_raw": lumi_m["p99_ms"] / raw_m["p99_ms"],
             "cpu_per_call_vs_raw": lumi_m["server_cpu_us_per_call"]
@@ -445,12 +470,12 @@ def main() -> None:
         return
     for kind, m in result["medians"].items():
         print(
-            f"{kind:12s} {m['rps']:9.0f} calls/s  p50 {m['p50_ms']:6.2f} ms  "
+            f"{kind:14s} {m['rps']:9.0f} calls/s  p50 {m['p50_ms']:6.2f} ms  "
             f"p99 {m['p99_ms']:6.2f} ms  server CPU {m['server_cpu_us_per_call']:6.1f} µs/call"
         )
     for kind, r in result["ratios"].items():
         print(
-            f"{kind:12s} vs raw: throughput {r['throughput_vs_raw']:.2f}x, "
+            f"{kind:30s}: throughput {r['throughput_vs_raw']:.2f}x, "
             f"p99 {r['p99_vs_raw']:.2f}x, server CPU/call {r['cpu_per_call_vs_raw']:.2f}x"
         )
     for key, value in result["codec"].items():
