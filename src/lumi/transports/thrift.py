@@ -106,14 +106,18 @@ class _Incomplete(Exception):
 
 
 class _Reader:
-    """A read-only transport over received bytes that says how many a message used."""
+    """A read-only transport over received bytes that says how many a message used; a length
+    that could never fit ``limit`` is refused at once (no waiting for bytes that won't come)."""
 
-    def __init__(self, data: bytes | bytearray) -> None:
+    def __init__(self, data: bytes | bytearray, limit: int = DEFAULT_MAX_MESSAGE) -> None:
         self.data = memoryview(data)
         self.pos = 0
+        self.limit = limit
 
     def read(self, n: int) -> bytes:
         end = self.pos + n
+        if n < 0 or end > self.limit:
+            raise ValueError(f"a length of {n} bytes at offset {self.pos} is over the limit")
         if end > len(self.data):
             raise _Incomplete
         chunk = bytes(self.data[self.pos : end])
@@ -131,8 +135,10 @@ def _reading(protocol: str, data: bytes | bytearray) -> tuple[Any, Any]:
     return TCompactProtocol(trans), trans
 
 
-def _stream_reader(protocol: str, data: bytes | bytearray) -> tuple[Any, _Reader]:
-    reader = _Reader(data)
+def _stream_reader(
+    protocol: str, data: bytes | bytearray, limit: int = DEFAULT_MAX_MESSAGE
+) -> tuple[Any, _Reader]:
+    reader = _Reader(data, limit)
     if protocol == "binary":
         return TBinaryProtocol(reader), reader
     return TCompactProtocol(reader), reader
@@ -187,6 +193,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.pending: collections.deque[_Request] = collections.deque()
         self.worker: asyncio.Task[None] | None = None
+        self.last_active = time.monotonic()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -197,6 +204,7 @@ class _Connection(asyncio.Protocol):
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
+        self.last_active = time.monotonic()
         self.buffer += data
         try:
             while self.buffer and self._next():
@@ -250,7 +258,7 @@ class _Connection(asyncio.Protocol):
         return name, kind, seqid, args, plan, codec
 
     def _parse_stream(self, data: bytearray) -> tuple[_Request, int]:
-        proto, reader = _stream_reader(self.protocol, data)
+        proto, reader = _stream_reader(self.protocol, data, self.server.max_message)
         name, kind, seqid = proto.read_message_begin()
         plan, codec = self.server.find(name)
         if plan is not None:
@@ -349,8 +357,11 @@ class ThriftServer(Server):
         max_message: int = DEFAULT_MAX_MESSAGE,
         grace_period: float = 10.0,
         ready: ReadyCheck | None = None,
+        idle_timeout: float = 60.0,
     ) -> None:
         self.handler = handler
+        self.idle_timeout = idle_timeout
+        self._sweeper: asyncio.Task[None] | None = None
         self.codecs = {
             name: service_codec(iface, package, lock_text(lock))
             for name, iface in interfaces.items()
@@ -427,13 +438,28 @@ class ThriftServer(Server):
                 lambda: _Connection(self), self._host, self._port, reuse_address=True
             )
         self._server = server
+        self._sweeper = loop.create_task(self._sweep())
         host, port = server.sockets[0].getsockname()[:2]
         self._address = f"thrift://{host}:{port}"
+
+    async def _sweep(self) -> None:
+        """Close connections that sent nothing for ``idle_timeout`` while nothing is pending
+        (a half-sent message cannot hold a connection forever)."""
+        while True:
+            await asyncio.sleep(min(1.0, self.idle_timeout))
+            now = time.monotonic()
+            for connection in list(self.connections):
+                if connection.idle and now - connection.last_active > self.idle_timeout:
+                    connection._close()
 
     async def aclose(self) -> None:
         """Stop accepting; let calls in flight finish (up to the grace period); close."""
         if self._server is None:
             return
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         self.draining = True
         self._server.close()
         deadline = time.monotonic() + self._grace
@@ -564,7 +590,7 @@ class ThriftChannel(Channel):
                 raise EOFError
             buffer += chunk
             try:
-                proto, _ = _stream_reader(self.protocol, buffer)
+                proto, _ = _stream_reader(self.protocol, buffer, self.max_message)
                 return self._read_reply(proto, plan)
             except _Incomplete:
                 if len(buffer) > self.max_message:
