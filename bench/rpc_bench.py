@@ -172,7 +172,7 @@ def _raw_thrift_aio(port: int, gen: Path) -> None:
     asyncio.set_event_loop(loop)
     server = make_server(
         module.Bench, Handler(), "127.0.0.1", port, proto_factory=TAsyncBinaryProtocolFactory(),
-        trans_factory=TAsyncFramedTransportFactory(), loop=loop,
+        trans_factory=TAsyncFramedTransportFactory(), loop=loop, client_timeout=None,
     )  # fmt: skip
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     print("ready", flush=True)
