@@ -116,6 +116,7 @@ async def serve(mode: str, role: str, port: int, back_url: str | None, workdir: 
     """One benchmark server process (``--serve``): Back, or Front calling Back."""
     from lumi.brokers.memory import MemoryBroker
     from lumi.pipeline import compose
+    from lumi.runtime_services.resilience.balancer import Balancer
     from lumi.runtimes.host import Host
     from lumi.transports.http import HttpChannel, HttpServer
 
@@ -131,12 +132,18 @@ async def serve(mode: str, role: str, port: int, back_url: str | None, workdir: 
         logging_off = workdir / "unused.log"
         configure_logging(service=name, log_file=logging_off, level="WARNING")
         runtime = None
-    channel = HttpChannel([back_url]) if back_url else None
+    channel = HttpChannel(back_url) if back_url else None
     client_stack = stack.client_middlewares(name) if runtime else []
+    send: object = None
+    if channel is not None:
+        # The full pipeline balances over the callee's endpoints behind breakers, as a replica
+        # does; the bare one calls the channel directly.
+        breakers = runtime.resilience(name).breakers if runtime else None
+        send = Balancer("Back", [channel], breakers=breakers) if breakers else channel.call
 
     def channel_for(target: str) -> object:
-        assert channel is not None
-        return compose(channel.call, client_stack)
+        assert send is not None
+        return compose(send, client_stack)  # type: ignore[arg-type]
 
     host = Host(
         [service],

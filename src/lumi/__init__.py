@@ -49,14 +49,14 @@ if _TYPE_CHECKING:
     from lumi.pipeline.consumer_dedupe import idempotent_consumer
     from lumi.runtime_services.observability.logs import get_logger
     from lumi.runtime_services.resilience.resource import Resource, connect, resource
-    from lumi.runtimes.inproc import App
+    from lumi.runtimes.app import App
 
 __version__ = "0.1.0"
 
 _ATTRIBUTES: dict[str, str] = {
     "Aborted": "lumi.model.errors",
     "AlreadyExists": "lumi.model.errors",
-    "App": "lumi.runtimes.inproc",
+    "App": "lumi.runtimes.app",
     "AppConfig": "lumi.config",
     "AppError": "lumi.model.errors",
     "CallContext": "lumi.model.context",

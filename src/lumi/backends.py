@@ -11,6 +11,10 @@ it, without importing anything until the backend is used: built-in backends are 
 Configuration validation asks the registry (:meth:`Registry.check`), so ``lumi.toml`` accepts
 exactly the backends that can run here, and a backend whose client library is missing is
 refused at load time with the ``pip install`` line that fixes it.
+
+The four registries (:data:`TRANSPORTS`, :data:`BROKERS`, :data:`RUNTIMES`, :data:`GENERATORS`)
+live here, below every axis, so the configuration can validate against them without importing
+any backend.
 """
 
 from __future__ import annotations
@@ -69,10 +73,10 @@ class Registry:
         if backend is None:
             if name in self.plugins():
                 return
-            names = self.names()
+            known = [*self.builtins, *self.plugins()]
             raise ValueError(
-                f"unknown {self.axis} {name!r}{_did_you_mean(name, names)} "
-                f"(valid: {', '.join(names)})"
+                f"unknown {self.axis} {name!r}{_did_you_mean(name, known)} "
+                f"(valid: {', '.join(self.names())})"
             )
         if not _exists(backend.module):
             raise ValueError(
@@ -116,3 +120,54 @@ def _exists(module: str) -> bool:
 def _did_you_mean(word: str, choices: list[str]) -> str:
     match = difflib.get_close_matches(word, choices, n=1)
     return f"; did you mean {match[0]!r}?" if match else ""
+
+
+# The registry line of every built-in backend: a new backend is one module plus one line here.
+
+TRANSPORTS = Registry(
+    "RPC transport",
+    "lumi.transports",
+    [
+        Backend("http", "lumi.transports.http:HttpTransport"),
+        Backend("grpc", "lumi.transports.grpc:GrpcTransport", "grpc", ("grpc", "google.protobuf")),
+        Backend("thrift", "lumi.transports.thrift:ThriftTransport", "thrift", ("thriftpy2",)),
+    ],
+)
+
+BROKERS = Registry(
+    "event broker",
+    "lumi.brokers",
+    [
+        Backend("embedded", "lumi.brokers.embedded:EmbeddedBroker"),
+        Backend("memory", "lumi.brokers.memory:MemoryBroker"),
+        Backend("kafka", "lumi.brokers.kafka:KafkaBroker", "kafka", ("confluent_kafka",)),
+        Backend("nats", "lumi.brokers.nats:NatsBroker", "nats", ("nats",)),
+        Backend("redis", "lumi.brokers.redis:RedisBroker", "redis", ("redis",)),
+        Backend("sns", "lumi.brokers.sns:SnsBroker", "sns", ("aiobotocore",)),
+    ],
+)
+
+RUNTIMES = Registry(
+    "runtime",
+    "lumi.runtimes",
+    [
+        Backend("process", "lumi.runtimes.process:ProcessRuntime"),
+        Backend("inproc", "lumi.runtimes.inproc:InprocRuntime"),
+        Backend("container", "lumi.runtimes.container:ContainerRuntime"),
+        Backend("function", "lumi.runtimes.function:FunctionRuntime"),
+    ],
+)
+
+GENERATORS = Registry(
+    "generator",
+    "lumi.generators",
+    [
+        Backend("proto", "lumi.codegen.proto:ProtoGenerator"),
+        Backend("thrift", "lumi.codegen.thrift:ThriftGenerator"),
+        Backend("openapi", "lumi.codegen.openapi:OpenApiGenerator"),
+        Backend("asyncapi", "lumi.codegen.asyncapi:AsyncApiGenerator"),
+        Backend("jsonschema", "lumi.codegen.jsonschema:JsonSchemaGenerator"),
+        Backend("python-client", "lumi.codegen.pyclient:PythonClientGenerator"),
+        Backend("typescript-client", "lumi.codegen.tsclient:TypeScriptClientGenerator"),
+    ],
+)

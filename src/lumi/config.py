@@ -7,9 +7,9 @@ name = "shop"
 services = ["shop.inventory:Inventory", "shop.orders:Orders"]
 
 [defaults]
-rpc = "http"          # http | grpc | thrift, or a list of them
+rpc = "http"          # http | grpc | thrift, or a list of them (each backend installed)
 events = "embedded"   # embedded | memory | kafka://… | nats://… | redis://… | sns://…
-runtime = "process"   # inproc | process | container | function | kubernetes
+runtime = "process"   # process | inproc | container | function
 
 [services.Orders]
 replicas = 2
@@ -36,13 +36,11 @@ from typing import Any, Literal
 
 import pydantic
 
+from lumi.backends import BROKERS, RUNTIMES, TRANSPORTS
 from lumi.model.errors import ConfigError
 from lumi.model.hints import Retry
 from lumi.model.service import Service
 
-RPC_BACKENDS = ("http", "grpc", "thrift")
-EVENT_SCHEMES = ("embedded", "memory", "kafka", "nats", "redis", "sns")
-RUNTIMES = ("inproc", "process", "container", "function", "kubernetes")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 _STRICT = pydantic.ConfigDict(extra="forbid")
@@ -59,14 +57,22 @@ def _one_of(value: str, allowed: tuple[str, ...], what: str) -> str:
 def _rpc(value: str | list[str]) -> list[str]:
     values = [value] if isinstance(value, str) else list(value)
     if not values:
-        raise ValueError(f"name at least one RPC transport ({', '.join(RPC_BACKENDS)})")
-    return [_one_of(v, RPC_BACKENDS, "RPC transport") for v in values]
+        raise ValueError(f"name at least one RPC transport ({', '.join(TRANSPORTS.names())})")
+    if len(set(values)) != len(values):
+        raise ValueError(f"each RPC transport once, not {values}")
+    for name in values:
+        TRANSPORTS.check(name)
+    return values
 
 
 def _events(value: str) -> str:
     # "kafka://host:9092" or "embedded?retention=3d": the scheme decides the broker
-    scheme = value.split("://", 1)[0] if "://" in value else value.split("?", 1)[0]
-    _one_of(scheme, EVENT_SCHEMES, "event broker")
+    BROKERS.check(value.split("://", 1)[0] if "://" in value else value.split("?", 1)[0])
+    return value
+
+
+def _runtime(value: str) -> str:
+    RUNTIMES.check(value)
     return value
 
 
@@ -92,7 +98,7 @@ class Binding(pydantic.BaseModel):
     @pydantic.field_validator("runtime")
     @classmethod
     def _check_runtime(cls, value: str | None) -> str | None:
-        return None if value is None else _one_of(value, RUNTIMES, "runtime")
+        return None if value is None else _runtime(value)
 
 
 def _log_level(value: str | None) -> str | None:
@@ -144,14 +150,18 @@ class CallPolicyConfig(pydantic.BaseModel):
 
 
 class CapabilityConfig(CallPolicyConfig):
-    """``[services.X.capabilities.Y]``: how X calls Y."""
+    """How one service calls one capability: ``[services.X.capabilities.Y]``."""
 
-    transport: str | None = None  # one of Y's rpc transports; default: the first Y lists
+    transport: str | None = pydantic.Field(
+        default=None, description="the RPC transport to call it over (default: its first)"
+    )
 
     @pydantic.field_validator("transport")
     @classmethod
     def _check_transport(cls, value: str | None) -> str | None:
-        return None if value is None else _rpc(value)[0]
+        if value is not None:
+            TRANSPORTS.check(value)
+        return value
 
 
 class BreakerConfig(pydantic.BaseModel):

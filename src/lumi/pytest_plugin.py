@@ -11,12 +11,16 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from lumi import testing
-from lumi.runtimes.inproc import App
+if TYPE_CHECKING:
+    from lumi import testing
+    from lumi.runtimes.app import App
+
+# Nothing of Lumi is imported until a fixture is used: every pytest session loads this plugin,
+# and collecting tests must not pay for runtimes, transports or OpenTelemetry.
 
 
 async def _lumi_app() -> AsyncIterator[Callable[..., Any]]:
@@ -24,6 +28,8 @@ async def _lumi_app() -> AsyncIterator[Callable[..., Any]]:
     async with contextlib.AsyncExitStack() as stack:
 
         async def start(services: list[type[Any]], **options: Any) -> App:
+            from lumi.runtimes.app import App
+
             return await stack.enter_async_context(App(services, **options))
 
         yield start
@@ -45,12 +51,16 @@ else:  # pragma: no cover - depends on what is installed
 @pytest.fixture
 def lumi_worker() -> Callable[..., Any]:
     """Build one service instance with faked capabilities (see lumi.testing.worker)."""
+    from lumi import testing
+
     return testing.worker
 
 
 @pytest.fixture
 def lumi_events() -> Iterator[Callable[[Any], testing.EventLog]]:
     """Capture the events an app publishes: ``events = lumi_events(app)``."""
+    from lumi import testing
+
     with contextlib.ExitStack() as stack:
 
         def capture(target: Any) -> testing.EventLog:

@@ -32,7 +32,7 @@ from lumi.model.service import EventSpec, Service
 from lumi.pipeline.client import Client
 from lumi.pipeline.dispatch import Dispatcher
 from lumi.pipeline.publish import EventSink
-from lumi.runtimes.inproc import App
+from lumi.runtimes.app import App
 from lumi.transports.local import LocalChannel
 
 S = TypeVar("S", bound=Service)

@@ -1,24 +1,33 @@
-"""The transport contract, written once: every transport's test module subclasses
-:class:`TransportContract` and provides the ``wire`` fixture (a :class:`Wire`).
+"""The transport contract, written once: every transport's test module subclasses it.
 
-A wire serves a handler (the real dispatcher with the runtime's server middleware) and makes a
-channel to what it serves; the contract checks that a call means the same on every wire: every
-JSON-like type round-trips or is refused with INVALID_ARGUMENT (never changed), every error code
-comes back as itself with message and details, metadata and deadlines travel, correlation holds
-across a 3-hop chain that mixes this wire with HTTP, size limits answer cleanly, 200 calls run
-at once, and a restart mid-call is retried only for idempotent methods.
+A subclass provides one fixture, ``wire``: a :class:`Wire` that serves a handler (the real
+dispatcher of the :class:`Probe` service, with the runtime's server middleware) and makes
+channels to it. A network :class:`~lumi.transports.base.Transport` subclasses
+:class:`NetworkTransportContract` with a :class:`SocketWire` (bind, serve on the socket, a
+channel per endpoint, readiness probes); the in-process local channel subclasses
+:class:`TransportContract` with a wire of its own.
+Every case calls through the real client (:class:`lumi.Client`), so what is checked is what a
+service sees.
+
+On top of those, :class:`_DeepContract` serves the services of ``rpc_services`` through
+:meth:`Wire.serve_service`: every JSON-like type round-trips or is refused with
+INVALID_ARGUMENT (never changed: ``Wire.bounded_ints`` says whether ints travel as int64), every
+error code comes back with message and details, metadata reaches the handler, correlation holds
+across a 3-hop chain mixing this wire with HTTP, and a restart mid-call is retried only for
+idempotent methods.
 """
 
 from __future__ import annotations
 
-import abc
 import asyncio
+import contextlib
 import dataclasses
 import datetime
+import enum
 import json
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any, ClassVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pydantic
 import pytest
@@ -26,44 +35,207 @@ import pytest
 import lumi
 from lumi.brokers.memory import MemoryBroker
 from lumi.model.context import Metadata
-from lumi.model.errors import LumiError, StatusCode
+from lumi.model.errors import LumiError, NotSent, StatusCode
 from lumi.model.interface import ServiceInterface
 from lumi.model.service import Service
-from lumi.pipeline import Call, Handler, compose
+from lumi.pipeline.call import Call, Handler, compose
 from lumi.pipeline.client import Client
+from lumi.runtime_services.resilience.balancer import Balancer
+from lumi.runtime_services.resilience.breaker import Breakers
 from lumi.runtimes import stack
 from lumi.runtimes.host import Host
-from lumi.transports.base import Channel
+from lumi.testing import wait_until
+from lumi.transports.base import Channel, Health, ServerSettings, Transport
 from tests.conformance.rpc_services import Color, Echo, Hop1, Hop2, Hop3, Inner, Payload, Priority
 
-MAX_BODY = 64 * 1024
+LIMIT = 64 * 1024  # the body limit servers under test get
 INT64 = (-(2**63), 2**63 - 1)
 MINUS_FIVE = datetime.timezone(datetime.timedelta(hours=-5))
 
 
-class Wire(abc.ABC):
-    """One transport as the contract sees it."""
+class Colour(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
 
-    name: ClassVar[str]
-    bounded_ints: ClassVar[bool] = False  # True: ints travel as int64, and beyond is refused
-    size_limited: ClassVar[bool] = True  # False only in-process, where no bytes travel
 
-    @abc.abstractmethod
-    async def serve(
-        self, handler: Handler, interfaces: dict[str, ServiceInterface], port: int = 0
-    ) -> tuple[str, Callable[[float], Any]]:
-        """Start serving; (address, ``await close(grace_seconds)``). Limit: MAX_BODY bytes."""
+class Item(pydantic.BaseModel):
+    name: str
+    count: int = 0
+    tags: list[str] = []
+    parent: Item | None = None
 
-    @abc.abstractmethod
-    def channel(self, address: str, iface: ServiceInterface) -> Channel:
-        """A channel to ``address`` for calls to ``iface``."""
+
+class Scalars(pydantic.BaseModel):
+    b: bool
+    i: int
+    f: float
+    s: str
+    raw: str
+
+
+class Shapes(pydantic.BaseModel):
+    when: str
+    colour: str
+    item: Item
+    items: list[Item]
+    by_name: dict[str, int]
+    maybe: int | None
+    either: int | str
+
+
+class Seen(pydantic.BaseModel):
+    correlation_id: str | None
+    traceparent: str | None
+
+
+class Probe(lumi.Service):
+    """Everything a transport must carry, and every way a call can end."""
+
+    @lumi.api(idempotent=True)
+    async def scalars(self, b: bool, i: int, f: float, s: str, raw: bytes) -> Scalars:
+        return Scalars(b=b, i=i, f=f, s=s, raw=raw.hex())
+
+    @lumi.api(idempotent=True)
+    async def shapes(
+        self,
+        when: datetime.datetime,
+        colour: Colour,
+        item: Item,
+        items: list[Item],
+        by_name: dict[str, int],
+        maybe: int | None = None,
+        either: int | str = 0,
+    ) -> Shapes:
+        return Shapes(
+            when=when.isoformat(),
+            colour=colour.value,
+            item=item,
+            items=items,
+            by_name=by_name,
+            maybe=maybe,
+            either=either,
+        )
+
+    @lumi.api(idempotent=True)
+    async def item(self, item: Item) -> Item:
+        return item
+
+    @lumi.api(idempotent=True)
+    async def blob(self, data: bytes) -> bytes:
+        return data[::-1]
+
+    @lumi.api
+    async def fail(self, code: str, message: str) -> None:
+        raise lumi.LumiError.for_code(StatusCode(code))(message, {"code": code, "n": 1})
+
+    @lumi.api(idempotent=True)
+    async def context(self) -> Seen:
+        meta = lumi.context().metadata  # type: ignore[union-attr]
+        return Seen(correlation_id=meta.correlation_id, traceparent=meta.traceparent)
+
+    @lumi.api
+    async def sleep(self, seconds: float) -> float:
+        await asyncio.sleep(seconds)
+        return seconds
+
+
+class Wire:
+    """How the suite reaches one transport: serve a handler, make channels to it."""
+
+    name = "?"
+    enforces_body_limit = True
+    bounded_ints = False  # True: ints travel as int64, and beyond is refused
+
+    async def serve_service(
+        self,
+        handler: Handler,
+        interfaces: dict[str, ServiceInterface],
+        port: int = 0,
+        grace: float = 0.5,
+    ) -> tuple[str, Callable[[], Awaitable[None]]]:
+        """Serve ``handler`` for ``interfaces`` on ``port`` (0: any); (endpoint, close)."""
+        raise NotImplementedError
+
+    def channel_to(self, endpoint: str, iface: ServiceInterface) -> Channel:
+        """A channel to ``endpoint`` for calls to ``iface``."""
+        raise NotImplementedError
+
+    @contextlib.asynccontextmanager
+    async def serve(self, handler: Handler) -> AsyncIterator[str]:
+        """Serve ``handler``; yields the endpoint."""
+        raise NotImplementedError
+        yield ""
+
+    def channel(self, endpoint: str) -> Channel:
+        raise NotImplementedError
+
+
+class SocketWire(Wire):
+    """A network transport: bind a socket, serve on it, one channel per endpoint."""
+
+    def __init__(self, transport: Transport, *, bounded_ints: bool = False) -> None:
+        self.transport = transport
+        self.name = transport.name
+        self.bounded_ints = bounded_ints
+        self.health: Health | None = None
+
+    async def serve_service(
+        self,
+        handler: Handler,
+        interfaces: dict[str, ServiceInterface],
+        port: int = 0,
+        grace: float = 0.5,
+    ) -> tuple[str, Callable[[], Awaitable[None]]]:
+        sock = self.transport.bind("127.0.0.1", port)
+        settings = ServerSettings(
+            interfaces=interfaces, health=Health(), max_body=LIMIT, grace_period=grace
+        )
+        server = self.transport.server(handler, sock, settings)
+        await server.start()
+
+        async def close() -> None:
+            await server.aclose()
+            sock.close()
+
+        return server.endpoint, close
+
+    def channel_to(self, endpoint: str, iface: ServiceInterface) -> Channel:
+        return self.transport.channel(endpoint, iface)
+
+    @contextlib.asynccontextmanager
+    async def serve(self, handler: Handler) -> AsyncIterator[str]:
+        sock = self.transport.bind("127.0.0.1", 0)
+        self.health = Health()
+        settings = ServerSettings(
+            interfaces={"Probe": lumi.interface(Probe)},
+            health=self.health,
+            max_body=LIMIT,
+            grace_period=5,
+        )
+        server = self.transport.server(handler, sock, settings)
+        await server.start()
+        try:
+            yield server.endpoint
+        finally:
+            await server.aclose()
+            sock.close()
+
+    def channel(self, endpoint: str) -> Channel:
+        return self.transport.channel(endpoint, lumi.interface(Probe))
+
+    def dead_endpoint(self) -> str:
+        """An endpoint where nothing listens."""
+        sock = self.transport.bind("127.0.0.1", 0)
+        endpoint = self.transport.endpoint_of(sock)
+        sock.close()
+        return endpoint
 
 
 @dataclasses.dataclass
 class Served:
     host: Host
     address: str
-    close: Callable[[float], Any]
+    close: Callable[[], Any]
     channels: list[Channel]
 
 
@@ -82,6 +254,7 @@ class Harness:
         service: type[Service],
         downstream: dict[str, tuple[Wire, str]] | None = None,
         port: int = 0,
+        grace: float = 0.5,
     ) -> Served:
         """Host ``service`` on ``wire``; its capabilities call ``downstream[name]``."""
         if not self.broker.started:
@@ -92,7 +265,7 @@ class Harness:
         def channel_for(callee: str) -> Handler:
             callee_wire, address = (downstream or {})[callee]
             iface = next(lumi.interface(c) for c in (Echo, Hop1, Hop2, Hop3) if c.name == callee)
-            channel = callee_wire.channel(address, iface)
+            channel = callee_wire.channel_to(address, iface)
             channels.append(channel)
             return compose(channel.call, stack.client_middlewares(name, self.runtime))
 
@@ -104,26 +277,26 @@ class Harness:
             external=lumi.interface(service).requires,
         )
         await host.start()
-        address, close = await wire.serve(
-            host.dispatcher.handle, {name: lumi.interface(service)}, port
+        address, close = await wire.serve_service(
+            host.dispatcher.handle, {name: lumi.interface(service)}, port, grace
         )
         served = Served(host, address, close, channels)
         self.served.append(served)
         return served
 
     def client(self, wire: Wire, address: str, service: type[Service]) -> Any:
-        channel = wire.channel(address, lumi.interface(service))
+        channel = wire.channel_to(address, lumi.interface(service))
         self.channels.append(channel)
         invoke = compose(channel.call, stack.client_middlewares(None, self.runtime))
         return Client.for_service(service, invoke)
 
     def raw(self, wire: Wire, address: str, service: type[Service]) -> Channel:
-        channel = wire.channel(address, lumi.interface(service))
+        channel = wire.channel_to(address, lumi.interface(service))
         self.channels.append(channel)
         return channel
 
-    async def stop(self, served: Served, grace: float = 1.0) -> None:
-        await served.close(grace)
+    async def stop(self, served: Served) -> None:
+        await served.close()
         await served.host.stop()
         for channel in served.channels:
             await channel.aclose()
@@ -133,7 +306,7 @@ class Harness:
         for channel in self.channels:
             await channel.aclose()
         for served in list(self.served):
-            await self.stop(served, 0.5)
+            await self.stop(served)
         await self.broker.aclose()
 
 
@@ -161,8 +334,9 @@ def payload(**changes: Any) -> Payload:
     return Payload(**base)
 
 
-class TransportContract:
-    """Semantics every Lumi transport keeps."""
+class _DeepContract:
+    """Values at every edge, every failure, restarts and hops: the cases on services of their
+    own (``rpc_services``), served through :meth:`Wire.serve_service`."""
 
     @pytest.fixture
     async def harness(self) -> AsyncIterator[Harness]:
@@ -304,9 +478,9 @@ class TransportContract:
     async def test_correlation_across_three_hops(self, wire: Wire, harness: Harness) -> None:
         """One correlation id and trace follow a call through Hop1 → Hop2 → Hop3, where the
         middle hop is HTTP and the others this wire; each hop knows its caller."""
-        from tests.conformance.test_http import HttpWire
+        from lumi.transports.http import HttpTransport
 
-        http = HttpWire()
+        http = SocketWire(HttpTransport())
         hop3 = await harness.serve(wire, Hop3)
         hop2 = await harness.serve(http, Hop2, {"Hop3": (wire, hop3.address)})
         hop1 = await harness.serve(wire, Hop1, {"Hop2": (http, hop2.address)})
@@ -317,7 +491,7 @@ class TransportContract:
         assert len({s.trace_id for s in seen}) == 1 and seen[0].trace_id
         assert [s.caller for s in seen] == [None, "Hop1", "Hop2"]
 
-    async def test_deadline_is_honoured(self, wire: Wire, harness: Harness) -> None:
+    async def test_deadline_reaches_a_raw_channel(self, wire: Wire, harness: Harness) -> None:
         """A call whose deadline passes fails with DEADLINE_EXCEEDED soon after it."""
         served = await harness.serve(wire, Echo)
         channel = harness.raw(wire, served.address, Echo)
@@ -331,7 +505,7 @@ class TransportContract:
 
     async def test_payload_near_the_limit_passes(self, echo: Any) -> None:
         """A request just under the size limit is served."""
-        data = "x" * (MAX_BODY - 1024)
+        data = "x" * (LIMIT - 1024)
         assert await echo.size(data=data) == len(data)
 
     async def test_payload_over_the_limit_fails_cleanly(self, wire: Wire, harness: Harness) -> None:
@@ -339,15 +513,15 @@ class TransportContract:
         serving (in-process, where nothing travels, there is no limit to hit)."""
         served = await harness.serve(wire, Echo)
         client = harness.client(wire, served.address, Echo)
-        data = "x" * (MAX_BODY * 2)
-        if wire.size_limited:
+        data = "x" * (LIMIT * 2)
+        if wire.enforces_body_limit:
             with pytest.raises(lumi.ResourceExhausted):
                 await client.size(data=data)
         else:
             assert await client.size(data=data) == len(data)
         assert await client.size(data="ok") == 2
 
-    async def test_200_concurrent_calls(self, echo: Any) -> None:
+    async def test_200_concurrent_calls_through_the_pipeline(self, echo: Any) -> None:
         """200 calls in flight at once each get their own answer."""
         results = await asyncio.gather(*(echo.number(n=i) for i in range(200)))
         assert results == list(range(200))
@@ -359,7 +533,7 @@ class TransportContract:
     ) -> None:
         """Calls in flight when the server dies: idempotent ones are retried against the
         restarted server and succeed; non-idempotent ones fail and ran exactly once."""
-        served = await harness.serve(wire, Echo)
+        served = await harness.serve(wire, Echo, grace=0)
         port = int(served.address.rsplit(":", 1)[1]) if ":" in served.address else 0
         client = harness.client(wire, served.address, Echo)
         idempotent = [
@@ -367,8 +541,8 @@ class TransportContract:
         ]
         once = [asyncio.create_task(client.slow(seconds=0.5, tag=f"o{n}")) for n in range(3)]
         echo = served.host.instances["Echo"]
-        await lumi.testing.wait_until(lambda: len(echo.runs) == 6, message="6 calls running")
-        await harness.stop(served, grace=0)
+        await wait_until(lambda: len(echo.runs) == 6, message="6 calls running")
+        await harness.stop(served)
         restarted = await harness.serve(wire, Echo, port=port)
         assert restarted.address == served.address
         results = await asyncio.gather(*idempotent, *once, return_exceptions=True)
@@ -377,3 +551,162 @@ class TransportContract:
         again = restarted.host.instances["Echo"]
         assert not any(tag.startswith("o") for tag in again.runs)
         assert sorted(again.runs) == [f"i{n}" for n in range(3)]
+
+
+class TransportContract(_DeepContract):
+    """The cases every transport passes (with those of :class:`_DeepContract`)."""
+
+    @pytest.fixture
+    def wire(self) -> Wire:
+        raise NotImplementedError("a subclass provides the wire")
+
+    @pytest.fixture
+    async def served(self, wire: Wire) -> AsyncIterator[tuple[Host, str]]:
+        """The Probe service hosted with the runtime's server middleware, served by ``wire``."""
+        from lumi.runtimes import stack
+
+        services = stack.RuntimeServices()
+        host = Host(
+            [Probe],
+            broker=MemoryBroker(),
+            channel_for=lambda name: None,  # type: ignore[arg-type, return-value]
+            middlewares=stack.server_middlewares("Probe", services),
+        )
+        await host.start()
+        try:
+            async with wire.serve(host.dispatcher.handle) as endpoint:
+                yield host, endpoint
+        finally:
+            await host.stop()
+
+    @pytest.fixture
+    async def client(self, wire: Wire, served: tuple[Host, str]) -> AsyncIterator[Any]:
+        channel = wire.channel(served[1])
+        try:
+            yield Client.for_service(Probe, channel.call)
+        finally:
+            await channel.aclose()
+
+    async def test_scalars_and_bytes_round_trip(self, client: Any) -> None:
+        """bool, int (at the int64 edges), float, unicode str and bytes cross unchanged."""
+        for i in (0, -1, 2**63 - 1, -(2**63)):
+            got = await client.scalars(b=True, i=i, f=-0.5, s="héllo ✓ 漢字", raw=b"\x00\xffz")
+            assert got == Scalars(b=True, i=i, f=-0.5, s="héllo ✓ 漢字", raw="00ff7a")
+
+    async def test_structured_values_round_trip(self, client: Any) -> None:
+        """Datetimes, enums, nested and recursive models, lists, maps, optionals, unions."""
+        when = datetime.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=datetime.UTC)
+        nested = Item(name="a", count=2, tags=["x", ""], parent=Item(name="root"))
+        got = await client.shapes(
+            when=when,
+            colour=Colour.BLUE,
+            item=nested,
+            items=[],
+            by_name={},
+            maybe=None,
+            either="text",
+        )
+        assert got.when == when.isoformat() and got.colour == "blue"
+        assert got.item == nested and got.items == [] and got.by_name == {}
+        assert got.maybe is None and got.either == "text"
+        again = await client.shapes(
+            when=when, colour=Colour.RED, item=Item(name="b"), items=[nested], by_name={"k": 7}
+        )
+        assert again.items == [nested] and again.by_name == {"k": 7} and again.either == 0
+        assert await client.item(item=nested) == nested
+
+    async def test_every_error_code_maps_back_to_itself(self, client: Any) -> None:
+        """Each status code raised by a handler reaches the caller as its own type, with the
+        message and details."""
+        for code in StatusCode:
+            if code is StatusCode.CANCELLED:
+                continue  # a cancellation is the caller's own act, not a handler's answer
+            with pytest.raises(lumi.LumiError) as info:
+                await client.fail(code=code.value, message=f"because {code.value}")
+            error = info.value
+            assert type(error) is lumi.LumiError.for_code(code), code
+            assert error.message == f"because {code.value}"
+            assert error.details == {"code": code.value, "n": 1}
+
+    async def test_bad_arguments_are_invalid_argument(self, wire: Wire, served: tuple) -> None:
+        """Arguments that do not validate are INVALID_ARGUMENT naming the parameter."""
+        channel = wire.channel(served[1])
+        try:
+            with pytest.raises(lumi.InvalidArgument, match="count"):
+                await channel.call(
+                    Call("Probe", "item", b'{"item": {"name": "x", "count": "many"}}', Metadata())
+                )
+            with pytest.raises(lumi.NotFound, match="no method 'nope'"):
+                await channel.call(Call("Probe", "nope", b"{}", Metadata()))
+        finally:
+            await channel.aclose()
+
+    async def test_metadata_travels(self, wire: Wire, served: tuple) -> None:
+        """The correlation id and traceparent sent are the ones the handler sees."""
+        channel = wire.channel(served[1])
+        traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        try:
+            meta = Metadata(correlation_id="corr-123", traceparent=traceparent)
+            got = await channel.call(Call("Probe", "context", b"{}", meta))
+        finally:
+            await channel.aclose()
+        seen = Seen.model_validate_json(got)
+        assert seen.correlation_id == "corr-123"
+        assert (seen.traceparent or "")[:36] == traceparent[:36]  # same trace, the server's span
+
+    async def test_deadline_is_honoured(self, client: Any) -> None:
+        """A call that outlives its deadline ends with DEADLINE_EXCEEDED, promptly."""
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(lumi.DeadlineExceeded):
+            await client.invoke("sleep", {"seconds": 5}, timeout=0.2)
+        assert asyncio.get_running_loop().time() - started < 3
+
+    async def test_payloads_near_and_over_the_limit(self, wire: Wire, client: Any) -> None:
+        """A payload just under the body limit passes; one over it fails cleanly as
+        RESOURCE_EXHAUSTED and the connection keeps serving."""
+        near = b"z" * ((LIMIT - 200) * 3 // 4)  # base64 grows it by a third
+        assert await client.blob(data=near) == near[::-1]
+        if wire.enforces_body_limit:
+            with pytest.raises(lumi.ResourceExhausted):
+                await client.blob(data=b"z" * LIMIT)
+        assert await client.blob(data=b"ok") == b"ko"
+
+    async def test_200_concurrent_calls(self, client: Any) -> None:
+        """200 calls in flight at once through one channel all get their own answer."""
+        results = await asyncio.gather(
+            *(client.scalars(b=False, i=n, f=0.0, s=str(n), raw=b"") for n in range(200))
+        )
+        assert [r.i for r in results] == list(range(200))
+
+
+class NetworkTransportContract(TransportContract):
+    """The cases every transport with endpoints passes, on top of the common ones."""
+
+    @pytest.fixture
+    def wire(self) -> SocketWire:
+        raise NotImplementedError("a subclass provides the wire")
+
+    async def test_nothing_listening_is_not_sent(self, wire: SocketWire) -> None:
+        """A call to an endpoint where nothing listens is NotSent (UNAVAILABLE), so a balancer
+        may try another replica; through a balancer it is UNAVAILABLE naming the service."""
+        dead = wire.dead_endpoint()
+        channel = wire.channel(dead)
+        with pytest.raises(NotSent):
+            await channel.call(Call("Probe", "context", b"{}", Metadata()))
+        balancer = Balancer("Probe", [channel], breakers=Breakers())
+        with pytest.raises(lumi.Unavailable, match="cannot reach Probe"):
+            await balancer(Call("Probe", "context", b"{}", Metadata()))
+        await balancer.aclose()
+
+    async def test_probe_follows_readiness(self, wire: SocketWire, served: tuple) -> None:
+        """probe() passes while the server is ready and fails while it is not."""
+        assert wire.health is not None
+        endpoint = served[1]
+        await wire.transport.probe(endpoint)
+        wire.health.draining = True
+        with pytest.raises(ConnectionError):
+            await wire.transport.probe(endpoint)
+        wire.health.draining = False
+        dead = wire.dead_endpoint()
+        with pytest.raises(ConnectionError):
+            await wire.transport.probe(dead, timeout=1.0)

@@ -136,7 +136,7 @@ def test_killed_replica_is_restarted_and_serving(lumi_run: Start, echo_app: Path
     replica = wait(restarted, message="Echo[0] to be restarted")
     assert replica["pid"] != victim["pid"] and alive(int(replica["pid"]))  # type: ignore[call-overload]
     response = run.http.post(
-        f"{victim['endpoint']}/Echo/whoami",
+        f"{victim['endpoints'][0]}/Echo/whoami",
         content=b"{}",
         headers={"content-type": "application/json"},
     )
@@ -155,7 +155,7 @@ def test_calls_are_balanced_over_replicas(lumi_run: Start, echo_app: Path) -> No
     assert listing.returncode == 0, listing.stderr
     for replica in registry["services"]["Echo"]["replicas"]:
         assert (
-            f"replica {replica['index']} {replica['endpoint']} ready, pid {replica['pid']}"
+            f"replica {replica['index']} {' '.join(replica['endpoints'])} ready, pid {replica['pid']}"
             in listing.stdout
         )
     assert "relay(text: str) -> str (idempotent)" in listing.stdout
@@ -239,7 +239,7 @@ def test_port_taken_names_the_service(echo_app: Path) -> None:
 
 
 def test_inproc_mode_serves_the_same_app(lumi_run: Start, echo_app: Path) -> None:
-    """lumi run --inproc runs every service in one process behind one endpoint."""
+    """lumi run --inproc runs every service in one process, each on its own endpoint."""
     run = lumi_run(echo_app, "--inproc")
     registry = run.wait_ready()
     assert registry["mode"] == "inproc" and len(set(run.pids())) == 1

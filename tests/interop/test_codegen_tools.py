@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import lumi
+from lumi.transports.base import ServerSettings
 from lumi.transports.http import HttpServer
 from tests.conftest import SHOP
 from tests.interop import tools
@@ -124,10 +125,10 @@ async def served() -> AsyncIterator[str]:
     """The shop and Everything served over HTTP by Lumi."""
     async with lumi.App([Catalog, Inventory, Orders, Mailer, Everything]) as app:
         interfaces = {i.name: i for i in INTERFACES}
-        server = HttpServer(app.host.dispatcher.handle, interfaces=interfaces)
+        server = HttpServer(app.host.dispatcher.handle, ServerSettings(interfaces=interfaces))
         await server.start()
         try:
-            yield server.address
+            yield server.endpoint
         finally:
             await server.aclose()
 

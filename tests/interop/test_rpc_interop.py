@@ -18,10 +18,11 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 
 import lumi
+from lumi.transports.grpc import GrpcTransport
+from lumi.transports.idl import IdlOptions
+from lumi.transports.thrift import ThriftTransport
 from tests.conformance.rpc_services import Echo
-from tests.conformance.test_grpc import GrpcWire
-from tests.conformance.test_thrift import ThriftWire
-from tests.conformance.transport_contract import Harness
+from tests.conformance.transport_contract import Harness, SocketWire
 from tests.interop import tools
 
 pytestmark = pytest.mark.slow
@@ -56,8 +57,7 @@ async def harness() -> AsyncIterator[Harness]:
 @pytest.fixture
 async def grpc_address(harness: Harness) -> str:
     """host:port of Echo served over gRPC."""
-    wire = GrpcWire()
-    wire.package = PACKAGE
+    wire = SocketWire(GrpcTransport(IdlOptions(package=PACKAGE)))
     served = await harness.serve(wire, Echo)
     return served.address.removeprefix("grpc://")
 
@@ -65,7 +65,7 @@ async def grpc_address(harness: Harness) -> str:
 @pytest.fixture
 async def thrift_port(harness: Harness) -> int:
     """The port of Echo served over Thrift."""
-    served = await harness.serve(ThriftWire(package=PACKAGE), Echo)
+    served = await harness.serve(SocketWire(ThriftTransport(IdlOptions(package=PACKAGE))), Echo)
     return int(served.address.rsplit(":", 1)[1])
 
 

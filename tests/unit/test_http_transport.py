@@ -13,8 +13,12 @@ import pytest
 import lumi
 import lumi.testing
 from lumi.model.context import Metadata
+from lumi.model.errors import NotSent
 from lumi.pipeline import Call
 from lumi.pipeline.client import Client
+from lumi.runtime_services.resilience.balancer import Balancer
+from lumi.runtime_services.resilience.breaker import Breakers
+from lumi.transports.base import ServerSettings
 from lumi.transports.http import HttpChannel, HttpServer
 
 
@@ -36,12 +40,10 @@ class Echo(lumi.Service):
 @pytest.fixture
 async def server() -> AsyncIterator[HttpServer]:
     async with lumi.App([Echo]) as app:
-        srv = HttpServer(
-            app.host.dispatcher.handle,
-            interfaces={"Echo": lumi.interface(Echo)},
-            max_body=1024,
-            grace_period=5,
+        settings = ServerSettings(
+            interfaces={"Echo": lumi.interface(Echo)}, max_body=1024, grace_period=5
         )
+        srv = HttpServer(app.host.dispatcher.handle, settings)
         await srv.start()
         try:
             yield srv
@@ -51,7 +53,7 @@ async def server() -> AsyncIterator[HttpServer]:
 
 async def exchange(srv: HttpServer, raw: bytes, *, responses: int = 1) -> list[bytes]:
     """Send raw bytes on one connection; read ``responses`` complete responses."""
-    host, port = srv.address.removeprefix("http://").split(":")
+    host, port = srv.endpoint.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     writer.write(raw)
     await writer.drain()
@@ -103,7 +105,7 @@ async def test_http_1_0_closes_and_head_has_no_body(server: HttpServer) -> None:
 async def test_expect_100_continue(server: HttpServer) -> None:
     """A client sending Expect: 100-continue is told to continue, then answered."""
     raw = post("/Echo/echo", b'{"text": "hi"}', "expect: 100-continue")
-    host, port = server.address.removeprefix("http://").split(":")
+    host, port = server.endpoint.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     head_end = raw.index(b"\r\n\r\n") + 4
     writer.write(raw[:head_end])
@@ -146,7 +148,7 @@ async def test_oversized_headers_and_bodies(server: HttpServer) -> None:
 
 async def test_drain_finishes_in_flight_and_refuses_new(server: HttpServer) -> None:
     """aclose() lets a call in flight finish, then nothing is accepted."""
-    channel = HttpChannel([server.address])
+    channel = HttpChannel(server.endpoint)
     try:
         call = asyncio.create_task(
             channel.call(Call("Echo", "slow", b'{"seconds": 0.5}', Metadata()))
@@ -154,8 +156,8 @@ async def test_drain_finishes_in_flight_and_refuses_new(server: HttpServer) -> N
         await lumi.testing.wait_until(lambda: bool(server._state.connections), message="connected")
         await server.aclose()
         assert await call == b"0.5"
-        late = HttpChannel([server.address])
-        with pytest.raises(lumi.Unavailable, match="cannot reach Echo"):
+        late = HttpChannel(server.endpoint)
+        with pytest.raises(NotSent, match=server.endpoint):
             await late.call(Call("Echo", "echo", b'{"text": "x"}', Metadata()))
         await late.aclose()
     finally:
@@ -167,8 +169,11 @@ async def test_client_maps_errors_and_fails_over(server: HttpServer) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    channel = HttpChannel([dead, server.address])
-    client = Client.for_service(Echo, channel.call)
+    breakers = Breakers()
+    balancer = Balancer(
+        "Echo", [HttpChannel(dead), HttpChannel(server.endpoint)], breakers=breakers
+    )
+    client = Client.for_service(Echo, balancer)
     try:
         assert [await client.echo(text=str(i)) for i in range(4)] == ["0", "1", "2", "3"]
         with pytest.raises(lumi.PermissionDenied) as info:
@@ -176,11 +181,12 @@ async def test_client_maps_errors_and_fails_over(server: HttpServer) -> None:
         assert info.value.details == {"who": "me"}
         with pytest.raises(lumi.DeadlineExceeded):
             await client.invoke("slow", {"seconds": 2}, timeout=0.1)
+        assert breakers.get(dead).failures >= 2  # the refused connections counted against it
     finally:
-        await channel.aclose()
-    lonely = HttpChannel([dead])
+        await balancer.aclose()
+    lonely = Balancer("Echo", [HttpChannel(dead)], breakers=Breakers())
     with pytest.raises(lumi.Unavailable, match="cannot reach Echo"):
-        await lonely.call(Call("Echo", "echo", b"{}", Metadata()))
+        await lonely(Call("Echo", "echo", b"{}", Metadata()))
     await lonely.aclose()
 
 
@@ -201,7 +207,7 @@ async def test_interface_route_serves_the_hub(server: HttpServer) -> None:
     data = json.loads(answer.split(b"\r\n\r\n", 1)[1])
     iface = lumi.ServiceInterface.from_dict(data["Echo"])
     assert iface == lumi.interface(Echo)
-    channel = HttpChannel([server.address])
+    channel = HttpChannel(server.endpoint)
     try:
         assert await Client(iface, channel.call).echo(text="json only") == "json only"
     finally:

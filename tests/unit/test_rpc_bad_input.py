@@ -13,11 +13,13 @@ import lumi
 from lumi.model.context import Metadata
 from lumi.pipeline import Call
 from lumi.pipeline.dispatch import Dispatcher
+from lumi.transports.base import ServerSettings
 from lumi.transports.grpc import GrpcChannel, GrpcServer
 from lumi.transports.thrift import ThriftChannel, ThriftServer
 from tests.conformance.rpc_services import Echo
 
 ECHO = lumi.interface(Echo)
+SERVED = {"Echo": ECHO}
 
 
 def dispatcher() -> Dispatcher:
@@ -28,8 +30,8 @@ def dispatcher() -> Dispatcher:
 
 async def test_grpc_garbage_message_is_invalid_argument() -> None:
     """A request that is not a valid protobuf message is INVALID_ARGUMENT; the next call works."""
-    async with GrpcServer(dispatcher().handle, interfaces={"Echo": ECHO}) as server:
-        target = server.address.removeprefix("grpc://")
+    async with GrpcServer(dispatcher().handle, ServerSettings(interfaces=SERVED)) as server:
+        target = server.endpoint.removeprefix("grpc://")
         async with grpc.aio.insecure_channel(target) as channel:
             raw = channel.unary_unary("/lumi.echo.Echo/Number")
             with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -40,7 +42,7 @@ async def test_grpc_garbage_message_is_invalid_argument() -> None:
             with pytest.raises(grpc.aio.AioRpcError) as missing:
                 await unknown(b"")
             assert missing.value.code() == grpc.StatusCode.UNIMPLEMENTED
-        client = GrpcChannel(server.address, interface=ECHO)
+        client = GrpcChannel(server.endpoint, interface=ECHO)
         assert await client.call(Call("Echo", "number", b'{"n": 3}', Metadata())) == b"3"
         await client.aclose()
 
@@ -52,23 +54,23 @@ async def test_grpc_garbage_message_is_invalid_argument() -> None:
 )
 async def test_thrift_garbage_closes_only_that_connection(garbage: bytes) -> None:
     """Bytes that are not a Thrift message close that connection; the server keeps serving."""
-    async with ThriftServer(dispatcher().handle, interfaces={"Echo": ECHO}) as server:
-        host, port = server.address.removeprefix("thrift://").rsplit(":", 1)
+    async with ThriftServer(dispatcher().handle, ServerSettings(interfaces=SERVED)) as server:
+        host, port = server.endpoint.removeprefix("thrift://").rsplit(":", 1)
         reader, writer = await asyncio.open_connection(host, int(port))
         writer.write(garbage)
         assert await asyncio.wait_for(reader.read(), timeout=5) == b""  # closed by the server
         writer.close()
         await writer.wait_closed()
-        client = ThriftChannel(server.address, interface=ECHO)
+        client = ThriftChannel(server.endpoint, interface=ECHO)
         assert await client.call(Call("Echo", "number", b'{"n": 4}', Metadata())) == b"4"
         await client.aclose()
 
 
 async def test_thrift_half_sent_message_is_dropped_when_idle() -> None:
     """A connection that stops in the middle of a message is closed after the idle timeout."""
-    server = ThriftServer(dispatcher().handle, interfaces={"Echo": ECHO}, idle_timeout=0.3)
+    server = ThriftServer(dispatcher().handle, ServerSettings(interfaces=SERVED), idle_timeout=0.3)
     async with server:
-        host, port = server.address.removeprefix("thrift://").rsplit(":", 1)
+        host, port = server.endpoint.removeprefix("thrift://").rsplit(":", 1)
         reader, writer = await asyncio.open_connection(host, int(port))
         writer.write(b"\x00\x00\x00\x40\x80\x01")  # a 64-byte frame, 2 bytes of it sent
         assert await asyncio.wait_for(reader.read(), timeout=5) == b""
@@ -82,8 +84,8 @@ async def test_thrift_unknown_function_is_an_application_exception() -> None:
 
     from lumi.transports.thrift import _Empty, _reading, encode_message
 
-    async with ThriftServer(dispatcher().handle, interfaces={"Echo": ECHO}) as server:
-        host, port = server.address.removeprefix("thrift://").rsplit(":", 1)
+    async with ThriftServer(dispatcher().handle, ServerSettings(interfaces=SERVED)) as server:
+        host, port = server.endpoint.removeprefix("thrift://").rsplit(":", 1)
         reader, writer = await asyncio.open_connection(host, int(port))
         writer.write(encode_message("binary", True, "nope", TMessageType.CALL, 7, _Empty()))
         size = int.from_bytes(await reader.readexactly(4), "big")

@@ -48,6 +48,7 @@ from lumi.brokers.log_consumer import (
 from lumi.model.context import new_id
 from lumi.model.envelope import Envelope
 from lumi.model.errors import ConfigError, Unavailable
+from lumi.paths import AppPaths
 from lumi.pipeline.consumer_dedupe import DedupeStore
 
 log = logging.getLogger("lumi.brokers.embedded")
@@ -115,7 +116,7 @@ class EmbeddedBroker(Broker):
                     f"events: unknown option {name!r} of the embedded broker "
                     f"(valid: retention, max_events, lease)"
                 )
-        return cls(Path(app_dir) / ".lumi" / "events.db", **options)
+        return cls(AppPaths(app_dir).events, **options)
 
     # -- lifecycle -----------------------------------------------------------------------------
 

@@ -5,31 +5,28 @@ from __future__ import annotations
 import asyncio
 import difflib
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-import aiohttp
 import typer
 
+from lumi import transports
 from lumi.cli.output import fail, print_json
-from lumi.config import load_config
-from lumi.model.errors import AppError, ConfigError
-from lumi.model.interface import ServiceInterface, interface
+from lumi.model.interface import ServiceInterface
+from lumi.pipeline.call import compose
 from lumi.pipeline.client import Client
-from lumi.runtimes.discovery import read_registry
-from lumi.transports import wiring
+from lumi.runtime_services.resilience.balancer import Balancer
+from lumi.runtime_services.resilience.breaker import Breakers
+from lumi.runtime_services.resilience.policies import Policies
+from lumi.runtime_services.resilience.retry import Resilience
+from lumi.runtimes.discovery import read_interface, read_registry
+from lumi.transports import idl
+from lumi.transports.base import transport_of
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
     match = difflib.get_close_matches(word, choices, n=1)
     return f"; did you mean {match[0]!r}?" if match else ""
-
-
-async def fetch_interface(endpoint: str, service: str) -> ServiceInterface:
-    async with aiohttp.ClientSession() as session, session.get(f"{endpoint}/interface") as resp:
-        data = await resp.json()
-    return ServiceInterface.from_dict(data[service])
 
 
 def parse_arguments(
@@ -84,85 +81,65 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option("--json", help="All arguments as one JSON object.")
         ] = None,
         app_dir: Annotated[Path, typer.Option("--app", "-a", help="The app folder.")] = Path("."),
-        timeout: Annotated[
-            float, typer.Option("--timeout", help="Seconds to wait for the answer.")
-        ] = 30.0,
         transport: Annotated[
             str | None,
             typer.Option(
-                "--transport", "-t", help="http, grpc or thrift (default: the service's first)."
+                "--transport", "-t", help="The RPC transport (default: the service's first)."
             ),
         ] = None,
+        timeout: Annotated[
+            float, typer.Option("--timeout", help="Seconds to wait for the answer.")
+        ] = 30.0,
     ) -> None:
         """Call a method of the running app and print the result as JSON."""
         service, sep, method = target.partition(".")
         if not sep or not service or not method:
             fail(f"{target!r} is not SERVICE.METHOD, e.g. Orders.place")
-        registry = read_registry(app_dir.resolve())
+        root = app_dir.resolve()
+        registry = read_registry(root)
         if service not in registry.services:
             names = list(registry.services)
             fail(
                 f"no service {service!r} in the running app{_did_you_mean(service, names)} "
                 f"(services: {', '.join(names)})"
             )
-        endpoints = registry.services[service].endpoints
-        if transport is not None and transport not in wiring.TRANSPORTS:
+        iface = read_interface(root, service)
+        if method not in iface.methods:
+            names = sorted(iface.methods)
             fail(
-                f"--transport {transport!r} is not one of {', '.join(wiring.TRANSPORTS)}"
-                f"{_did_you_mean(transport, list(wiring.TRANSPORTS))}"
+                f"{service} has no method {method!r}{_did_you_mean(method, names)} "
+                f"(methods: {', '.join(names)})"
             )
-        try:
-            chosen = wiring.pick(service, endpoints, transport, where="--transport")
-        except ConfigError as exc:
-            fail(str(exc))
-        root = app_dir.resolve()
-        options = wiring.options_for(root, registry.app.replace("-", "_"), 64 << 20, 0)
-        interface = _interface(root, registry.env, endpoints, service)
-        result = asyncio.run(
-            _call(chosen, interface, options, service, method, arguments or [], json_args, timeout)
-        )
+        endpoints = registry.services[service].endpoints
+        offered = list(dict.fromkeys(transport_of(url) for url in endpoints))
+        chosen = transport or offered[0]
+        if chosen not in offered:
+            fail(
+                f"{service} does not serve {chosen!r}{_did_you_mean(chosen, offered)} "
+                f"(transports: {', '.join(offered)})"
+            )
+        arguments_obj = parse_arguments(iface, method, arguments or [], json_args)
+        urls = [url for url in endpoints if transport_of(url) == chosen]
+        idl.configure(idl.for_app(root, registry.app))  # gRPC/Thrift: the app's package, lock
+        result = asyncio.run(_call(iface, chosen, urls, method, arguments_obj, timeout))
         print_json(result)
 
 
-def _interface(
-    root: Path, env: str | None, endpoints: list[str], service: str
-) -> Callable[[], Awaitable[ServiceInterface]]:
-    """Where the interface comes from: the running service's ``GET /interface`` when it
-    serves HTTP, else the app's code (gRPC and Thrift serve no interface JSON)."""
-    http = [e for e in endpoints if wiring.scheme(e) == "http"]
-
-    async def read() -> ServiceInterface:
-        if not http:
-            classes = {cls.name: cls for cls in load_config(root, env).load_services()}
-            return interface(classes[service])
-        try:
-            return await fetch_interface(http[0], service)
-        except (aiohttp.ClientError, OSError, KeyError, ValueError) as exc:
-            raise AppError(f"cannot read the interface of {service} at {http[0]}: {exc}") from None
-
-    return read
-
-
 async def _call(
-    endpoints: list[str],
-    read_interface: Callable[[], Awaitable[ServiceInterface]],
-    options: wiring.WireOptions,
-    service: str,
+    iface: ServiceInterface,
+    transport_name: str,
+    urls: list[str],
     method: str,
-    pairs: list[str],
-    raw: str | None,
+    arguments: dict[str, Any],
     timeout: float,
 ) -> Any:
-    iface = await read_interface()
-    if method not in iface.methods:
-        names = sorted(iface.methods)
-        fail(
-            f"{service} has no method {method!r}{_did_you_mean(method, names)} "
-            f"(methods: {', '.join(names)})"
-        )
-    arguments = parse_arguments(iface, method, pairs, raw)
-    channel = wiring.channel(endpoints, interface=iface, options=options)
+    """One call through the same client pipeline a service uses (balancing, retries)."""
+    transport = transports.get(transport_name)
+    balancer = Balancer(
+        iface.name, [transport.channel(url, iface) for url in urls], breakers=Breakers()
+    )
+    handler = compose(balancer, [Resilience(None, Policies())])
     try:
-        return await Client(iface, channel.call).invoke(method, arguments, timeout=timeout)
+        return await Client(iface, handler).invoke(method, arguments, timeout=timeout)
     finally:
-        await channel.aclose()
+        await balancer.aclose()

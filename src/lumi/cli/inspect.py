@@ -102,8 +102,7 @@ def register(app: typer.Typer) -> None:
             state = running.services.get(name) if running else None
             for replica in state.replicas if state else []:
                 stdout.print(
-                    f"  [yellow]replica {replica.index}[/] "
-                    f"{' '.join(replica.endpoints or [replica.endpoint])} "
+                    f"  [yellow]replica {replica.index}[/] {' '.join(replica.endpoints)} "
                     f"[dim]{replica.state}, pid {replica.pid}, restarts {replica.restarts}[/]",
                     highlight=False,
                 )

@@ -12,6 +12,7 @@ import typer
 
 from lumi.cli.output import fail, stdout
 from lumi.config import load_config
+from lumi.paths import AppPaths
 from lumi.runtime_services.observability import logfiles
 from lumi.runtime_services.observability.spanstore import read_trace, recent_traces
 from lumi.runtime_services.observability.waterfall import summary, waterfall
@@ -91,7 +92,7 @@ def register(app: typer.Typer) -> None:
         limit: Annotated[int, typer.Option(help="How many recent traces to list.")] = 20,
     ) -> None:
         """Print one request's spans as a waterfall tree, from the app's local span store."""
-        store = app_dir / ".lumi" / "traces.db"
+        store = AppPaths(app_dir).traces
         if not store.is_file():
             fail(f"no span store at {store} (has the app run with tracing on?)")
         if ident is None:

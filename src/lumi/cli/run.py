@@ -1,10 +1,10 @@
-"""``lumi run``: start an app — each replica a local process, or all in one with --inproc."""
+"""``lumi run``: start an app — each replica on its runtime (a local process by default), or
+all in this one process with --inproc."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -12,8 +12,6 @@ from typing import Annotated
 import typer
 
 from lumi.config import load_config
-from lumi.model.errors import ConfigError
-from lumi.runtimes.inproc import serve_inproc
 from lumi.runtimes.supervisor import Supervisor
 
 _COLOURS = (36, 33, 32, 35, 34, 91, 92, 93, 94, 95, 96)
@@ -54,24 +52,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run an app: every service replica as a local process, in dependency order."""
         config = load_config(app_dir, env)
-        runtime = "inproc" if inproc else (config.defaults.runtime or "process")
-        if runtime not in ("process", "inproc"):
-            raise ConfigError(
-                f"{config.path}: defaults.runtime: lumi run starts 'process' or 'inproc' apps; "
-                f"{runtime!r} apps are deployed, not run locally (use --inproc to run it here)"
-            )
         colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ
-        terminal = Terminal(colour)
-        if runtime == "inproc":
-            code = asyncio.run(_inproc(config, terminal))
-        else:
-            code = asyncio.run(Supervisor(config, emit=terminal).run())
-        raise typer.Exit(code)
-
-
-async def _inproc(config: object, terminal: Terminal) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    return await serve_inproc(config, emit=terminal, stop=stop)  # type: ignore[arg-type]
+        supervisor = Supervisor(config, emit=Terminal(colour), runtime="inproc" if inproc else None)
+        raise typer.Exit(asyncio.run(supervisor.run()))

@@ -19,6 +19,7 @@ Two families, never mixed:
     ├── Unimplemented              UNIMPLEMENTED    501
     ├── Internal                   INTERNAL         500
     ├── Unavailable                UNAVAILABLE      503
+    │   └── NotSent                (local: a channel could not send the call at all)
     ├── DataLoss                   DATA_LOSS        500
     └── Unauthenticated            UNAUTHENTICATED  401
 
@@ -189,6 +190,12 @@ class Internal(LumiError):
 
 class Unavailable(LumiError):
     code = StatusCode.UNAVAILABLE
+
+
+class NotSent(Unavailable):
+    """Raised by a channel when the call never left this process (the connection could not be
+    made): any method may safely go to another replica. Never sent on the wire; the caller sees
+    UNAVAILABLE."""
 
 
 class DataLoss(LumiError):

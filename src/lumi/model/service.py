@@ -10,12 +10,9 @@ from __future__ import annotations
 import dataclasses
 import typing
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import Any, Generic, Protocol, TypeVar, overload
 
 from lumi.model.hints import Retry
-
-if TYPE_CHECKING:
-    from lumi.pipeline.publish import EventSink
 
 F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M")
@@ -142,6 +139,19 @@ def event(model: type[M], *, doc: str = "", key: str | None = None) -> EventSpec
     """Declare an exported event carrying ``model``; ``key`` names the payload field used as
     partition key (events with the same key are delivered in order)."""
     return EventSpec(model, doc=doc, key=key)
+
+
+class EventSink(Protocol):
+    """What a runtime gives each service instance to publish through
+    (:class:`lumi.pipeline.publish.EventSink`)."""
+
+    async def publish(
+        self, spec: EventSpec[Any], payload: Any, *, key: str | None = None
+    ) -> str: ...
+
+    async def publish_many(
+        self, spec: EventSpec[Any], payloads: list[Any], *, key: str | None = None
+    ) -> list[str]: ...
 
 
 class Publisher(Generic[M]):

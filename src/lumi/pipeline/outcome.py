@@ -2,22 +2,22 @@
 
 Both are UNAVAILABLE on the wire and in metrics; they differ in what may follow:
 
-* :class:`NotSent` — the connection could not be made, so nothing was sent: any method may be
-  tried again, on this replica or another.
+* :class:`~lumi.model.errors.NotSent` — the connection could not be made, so nothing was sent:
+  any method may be tried again, on this replica or another (the balancer does).
 * :class:`Lost` — the connection broke after the call was sent: it may have run, so only an
-  idempotent method may be retried (the resilience layer's rule).
+  idempotent method may be retried (the resilience layer's rule). A callee's own UNAVAILABLE
+  answer is neither: it is retried as UNAVAILABLE always is.
 
-They are local classes (not in ``lumi.model.errors``), so they never cross a wire as such.
+Both are local classes, so they never cross a wire as such.
 """
 
 from __future__ import annotations
 
-from lumi.model.errors import Unavailable
-
-
-class NotSent(Unavailable):
-    """No connection: nothing was sent."""
+from lumi.model.errors import NotSent, Unavailable
 
 
 class Lost(Unavailable):
     """The connection broke after the call was sent; its outcome is unknown."""
+
+
+__all__ = ["Lost", "NotSent"]

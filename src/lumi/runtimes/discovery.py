@@ -10,18 +10,21 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pydantic
 
 from lumi.model.errors import AppError
+from lumi.model.interface import ServiceInterface
+from lumi.paths import AppPaths, private_dir
 
 
 class ReplicaState(pydantic.BaseModel):
     index: int
-    endpoint: str  # the first transport's
-    endpoints: list[str] = []  # one per transport, scheme-qualified (grpc://host:port)
+    endpoints: list[str]  # one per transport it serves
+    runtime: str = "process"
     pid: int | None = None
     state: str = "starting"  # starting | ready | restarting | stopping | stopped
     restarts: int = 0
@@ -37,20 +40,40 @@ class Registry(pydantic.BaseModel):
     app: str
     env: str | None = None
     supervisor_pid: int
-    mode: str = "process"  # process | inproc
+    mode: str = "process"  # the runtime every service was forced to, or "process"
     services: dict[str, ServiceState] = {}
 
 
 def registry_path(app_dir: Path) -> Path:
-    return app_dir / ".lumi" / "registry.json"
+    return AppPaths(app_dir).registry
+
+
+def write_interfaces(app_dir: Path, interfaces: Mapping[str, ServiceInterface]) -> None:
+    """Save the interfaces of the app being started (what ``lumi call`` reads)."""
+    folder = private_dir(AppPaths(app_dir).interfaces)
+    for name, iface in interfaces.items():
+        _write_atomic(folder / f"{name}.json", iface.to_json())
+
+
+def read_interface(app_dir: Path, service: str) -> ServiceInterface:
+    """The interface of a service of the running app."""
+    path = AppPaths(app_dir).interfaces / f"{service}.json"
+    try:
+        return ServiceInterface.from_json(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise AppError(f"cannot read the interface of {service} ({path}): {exc}") from None
 
 
 def write_registry(app_dir: Path, registry: Registry) -> None:
     path = registry_path(app_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".registry-", suffix=".json")
-    with os.fdopen(fd, "w") as file:
-        file.write(registry.model_dump_json(indent=2))
+    private_dir(path.parent)
+    _write_atomic(path, registry.model_dump_json(indent=2))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".json")
+    with os.fdopen(fd, "w") as file:  # mkstemp creates it 0600
+        file.write(text)
     os.replace(tmp, path)
 
 

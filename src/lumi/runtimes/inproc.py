@@ -1,215 +1,143 @@
-"""The in-process runtime: a whole app in one event loop, for scripts and tests.
+"""The ``inproc`` runtime: ``lumi run``'s replicas as tasks in its own event loop.
 
->>> async with lumi.App([Inventory, Orders, Mailer]) as app:
-...     order_id = await app.client(Orders).place(sku="a", qty=1)
-
-Calls go through the same dispatcher, validation and middleware as over a network (arguments and
-results cross as JSON), events through a broker (memory by default). The runtime services
-(correlation, tracing, metrics, access logs, deadlines, retries, breakers) wrap every call as in
-any other runtime; ``observe=False`` leaves them out (a bare pipeline, for benchmarks).
+``runtime = "inproc"`` for a service, or ``lumi run --inproc`` for the whole app: one process,
+but each service still on its own endpoints, with its own runtime services (retry budgets,
+breakers, metrics), exactly as it would run in a process of its own — only cheaper to start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from types import TracebackType
-from typing import Any, Self, TypeVar, cast
+import signal
+import socket
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import ClassVar
 
+from lumi.brokers import create_broker
 from lumi.brokers.base import Broker
-from lumi.brokers.memory import MemoryBroker
-from lumi.config import AppConfig
-from lumi.model.errors import AppError
-from lumi.model.reflect import reflect
-from lumi.model.service import Service
-from lumi.pipeline import Handler, Middleware, compose
-from lumi.pipeline.client import Client
+from lumi.config import AppConfig, load_config
+from lumi.model.errors import AppError, ConfigError, DefinitionError
 from lumi.runtimes import stack
-from lumi.runtimes.discovery import (
-    Registry,
-    ReplicaState,
-    ServiceState,
-    remove_registry,
-    write_registry,
-)
-from lumi.runtimes.host import Host
-from lumi.transports.local import LocalChannel
-
-S = TypeVar("S", bound=Service)
+from lumi.runtimes.base import Output, Replica, ReplicaSpec, Runtime, StartError
+from lumi.runtimes.replica import ReplicaRunner
 
 
-class App:
-    """Runs services in this process. Use as ``async with App([...]) as app``."""
+class InprocReplica(Replica):
+    """A replica running as a task in this event loop."""
 
-    def __init__(
-        self,
-        services: Sequence[type[Service]],
-        *,
-        name: str = "app",
-        broker: Broker | None = None,
-        fakes: Mapping[type[Service] | str, object] | None = None,
-        middlewares: Iterable[Middleware] = (),
-        client_middlewares: Iterable[Middleware] = (),
-        observe: bool = True,
-        runtime: stack.RuntimeServices | None = None,
-    ) -> None:
-        self.name = name
-        self.broker: Broker = broker if broker is not None else MemoryBroker()
-        self._owns_broker = False  # set when start() starts it: then stop() closes it
-        self.runtime = runtime if runtime is not None else stack.current().fresh()
-        server = list(middlewares)
-        client = list(client_middlewares)
-        publish = None
-        if observe:
-            # One dispatcher serves every service here, so the server stack is per app; the
-            # observer reads the service name from each call.
-            server = [*stack.server_middlewares("", self.runtime), *server]
-            client = [*stack.client_middlewares(None, self.runtime), *client]
+    def __init__(self, runner: Callable[[], ReplicaRunner], output: Output) -> None:
+        self.pid = os.getpid()
+        self._stop = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._output = output
+        self._task = asyncio.create_task(self._run(runner))
 
-            def publish(service: str) -> list[Middleware]:
-                return stack.publish_middlewares(service, self.runtime)
+    async def _run(self, runner: Callable[[], ReplicaRunner]) -> None:
+        await runner().run(self._stop, self._ready.set)
 
-        self._client_middlewares = client
-        fake_by_name = {
-            (key if isinstance(key, str) else reflect(key).interface.name): value
-            for key, value in (fakes or {}).items()
-        }
-        self.host = Host(
-            services,
-            broker=self.broker,
-            channel_for=self._channel_for,
-            app=name,
-            middlewares=server,
-            fakes=fake_by_name,
-            publish_middlewares=publish,
-        )
-        self._invoke: Handler = compose(
-            LocalChannel(self.host.dispatcher.handle).call, self._client_middlewares
-        )
-        self._running = False
-
-    def _channel_for(self, service: str) -> Handler:
-        return self._invoke
-
-    async def start(self) -> None:
-        if not self.broker.started:
-            await self.broker.start()
-            self._owns_broker = True
+    async def ready(self, timeout: float) -> None:
+        waiter = asyncio.create_task(self._ready.wait())
         try:
-            await self.host.start()
-        except BaseException:
-            await self.stop()
-            raise
-        self._running = True
-
-    async def stop(self) -> None:
-        self._running = False
-        try:
-            await self.host.stop()
+            done, _ = await asyncio.wait(
+                {waiter, self._task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
-            if self._owns_broker:
-                await self.broker.aclose()
+            waiter.cancel()
+        if self._ready.is_set():
+            return
+        if self._task in done:
+            error = self._task.exception() if not self._task.cancelled() else None
+            cause = f"{type(error).__name__}: {error}" if error is not None else "it ended"
+            if isinstance(error, AppError | ConfigError | DefinitionError):
+                cause = str(error)
+            raise StartError(cause)
+        await self.kill()
+        raise StartError(f"not ready after {timeout:g}s (defaults.start_timeout)")
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
+    async def wait(self) -> int:
+        try:
+            await asyncio.shield(self._task)
+        except asyncio.CancelledError:
+            if not self._task.cancelled():
+                raise
+            return -int(signal.SIGKILL)
+        except Exception as exc:
+            self._output(f"failed: {type(exc).__name__}: {exc}")
+            return 1
+        return 0
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+    async def stop(self, grace: float) -> None:
+        self._stop.set()
+        try:
+            async with asyncio.timeout(grace + 5):
+                await asyncio.shield(self._task)
+        except TimeoutError:
+            await self.kill()
+        except Exception:  # it failed while stopping: wait() reports it
+            pass
 
-    def client(self, service: type[S]) -> S:
-        """A typed client of ``service``; its methods are awaitable remote calls."""
-        name = reflect(service).interface.name
-        if name not in self.host.reflected:
-            raise AppError(f"{name} is not in this app (services: {', '.join(self.host.order)})")
-        return cast(S, Client.for_service(service, self._invoke))
-
-    def dynamic_client(self, name: str) -> Client:
-        """A client built from the interface JSON alone; results are plain JSON values."""
-        if name not in self.host.reflected:
-            raise AppError(f"{name} is not in this app (services: {', '.join(self.host.order)})")
-        return Client(self.host.reflected[name].interface, self._invoke)
-
-    def service(self, service: type[S]) -> S:
-        """The running instance of ``service`` (for assertions in tests)."""
-        return cast(S, self.host.service(reflect(service).interface.name))
-
-    @property
-    def services(self) -> dict[str, Any]:
-        return dict(self.host.instances)
-
-    def health(self) -> dict[str, Any]:
-        """Readiness: every service started and every declared resource connected."""
-        return self.host.health()
+    async def kill(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(BaseException):
+            await self._task
 
 
-async def serve_inproc(
-    config: AppConfig, *, emit: Callable[[str, str], None], stop: asyncio.Event
-) -> int:
-    """``lumi run --inproc``: the whole app in this process, served over one HTTP endpoint."""
-    from lumi.brokers import create_broker
-    from lumi.transports.http import HttpServer
+class InprocRuntime(Runtime):
+    """Runs replicas as tasks in ``lumi run``'s own process (``runtime = "inproc"``,
+    ``lumi run --inproc``): one process for the whole app, each service still on its own
+    endpoints, with its own runtime services, exactly as it would be in a process of its own."""
 
-    classes = config.load_services()
-    runtime = stack.setup_process(config, config.name)
-    broker = create_broker(config.defaults.events or "memory", app_dir=config.root)
-    await broker.start()
-    try:
-        async with App(classes, name=config.name, broker=broker, runtime=runtime) as app:
-            interfaces = {name: r.interface for name, r in app.host.reflected.items()}
+    name: ClassVar[str] = "inproc"
 
-            async def ready() -> tuple[bool, dict[str, Any]]:
-                health = app.health()
-                return bool(health["ok"]), health["services"]
+    def __init__(self, *, configure_process: bool = True) -> None:
+        self._configs: dict[tuple[str, str | None], AppConfig] = {}
+        self._configure_process = configure_process
+        self._brokers: dict[tuple[str, str], Broker] = {}
 
-            server = HttpServer(
-                app.host.dispatcher.handle,
-                interfaces=interfaces,
-                host=config.defaults.host,
-                max_body=config.defaults.max_body,
-                grace_period=config.defaults.grace_period,
-                routes={"/metrics": runtime.metrics.route},
-                ready=ready,
-            )
-            await server.start()
-            registry = Registry(
-                app=config.name,
-                env=config.environment,
-                supervisor_pid=os.getpid(),
-                mode="inproc",
-                services={
-                    name: ServiceState(
-                        endpoints=[server.address],
-                        fingerprint=iface.fingerprint,
-                        replicas=[
-                            ReplicaState(
-                                index=0, endpoint=server.address, pid=os.getpid(), state="ready"
-                            )
-                        ],
-                    )
-                    for name, iface in interfaces.items()
-                },
-            )
-            write_registry(config.root, registry)
-            emit(
-                "lumi",
-                f"app {config.name!r} is running in one process on {server.address}; "
-                "Ctrl-C stops it",
-            )
+    async def _broker(self, config: AppConfig, service: str) -> Broker:
+        """One broker per app and events URL, shared by the replicas in this process (so the
+        in-process ``memory`` broker carries events between them)."""
+        url = config.binding(service).events or "embedded"
+        key = (str(config.root), url)
+        broker = self._brokers.get(key)
+        if broker is None:
+            broker = self._brokers[key] = create_broker(url, app_dir=config.root)
+            await broker.start()
+        return broker
+
+    async def aclose(self) -> None:
+        while self._brokers:
+            _, broker = self._brokers.popitem()
+            await broker.aclose()
+
+    async def start(
+        self, spec: ReplicaSpec, sockets: Mapping[str, socket.socket], output: Output
+    ) -> Replica:
+        key = (spec.app_dir, spec.env)
+        config = self._configs.get(key)
+        if config is None:
+            config = self._configs[key] = load_config(Path(spec.app_dir), spec.env)
+            if self._configure_process:
+                # The first in-process replica sets up this process's logs and tracing.
+                stack.setup_process(config, config.name)
+                self._configure_process = False
+        tracing = stack.current().tracing
+        broker = await self._broker(config, spec.service)
+        services = stack.runtime_for(config, spec.service, tracing=tracing)
+        # The runner owns its sockets; the supervisor keeps its own for restarts.
+        owned = {
+            name: socket.socket(fileno=os.dup(sock.fileno())) for name, sock in sockets.items()
+        }
+
+        def runner() -> ReplicaRunner:
             try:
-                await stop.wait()
-            finally:
-                emit("lumi", "stopping")
-                await server.aclose()
-                remove_registry(config.root, os.getpid())
-    finally:
-        await broker.aclose()
-        runtime.shutdown()
-    emit("lumi", "stopped")
-    return 0
+                return ReplicaRunner(spec, config, owned, services, broker)
+            except BaseException:
+                for sock in owned.values():
+                    sock.close()
+                raise
+
+        return InprocReplica(runner, output)

@@ -1,13 +1,12 @@
-"""The local process runtime: one service replica in one OS process (what ``lumi run`` starts).
+"""The local process runtime: one replica in one OS process (the default of ``lumi run``).
 
-The supervisor (:mod:`lumi.runtimes.supervisor`) owns a socket per transport and passes them
-in, so a restarted replica serves on the same ports (HTTP and Thrift connections wait in the
-backlog instead of failing). It describes the replica in environment variables
-(:class:`ReplicaSpec`); the replica serves on every transport of its ``rpc`` list, calls each
-capability over the transport its config picks (the callee's first by default), reports "ready"
-or one line of error on a pipe, serves until SIGTERM/SIGINT, then drains: it stops accepting,
-lets in-flight calls finish (bounded by the grace period), runs ``shutdown`` and exits 0.
-It also asks the kernel for SIGTERM if the supervisor dies, so no replica is ever orphaned.
+The supervisor binds each replica's sockets and passes them in, so a restarted replica serves
+on the same ports and connections wait in the backlog instead of failing. The child gets its
+:class:`~lumi.runtimes.base.ReplicaSpec` and socket fds in ``LUMI_*`` environment variables
+and reports "ready" (or one line of error) on a pipe; it serves until SIGTERM/SIGINT, then
+drains and exits 0. It runs in its own session (a terminal's Ctrl-C reaches only the
+supervisor, which orders the stop) and asks the kernel for SIGTERM when the supervisor dies,
+so no replica is ever orphaned.
 """
 
 from __future__ import annotations
@@ -15,70 +14,140 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import dataclasses
 import json
 import logging
 import os
 import signal
 import socket
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from lumi.brokers import create_broker
 from lumi.config import AppConfig, load_config
 from lumi.model.errors import AppError, ConfigError, DefinitionError
-from lumi.model.reflect import reflect
-from lumi.pipeline import Handler, compose
-from lumi.runtime_services.observability.logs import configure_logging
-from lumi.runtime_services.resilience.ready import wait_ready
 from lumi.runtimes import stack
-from lumi.runtimes.host import Host
-from lumi.transports import wiring
-from lumi.transports.base import Channel, Server
+from lumi.runtimes.base import Output, Replica, ReplicaSpec, Runtime, StartError
 
 log = logging.getLogger("lumi.process")
 
 _PR_SET_PDEATHSIG = 1
 
 
-@dataclasses.dataclass(frozen=True)
-class ReplicaSpec:
-    """What a replica process needs to know, carried in ``LUMI_*`` environment variables."""
+class ProcessReplica(Replica):
+    """A replica process started by :class:`ProcessRuntime`."""
 
-    app_dir: str
-    env: str | None
-    service: str
-    replica: int
-    listeners: dict[str, int]  # transport → the fd of the socket the supervisor reserved
-    ready_fd: int
-    endpoints: dict[str, list[str]]
-    parent_pid: int
+    def __init__(self, proc: asyncio.subprocess.Process, ready_fd: int, output: Output) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+        self._ready_fd = ready_fd
+        self._output = output
+        self._tail: list[str] = []
+        self._pumps = [
+            asyncio.create_task(self._pump(stream))
+            for stream in (proc.stdout, proc.stderr)
+            if stream is not None
+        ]
 
-    def to_environ(self) -> dict[str, str]:
-        return {
-            "LUMI_APP_DIR": self.app_dir,
-            "LUMI_ENV": self.env or "",
-            "LUMI_SERVICE": self.service,
-            "LUMI_REPLICA": str(self.replica),
-            "LUMI_LISTENERS": json.dumps(self.listeners),
-            "LUMI_READY_FD": str(self.ready_fd),
-            "LUMI_ENDPOINTS": json.dumps(self.endpoints),
-            "LUMI_PARENT_PID": str(self.parent_pid),
-        }
+    async def _pump(self, stream: asyncio.StreamReader) -> None:
+        while line := await stream.readline():
+            text = line.decode("utf-8", "replace").rstrip("\n")
+            self._tail = [*self._tail[-19:], text]
+            self._output(text)
 
-    @classmethod
-    def from_environ(cls, environ: dict[str, str]) -> ReplicaSpec:
-        return cls(
-            app_dir=environ["LUMI_APP_DIR"],
-            env=environ.get("LUMI_ENV") or None,
-            service=environ["LUMI_SERVICE"],
-            replica=int(environ["LUMI_REPLICA"]),
-            listeners=json.loads(environ["LUMI_LISTENERS"]),
-            ready_fd=int(environ["LUMI_READY_FD"]),
-            endpoints=json.loads(environ["LUMI_ENDPOINTS"]),
-            parent_pid=int(environ["LUMI_PARENT_PID"]),
+    async def ready(self, timeout: float) -> None:
+        message = await self._read_report(timeout)
+        if "error" in message:
+            await self.kill()
+            raise StartError(str(message["error"]))
+
+    async def _read_report(self, timeout: float) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(self._ready_fd, "rb", 0)
         )
+        try:
+            async with asyncio.timeout(timeout):
+                line = await reader.readline()
+            if line:
+                result: dict[str, Any] = json.loads(line)
+                return result
+            code = await self.proc.wait()
+            await asyncio.gather(*self._pumps)  # its last words
+            cause = self._tail[-1] if self._tail else "no output"
+            return {"error": f"exited with code {code} before it was ready ({cause})"}
+        except TimeoutError:
+            return {"error": f"not ready after {timeout:g}s (defaults.start_timeout)"}
+        finally:
+            transport.close()
+
+    async def wait(self) -> int:
+        code = await self.proc.wait()
+        await asyncio.gather(*self._pumps, return_exceptions=True)
+        return code
+
+    async def stop(self, grace: float) -> None:
+        if self.proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(grace + 5):
+                await self.proc.wait()
+        except TimeoutError:
+            self._output(f"did not stop within {grace + 5:g}s; killing it")
+            await self.kill()
+
+    async def kill(self) -> None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            await self.proc.wait()
+
+
+class ProcessRuntime(Runtime):
+    """Runs each replica as ``python -m lumi.runtimes.process`` in the app folder."""
+
+    name: ClassVar[str] = "process"
+
+    def __init__(self, environment: Mapping[str, str] | None = None) -> None:
+        self.environment = dict(environment or {})
+
+    async def start(
+        self, spec: ReplicaSpec, sockets: Mapping[str, socket.socket], output: Output
+    ) -> Replica:
+        read_fd, write_fd = os.pipe()
+        fds = {name: sock.fileno() for name, sock in sockets.items()}
+        environ = {
+            **os.environ,
+            **self.environment,
+            **spec.environment,
+            "LUMI_REPLICA_SPEC": spec.to_json(),
+            "LUMI_LISTEN_FDS": json.dumps(fds),
+            "LUMI_READY_FD": str(write_fd),
+            "LUMI_PARENT_PID": str(os.getpid()),
+            "PYTHONUNBUFFERED": "1",
+        }
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "lumi.runtimes.process",
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=(*fds.values(), write_fd),
+                env=environ,
+                cwd=spec.app_dir,
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        return ProcessReplica(proc, read_fd, output)
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -90,122 +159,25 @@ def _die_with_parent(parent_pid: int) -> None:
         sys.exit(0)
 
 
-class _Replica:
-    def __init__(self, spec: ReplicaSpec, config: AppConfig) -> None:
-        self.spec = spec
-        self.config = config
-        classes = {cls.name: cls for cls in config.load_services()}
-        self.cls = classes[spec.service]
-        self.interface = reflect(self.cls).interface
-        binding = config.binding(spec.service)
-        self.broker = create_broker(binding.events or "embedded", app_dir=config.root)
-        self.runtime = stack.current()
-        breakers = self.runtime.resilience(spec.service).breakers
-        self.wire = wiring.options_for(
-            config.root, config.name.replace("-", "_"), config.defaults.max_body,
-            config.defaults.grace_period,
-        )  # fmt: skip
-        own = config.service(spec.service).capabilities
-        self.targets: dict[str, list[str]] = {}
-        self.channels: dict[str, Channel] = {}
-        for name, urls in spec.endpoints.items():
-            if name == spec.service or name not in self.interface.requires:
-                continue
-            where = f"{config.path}: services.{spec.service}.capabilities.{name}.transport"
-            wanted = own[name].transport if name in own else None
-            self.targets[name] = wiring.pick(name, urls, wanted, where)
-            self.channels[name] = wiring.channel(
-                self.targets[name], interface=reflect(classes[name]).interface,
-                options=self.wire, breakers=breakers,
-            )  # fmt: skip
-        self.client_stack = stack.client_middlewares(spec.service)
-        self.host = Host(
-            [self.cls],
-            broker=self.broker,
-            channel_for=self._channel_for,
-            app=config.name,
-            middlewares=stack.server_middlewares(spec.service),
-            external=self.interface.requires,
-            publish_middlewares=stack.publish_middlewares,
-        )
-
-    def _channel_for(self, name: str) -> Handler:
-        channel = self.channels.get(name)
-        if channel is None:
-            raise AppError(f"{self.spec.service} requires {name}, which has no endpoint")
-        return compose(channel.call, self.client_stack)
-
-    async def _wait_for_capabilities(self) -> None:
-        """Wait (with backoff, one log line per attempt) until every capability is ready."""
-        for name in self.interface.requires:
-            urls = self.targets.get(name)
-            if urls:
-                await wait_ready(
-                    lambda urls=urls: wiring.any_ready(urls),  # type: ignore[misc]
-                    name,
-                    timeout=self.runtime.ready_timeout,
-                    logger=log,
-                )
-
-    async def _ready(self) -> tuple[bool, dict[str, Any]]:
-        health = self.host.health()
-        return bool(health["ok"]), health["services"]
-
-    async def run(self, stop: asyncio.Event, report: Any) -> None:
-        await self.broker.start()
-        try:
-            await self._wait_for_capabilities()
-            await self.host.start()
-            servers: list[Server] = []
-            try:
-                for transport, fd in self.spec.listeners.items():
-                    server = wiring.server(
-                        transport, self.host.dispatcher.handle,
-                        sock=socket.socket(fileno=fd),
-                        interfaces={self.interface.name: self.interface}, options=self.wire,
-                        ready=self._ready, routes={"/metrics": self.runtime.metrics.route},
-                    )  # fmt: skip
-                    await server.start()
-                    servers.append(server)
-                report({"ready": True, "pid": os.getpid()})
-                log.info(
-                    "%s[%d] serving on %s",
-                    self.spec.service,
-                    self.spec.replica,
-                    " ".join(server.address for server in servers),
-                )
-                await stop.wait()
-                log.info("%s[%d] draining", self.spec.service, self.spec.replica)
-                await asyncio.gather(*(server.aclose() for server in servers))
-            finally:
-                await self.host.stop()
-        finally:
-            for channel in self.channels.values():
-                await channel.aclose()
-            await self.broker.aclose()
-            self.runtime.shutdown()  # flush spans
-
-
 def main() -> None:
     """Entry point of a replica process (``python -m lumi.runtimes.process``)."""
-    spec = ReplicaSpec.from_environ(dict(os.environ))
-    _die_with_parent(spec.parent_pid)
-    ready = os.fdopen(spec.ready_fd, "w", buffering=1)
+    spec = ReplicaSpec.from_json(os.environ["LUMI_REPLICA_SPEC"])
+    fds: dict[str, int] = json.loads(os.environ["LUMI_LISTEN_FDS"])
+    _die_with_parent(int(os.environ["LUMI_PARENT_PID"]))
+    ready = os.fdopen(int(os.environ["LUMI_READY_FD"]), "w", buffering=1)
 
     def report(message: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
             ready.write(json.dumps(message) + "\n")
             ready.flush()
 
-    app_dir = Path(spec.app_dir)
     try:
-        config = load_config(app_dir, spec.env)
+        config = load_config(Path(spec.app_dir), spec.env)
     except ConfigError as exc:
-        configure_logging(service=spec.service, replica=spec.replica)
         report({"error": str(exc)})
         sys.exit(1)
     # Lines on stderr go to `lumi run`'s terminal: readable; the log file gets JSON lines.
-    stack.setup_process(
+    services = stack.setup_process(
         config,
         spec.service,
         replica=spec.replica,
@@ -214,13 +186,14 @@ def main() -> None:
         colour=False,
         lean=True,  # `lumi run` prefixes each line with the replica's name
     )
+    sockets = {name: socket.socket(fileno=fd) for name, fd in fds.items()}
     try:
-        _run_loop(_serve(spec, config, report))
+        _run_loop(_serve(spec, config, sockets, services, report))
     except (ConfigError, AppError, DefinitionError) as exc:
         report({"error": str(exc)})
         sys.exit(1)
     except Exception as exc:
-        log.exception("%s[%d] failed", spec.service, spec.replica)
+        log.exception("%s failed", spec.name)
         report({"error": f"{type(exc).__name__}: {exc}"})
         sys.exit(1)
 
@@ -234,12 +207,24 @@ def _run_loop(coro: Any) -> None:
         uvloop.run(coro)
 
 
-async def _serve(spec: ReplicaSpec, config: AppConfig, report: Any) -> None:
+async def _serve(
+    spec: ReplicaSpec,
+    config: AppConfig,
+    sockets: dict[str, socket.socket],
+    services: stack.RuntimeServices,
+    report: Any,
+) -> None:
+    from lumi.runtimes.replica import ReplicaRunner
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await _Replica(spec, config).run(stop, report)
+    try:
+        runner = ReplicaRunner(spec, config, sockets, services)
+        await runner.run(stop, lambda: report({"ready": True, "pid": os.getpid()}))
+    finally:
+        services.shutdown()  # flush spans
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import logging
 from pathlib import Path
 
 from lumi.config import AppConfig, ResilienceConfig
+from lumi.paths import AppPaths
 from lumi.pipeline import Middleware
 from lumi.runtime_services.observability.logs import configure_logging
 from lumi.runtime_services.observability.metrics import Metrics
@@ -146,17 +147,6 @@ def runtime_for(config: AppConfig, service: str | None, *, tracing: Tracing) -> 
     )
 
 
-def app_state_dir(config: AppConfig) -> Path:
-    """``<app>/.lumi``: logs, the span store and other local state of a running app."""
-    return config.root / ".lumi"
-
-
-def log_file_for(config: AppConfig, service: str, replica: int = 0) -> Path:
-    """``<app>/.lumi/logs/<service>.log`` (``<service>-<n>.log`` for replica n > 0)."""
-    name = service if replica == 0 else f"{service}-{replica}"
-    return app_state_dir(config) / "logs" / f"{name}.log"
-
-
 def setup_process(
     config: AppConfig,
     service: str,
@@ -176,13 +166,15 @@ def setup_process(
     configure_logging(
         service=service,
         replica=replica,
-        log_file=log_file if log_file is not None else log_file_for(config, service, replica),
+        log_file=log_file
+        if log_file is not None
+        else AppPaths(config.root).log_file(service, replica),
         level=level or config.log_level(service),
         json=stream_json,
         colour=colour,
         lean=lean,
     )
-    store = app_state_dir(config) / "traces.db" if config.tracing.store else None
+    store = AppPaths(config.root).traces if config.tracing.store else None
     tracing = setup_tracing(
         service=service,
         store=store,

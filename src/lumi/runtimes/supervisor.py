@@ -1,66 +1,61 @@
-"""The local control plane behind ``lumi run``: start an app's replicas as OS processes.
+"""The local control plane behind ``lumi run``: start an app's replicas and keep them running.
 
-* Every replica gets a socket per transport it is served on (``rpc = ["http", "grpc"]``) that
-  the supervisor binds up front and keeps, so all endpoints are known before anything starts
-  and a restarted replica serves on the same ports; the registry lists every endpoint.
-* Services start in capability order; a service's replicas must report ready before its
-  dependants start. One that cannot start stops the run with one line naming it and the cause.
+* Every replica gets its sockets — one per RPC transport it serves — bound up front by the
+  supervisor and kept, so all endpoints are known before anything starts and a restarted
+  replica serves on the same ports.
+* Each service runs on its configured runtime (:mod:`lumi.runtimes.base`; local processes by
+  default). Services start in capability order; a service's replicas must report ready before
+  its dependants start. One that cannot start stops the run with one line naming it and why.
 * A replica that dies is restarted with exponential backoff; the restart is logged with its
-  exit code.
+  exit status.
 * SIGINT/SIGTERM: services stop in reverse dependency order; each replica drains in-flight
-  calls (bounded by the grace period) and is killed only if it overruns. Replicas run in their
-  own sessions (so a terminal's Ctrl-C reaches only the supervisor, which orders the stop) and
-  die with the supervisor (PR_SET_PDEATHSIG), so none is ever orphaned.
+  calls (bounded by the grace period) and is killed only if it overruns.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import json
 import os
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable
-from typing import Any
 
+from lumi import transports
+from lumi.backends import RUNTIMES
 from lumi.config import AppConfig
+from lumi.model.errors import AppError, ConfigError, DefinitionError
 from lumi.model.graph import start_order
 from lumi.model.interface import ServiceInterface, interface
+from lumi.runtimes.base import Replica, ReplicaSpec, Runtime, StartError
 from lumi.runtimes.discovery import (
     Registry,
     ReplicaState,
     ServiceState,
     remove_registry,
+    write_interfaces,
     write_registry,
 )
-from lumi.runtimes.process import ReplicaSpec
-from lumi.transports import wiring
 
 Emit = Callable[[str, str], None]
 """Where output goes: ``emit(source, line)``; source is ``"Service[i]"`` or ``"lumi"``."""
 
 
-class StartError(Exception):
-    """A service that could not start; the message names it and the cause."""
+class _Slot:
+    """One replica position (service, index): its sockets, endpoints and current replica."""
 
-
-class _Replica:
     def __init__(
-        self, sup: Supervisor, service: str, index: int, socks: dict[str, socket.socket]
+        self, sup: Supervisor, service: str, index: int, sockets: dict[str, socket.socket]
     ) -> None:
         self.sup = sup
         self.service = service
         self.index = index
-        self.socks = socks  # one per transport the service is served on, in config order
-        self.endpoints = [wiring.endpoint(t, sock) for t, sock in socks.items()]
-        self.endpoint = self.endpoints[0]
-        self.proc: asyncio.subprocess.Process | None = None
-        self.state = ReplicaState(index=index, endpoint=self.endpoint, endpoints=self.endpoints)
-        self.tail: collections.deque[str] = collections.deque(maxlen=20)
+        self.sockets = sockets
+        self.endpoints = [transports.get(t).endpoint_of(s) for t, s in sockets.items()]
+        self.runtime: Runtime = sup.runtime_of(service)
+        self.replica: Replica | None = None
+        self.state = ReplicaState(index=index, endpoints=self.endpoints, runtime=self.runtime.name)
         self.ready_at = 0.0
         self.monitor: asyncio.Task[None] | None = None
 
@@ -69,136 +64,73 @@ class _Replica:
         return f"{self.service}[{self.index}]"
 
     async def start(self) -> None:
-        """Spawn the process and wait until it reports ready; StartError otherwise."""
-        read_fd, write_fd = os.pipe()
+        """Start a replica and wait until it is ready; StartError otherwise."""
         config = self.sup.config
         spec = ReplicaSpec(
             app_dir=str(config.root),
             env=config.environment,
             service=self.service,
             replica=self.index,
-            listeners={t: sock.fileno() for t, sock in self.socks.items()},
-            ready_fd=write_fd,
             endpoints=self.sup.endpoints,
-            parent_pid=os.getpid(),
+            environment=config.service(self.service).environment,
         )
-        environ = {
-            **os.environ,
-            **config.service(self.service).environment,
-            **spec.to_environ(),
-            "PYTHONUNBUFFERED": "1",
-        }
-        try:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "lumi.runtimes.process",
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                pass_fds=(*(sock.fileno() for sock in self.socks.values()), write_fd),
-                env=environ,
-                cwd=config.root,
-                start_new_session=True,
-            )
-        finally:
-            os.close(write_fd)
-        self.state.pid = self.proc.pid
         self.state.state = "starting"
-        assert self.proc.stdout is not None and self.proc.stderr is not None
-        for stream in (self.proc.stdout, self.proc.stderr):
-            task = asyncio.create_task(self._pump(stream))
-            self.sup.background.add(task)
-            task.add_done_callback(self.sup.background.discard)
-        message = await self._wait_ready(read_fd, self.sup.config.defaults.start_timeout)
-        if "error" in message:
-            await self.kill()
-            raise StartError(f"{self.service} could not start: {message['error']}")
+        try:
+            self.replica = await self.runtime.start(
+                spec, self.sockets, lambda line: self.sup.emit(self.name, line)
+            )
+            self.state.pid = self.replica.pid
+            await self.replica.ready(config.defaults.start_timeout)
+        except StartError as exc:
+            raise StartError(f"{self.service} could not start: {exc}") from None
+        except (AppError, ConfigError, DefinitionError, OSError) as exc:
+            if self.replica is not None:
+                await self.replica.kill()
+            raise StartError(f"{self.service} could not start: {exc}") from None
         self.state.state = "ready"
         self.ready_at = time.monotonic()
 
-    async def _wait_ready(self, fd: int, timeout: float) -> dict[str, Any]:
-        assert self.proc is not None
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", 0)
-        )
-        try:
-            async with asyncio.timeout(timeout):
-                line = await reader.readline()
-            if line:
-                result: dict[str, Any] = json.loads(line)
-                return result
-            code = await self.proc.wait()
-            cause = self.tail[-1] if self.tail else "no output"
-            return {"error": f"exited with code {code} before it was ready ({cause})"}
-        except TimeoutError:
-            return {"error": f"not ready after {timeout:g}s (defaults.start_timeout)"}
-        finally:
-            transport.close()
-
-    async def _pump(self, stream: asyncio.StreamReader) -> None:
-        while line := await stream.readline():
-            text = line.decode("utf-8", "replace").rstrip("\n")
-            self.tail.append(text)
-            self.sup.emit(self.name, text)
-
     async def watch(self) -> None:
-        """Restart the process whenever it dies, with exponential backoff."""
-        delay = self.sup.restart_backoff
-        while True:
-            assert self.proc is not None
-            code = await self.proc.wait()
-            if self.sup.is_stopping():
+        """Restart the replica whenever it ends, with exponential backoff."""
+        sup = self.sup
+        delay = sup.restart_backoff
+        while self.replica is not None:
+            code = await self.replica.wait()
+            if sup.stopping:
                 return
-            if time.monotonic() - self.ready_at > self.sup.stable_after:
-                delay = self.sup.restart_backoff
+            if time.monotonic() - self.ready_at > sup.stable_after:
+                delay = sup.restart_backoff
             self.state.restarts += 1
             self.state.state = "restarting"
-            self.sup.save()
-            self.sup.emit(
+            sup.save()
+            sup.emit(
                 "lumi",
                 f"{self.name} exited with code {_describe(code)}; restarting in {delay:g}s "
                 f"(restart {self.state.restarts})",
             )
             await asyncio.sleep(delay)
-            delay = min(delay * 2, self.sup.max_backoff)
-            if self.sup.is_stopping():
+            delay = min(delay * 2, sup.max_backoff)
+            if sup.is_stopping():
                 return
             try:
                 await self.start()
-                self.sup.emit("lumi", f"{self.name} is back (pid {self.state.pid})")
+                sup.emit("lumi", f"{self.name} is back (pid {self.state.pid})")
             except StartError as exc:
-                self.sup.emit("lumi", f"{self.name}: restart failed: {exc}")
-            self.sup.save()
+                sup.emit("lumi", f"{self.name}: restart failed: {exc}")
+            sup.save()
 
     async def stop(self, grace: float) -> None:
         if self.monitor is not None:
             self.monitor.cancel()
-        self.close_sockets()
-        if self.proc is None or self.proc.returncode is not None:
-            return
-        self.state.state = "stopping"
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            async with asyncio.timeout(grace + 5):
-                await self.proc.wait()
-        except TimeoutError:
-            self.sup.emit("lumi", f"{self.name} did not stop within {grace + 5:g}s; killing it")
-            await self.kill()
+        if self.replica is not None:
+            self.state.state = "stopping"
+            await self.replica.stop(grace)
         self.state.state = "stopped"
+        self.close()
 
-    def close_sockets(self) -> None:
-        for sock in self.socks.values():
+    def close(self) -> None:
+        for sock in self.sockets.values():
             sock.close()
-
-    async def kill(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
-            await self.proc.wait()
 
 
 def _describe(code: int) -> str:
@@ -209,19 +141,21 @@ def _describe(code: int) -> str:
 
 
 class Supervisor:
-    """Runs an app's services as local processes until told to stop."""
+    """Runs an app's services until told to stop; ``runtime`` overrides every service's."""
 
     def __init__(
         self,
         config: AppConfig,
         *,
         emit: Emit,
+        runtime: str | None = None,
         restart_backoff: float = 0.5,
         max_backoff: float = 30.0,
         stable_after: float = 10.0,
     ) -> None:
         self.config = config
         self.emit = emit
+        self.runtime_override = runtime
         self.restart_backoff = restart_backoff
         self.max_backoff = max_backoff
         self.stable_after = stable_after
@@ -230,10 +164,17 @@ class Supervisor:
             cls.name: interface(cls) for cls in config.load_services()
         }
         self.order = start_order(self.interfaces.values())
-        self.replicas: dict[str, list[_Replica]] = {}
+        self.slots: dict[str, list[_Slot]] = {}
         self.endpoints: dict[str, list[str]] = {}
+        self._runtimes: dict[str, Runtime] = {}
         self._stop = asyncio.Event()
-        self.background: set[asyncio.Task[None]] = set()
+
+    def runtime_of(self, service: str) -> Runtime:
+        name = self.runtime_override or self.config.binding(service).runtime or "process"
+        found = self._runtimes.get(name)
+        if found is None:
+            found = self._runtimes[name] = RUNTIMES.load(name)()
+        return found
 
     def is_stopping(self) -> bool:
         return self.stopping
@@ -248,9 +189,10 @@ class Supervisor:
             loop.add_signal_handler(sig, self.request_stop)
         try:
             self._bind_all()
+            write_interfaces(self.config.root, self.interfaces)
             self.save()
             for name in self.order:
-                await asyncio.gather(*(r.start() for r in self.replicas[name]))
+                await asyncio.gather(*(slot.start() for slot in self.slots[name]))
                 self.save()
                 if self._stop.is_set():
                     break
@@ -258,9 +200,9 @@ class Supervisor:
             self.emit("lumi", f"error: {exc}")
             await self.shutdown()
             return 1
-        for replicas in self.replicas.values():
-            for replica in replicas:
-                replica.monitor = asyncio.create_task(replica.watch())
+        for slots in self.slots.values():
+            for slot in slots:
+                slot.monitor = asyncio.create_task(slot.watch())
         self._banner()
         await self._stop.wait()
         self.emit("lumi", "stopping (services in reverse dependency order)")
@@ -270,46 +212,51 @@ class Supervisor:
 
     def _bind_all(self) -> None:
         host = self.config.defaults.host
-        for name in self.order:
-            service = self.config.service(name)
-            replicas: list[_Replica] = []
-            transports = self.config.binding(name).rpc or ["http"]
-            for index in range(service.replicas):
-                socks: dict[str, socket.socket] = {}
-                for number, transport in enumerate(transports):
-                    # a configured port is the first transport's; the others get free ports
-                    port = 0 if service.port is None or number else service.port + index
-                    try:
-                        socks[transport] = wiring.bind(transport, host, port)
-                    except OSError as exc:
-                        for sock in socks.values():
-                            sock.close()
-                        for replica in replicas:
-                            replica.close_sockets()
-                        self._close_sockets()
-                        what = "" if transport == "http" else f" for {transport}"
-                        raise StartError(
-                            f"{name} could not start: cannot listen on {host}:{port}{what}: "
-                            f"{exc.strerror or exc}"
-                        ) from None
-                replicas.append(_Replica(self, name, index, socks))
-            self.replicas[name] = replicas
-            # every replica's endpoints, the first transport's first: callers default to it
-            self.endpoints[name] = [
-                r.endpoints[position] for position in range(len(transports)) for r in replicas
-            ]
+        try:
+            for name in self.order:
+                service = self.config.service(name)
+                names = self.config.binding(name).rpc or ["http"]
+                slots = self.slots[name] = []
+                for index in range(service.replicas):
+                    sockets: dict[str, socket.socket] = {}
+                    slots.append(_Slot(self, name, index, sockets))
+                    for position, transport in enumerate(names):
+                        port = 0
+                        if service.port is not None and position == 0:
+                            port = service.port + index
+                        try:
+                            sockets[transport] = transports.get(transport).bind(host, port)
+                        except OSError as exc:
+                            raise StartError(
+                                f"{name} could not start: cannot listen on {host}:{port}: "
+                                f"{exc.strerror or exc}"
+                            ) from None
+                    slots[-1] = _Slot(self, name, index, sockets)
+                # Grouped by transport in the service's order, so the first is its default.
+                self.endpoints[name] = [
+                    url
+                    for transport in names
+                    for slot in slots
+                    for url in slot.endpoints
+                    if url.startswith(f"{transport}://")
+                ]
+        except StartError:
+            self._close_sockets()
+            raise
 
     def _close_sockets(self) -> None:
-        for replicas in self.replicas.values():
-            for replica in replicas:
-                replica.close_sockets()
+        for slots in self.slots.values():
+            for slot in slots:
+                slot.close()
 
     async def shutdown(self) -> None:
         self.stopping = True
         grace = self.config.defaults.grace_period
         for name in reversed(self.order):
-            await asyncio.gather(*(r.stop(grace) for r in self.replicas.get(name, [])))
+            await asyncio.gather(*(slot.stop(grace) for slot in self.slots.get(name, [])))
         self._close_sockets()
+        for runtime in self._runtimes.values():
+            await runtime.aclose()
         remove_registry(self.config.root, os.getpid())
 
     def save(self) -> None:
@@ -317,14 +264,15 @@ class Supervisor:
             app=self.config.name,
             env=self.config.environment,
             supervisor_pid=os.getpid(),
+            mode=self.runtime_override or "process",
             services={
                 name: ServiceState(
                     endpoints=self.endpoints[name],
                     fingerprint=self.interfaces[name].fingerprint,
-                    replicas=[r.state for r in self.replicas[name]],
+                    replicas=[slot.state for slot in self.slots[name]],
                 )
                 for name in self.order
-                if name in self.replicas
+                if name in self.slots
             },
         )
         write_registry(self.config.root, registry)

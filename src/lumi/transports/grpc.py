@@ -26,7 +26,7 @@ import functools
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import grpc
@@ -50,13 +50,13 @@ from lumi.model.errors import (
 from lumi.model.interface import ServiceInterface
 from lumi.pipeline import Call, Handler
 from lumi.pipeline.outcome import Lost, NotSent
+from lumi.transports import idl
 from lumi.transports._proto_codec import MessageCodec, ServiceCodec
-from lumi.transports.base import Channel, Server
+from lumi.transports.base import Channel, Health, Server, ServerSettings, Transport
+from lumi.transports.idl import IdlOptions
 
 log = logging.getLogger("lumi.grpc")
 
-DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024
-ReadyCheck = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
 
 _DETAILS_KEY = "grpc-status-details-bin"
 _DOMAIN = "lumi"
@@ -192,20 +192,18 @@ def error_from_rpc(exc: grpc.aio.AioRpcError, what: str) -> LumiError:
 
 
 class _Health(health_aio.HealthServicer):  # type: ignore[misc]
-    """grpc.health.v1 answering Check from the same readiness as HTTP's /readyz."""
+    """grpc.health.v1: Check answers from the replica's one :class:`Health` (as HTTP's
+    ``/readyz`` does); Watch follows serving/draining."""
 
-    def __init__(self, names: list[str], ready: ReadyCheck | None) -> None:
+    def __init__(self, names: list[str], health: Health) -> None:
         super().__init__()
         self.names = names
-        self.ready = ready
-        self.draining = False
+        self.health = health
 
     async def Check(self, request: Any, context: Any) -> Any:
         if request.service and request.service not in self.names:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service}")
-        ok = not self.draining
-        if ok and self.ready is not None:
-            ok, _ = await self.ready()
+        ok, _ = await self.health.ready()
         status = health_pb2.HealthCheckResponse
         return status(status=status.SERVING if ok else status.NOT_SERVING)
 
@@ -264,48 +262,43 @@ class _Method:
 class GrpcServer(Server):
     """Serves a handler over gRPC on ``host:port`` (port 0 picks a free one).
 
-    ``package`` is the proto package prefix (``lumi gen proto --package``; an app's name by
-    default) and ``lock`` the ``proto`` section of ``lumi.lock.json``, so the served field
-    numbers are those of the generated files.
+    ``options`` give the proto package prefix and the ``proto`` lock section (default: this
+    process's, :mod:`lumi.transports.idl`), so what is served is what ``lumi gen proto`` wrote.
     """
 
     def __init__(
         self,
         handler: Handler,
+        settings: ServerSettings,
         *,
-        interfaces: Mapping[str, ServiceInterface],
-        package: str = "lumi",
-        lock: Mapping[str, Any] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
-        max_message: int = DEFAULT_MAX_MESSAGE,
-        ready: ReadyCheck | None = None,
-        grace_period: float = 10.0,
+        options: IdlOptions | None = None,
     ) -> None:
         self.handler = handler
+        self.settings = settings
+        chosen = options or idl.current()
+        lock = lock_text(chosen.lock("proto"))
         self.codecs = {
-            name: service_codec(iface, package, lock_text(lock))
-            for name, iface in interfaces.items()
+            name: service_codec(iface, chosen.package, lock)
+            for name, iface in settings.interfaces.items()
         }
-        self.interfaces = dict(interfaces)
         self._host, self._port = host, port
-        self._max = max_message
-        self._grace = grace_period
         self._server: grpc.aio.Server | None = None
-        self._health = _Health([c.service for c in self.codecs.values()], ready)
-        self._address = ""
+        self._health = _Health([c.service for c in self.codecs.values()], settings.health)
+        self._endpoint = ""
 
     @property
-    def address(self) -> str:
-        if not self._address:
+    def endpoint(self) -> str:
+        if not self._endpoint:
             raise RuntimeError("the server is not started")
-        return self._address
+        return self._endpoint
 
     async def start(self) -> None:
         server = grpc.aio.server(
             options=[
-                ("grpc.max_receive_message_length", self._max),
-                ("grpc.max_send_message_length", self._max),
+                ("grpc.max_receive_message_length", self.settings.max_body),
+                ("grpc.max_send_message_length", self.settings.max_body),
                 ("grpc.so_reuseport", 1),  # the supervisor holds the port with SO_REUSEPORT
             ]
         )
@@ -331,7 +324,8 @@ class GrpcServer(Server):
             raise OSError(f"gRPC cannot listen on {self._host}:{self._port}")
         await server.start()
         self._server = server
-        self._address = f"grpc://{self._host}:{port}"
+        self._endpoint = f"grpc://{self._host}:{port}"
+        self.settings.health.serving = True
         await self._health.serve_all(True)
 
     def _reflection_pool(self) -> descriptor_pool.DescriptorPool:
@@ -349,9 +343,9 @@ class GrpcServer(Server):
         """Report NOT_SERVING, stop accepting, let in-flight calls finish (bounded)."""
         if self._server is None:
             return
-        self._health.draining = True
+        self.settings.health.draining = True
         await self._health.serve_all(False)
-        await self._server.stop(self._grace)
+        await self._server.stop(self.settings.grace_period)
         self._server = None
 
 
@@ -366,13 +360,13 @@ class GrpcChannel(Channel):
         endpoint: str,
         *,
         interface: ServiceInterface,
-        package: str = "lumi",
-        lock: Mapping[str, Any] | None = None,
+        options: IdlOptions | None = None,
         max_message: int = 64 * 1024 * 1024,
     ) -> None:
         self.endpoint = endpoint
         self.target = endpoint.removeprefix("grpc://").rstrip("/")
-        self.codec = service_codec(interface, package, lock_text(lock))
+        chosen = options or idl.current()
+        self.codec = service_codec(interface, chosen.package, lock_text(chosen.lock("proto")))
         self._max = max_message
         self._channel: grpc.aio.Channel | None = None
         self._stubs: dict[str, tuple[Any, MessageCodec, MessageCodec]] = {}
@@ -480,3 +474,30 @@ def reserve_port(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+class GrpcTransport(Transport):
+    """gRPC (HTTP/2, protobuf): ``grpc.aio`` servers for the generated ``.proto``, with
+    health and reflection; channels over one HTTP/2 connection per endpoint."""
+
+    name = "grpc"
+
+    def __init__(self, options: IdlOptions | None = None) -> None:
+        self.options = options  # None: this process's (lumi.transports.idl.configure)
+
+    def bind(self, host: str, port: int) -> socket.socket:
+        """Hold the port with SO_REUSEPORT, not listening: gRPC cannot adopt a socket, so the
+        replica's server binds the same port (see :func:`reserve_port`)."""
+        return reserve_port(host, port)
+
+    def server(self, handler: Handler, sock: socket.socket, settings: ServerSettings) -> Server:
+        host, port = sock.getsockname()[:2]
+        return GrpcServer(handler, settings, host=host, port=port, options=self.options)
+
+    def channel(self, endpoint: str, interface: ServiceInterface | None = None) -> Channel:
+        if interface is None:
+            raise ValueError(f"a gRPC channel to {endpoint} needs the callee's interface")
+        return GrpcChannel(endpoint, interface=interface, options=self.options)
+
+    async def probe(self, endpoint: str, *, timeout: float = 2.0) -> None:
+        await probe(endpoint, timeout=timeout)

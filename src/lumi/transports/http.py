@@ -12,22 +12,20 @@ Wire contract::
     GET /healthz   200 while the process is alive
     GET /readyz    200 when ready to serve, 503 otherwise (starting, draining, a check failing)
     GET /interface the interfaces served here: {"<service>": <interface JSON>, ...}
+    GET /metrics   Prometheus metrics (and any other admin route the runtime adds)
 
 The server is Lumi's own lean HTTP/1.1 protocol on httptools (see ``_http_server.py`` for why;
-bench/http_bench.py compares it with FastAPI and a bare ASGI app on uvicorn).
-The client keeps pooled keep-alive connections (aiohttp), balances over a service's replicas
-round-robin, and maps connection failures to UNAVAILABLE.
+bench/http_bench.py compares it with FastAPI and a bare ASGI app on uvicorn). A channel talks to
+one endpoint over pooled keep-alive connections (aiohttp) and maps a connection that could not
+be made to :class:`~lumi.model.errors.NotSent`; balancing over replicas is the pipeline's.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
 
 import aiohttp
 import pydantic_core
@@ -38,21 +36,23 @@ from lumi.model.errors import (
     InvalidArgument,
     LumiError,
     NotFound,
+    NotSent,
     StatusCode,
 )
 from lumi.model.interface import ServiceInterface
-from lumi.pipeline import Call, Handler
-from lumi.pipeline.outcome import Lost, NotSent
-from lumi.runtime_services.resilience.breaker import Breakers, CircuitOpen
+from lumi.pipeline.call import Call, Handler
+from lumi.pipeline.outcome import Lost
 from lumi.transports._http_server import HttpListener, Request, Response, ServerState
-from lumi.transports.base import Channel, Server
+from lumi.transports.base import (
+    AdminRoute,
+    Channel,
+    Health,
+    Server,
+    ServerSettings,
+    Transport,
+)
 
 log = logging.getLogger("lumi.http")
-
-DEFAULT_MAX_BODY = 4 * 1024 * 1024
-Route = Callable[[], Awaitable[tuple[int, str, bytes]]]
-"""An extra GET route: returns (status, content type, body)."""
-ReadyCheck = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
 
 _JSON = b"application/json"
 _HEADER_FIELDS = {
@@ -70,23 +70,17 @@ def error_body(error: LumiError) -> bytes:
 class _Router:
     """Answers one parsed request: POST calls go to the handler, GETs to the built-in routes."""
 
-    def __init__(
-        self,
-        handler: Handler,
-        interfaces: Mapping[str, ServiceInterface],
-        routes: Mapping[str, Route],
-        ready: ReadyCheck | None,
-    ) -> None:
+    def __init__(self, handler: Handler, settings: ServerSettings) -> None:
         self.handler = handler
-        self.ready = ready
-        self.draining = False
-        self.started = False
+        self.health = settings.health
+        self.max_body = settings.max_body
+        interfaces = settings.interfaces
         body = json.dumps({n: i.to_dict() for n, i in interfaces.items()}, sort_keys=True)
-        self.routes: dict[bytes, Route] = {
+        self.routes: dict[bytes, AdminRoute] = {
             b"/healthz": _static(200, "application/json", b'{"status":"ok"}'),
             b"/readyz": self._readyz,
             b"/interface": _static(200, "application/json", body.encode()),
-            **{path.encode(): route for path, route in routes.items()},
+            **{path.encode(): route for path, route in settings.admin.items()},
         }
 
     async def __call__(self, request: Request) -> Response:
@@ -139,22 +133,12 @@ class _Router:
             return _error(exc, None, correlation)
         return 200, _JSON, result, correlation
 
-    max_body = DEFAULT_MAX_BODY
-
     async def _readyz(self) -> tuple[int, str, bytes]:
-        if self.draining:
-            return 503, "application/json", b'{"status":"draining"}'
-        if not self.started:
-            return 503, "application/json", b'{"status":"starting"}'
-        checks: dict[str, Any] = {}
-        ok = True
-        if self.ready is not None:
-            ok, checks = await self.ready()
-        body = json.dumps({"status": "ready" if ok else "not ready", "checks": checks})
-        return (200 if ok else 503), "application/json", body.encode()
+        ok, state = await self.health.ready()
+        return (200 if ok else 503), "application/json", json.dumps(state).encode()
 
 
-def _static(status: int, content_type: str, body: bytes) -> Route:
+def _static(status: int, content_type: str, body: bytes) -> AdminRoute:
     async def route() -> tuple[int, str, bytes]:
         return status, content_type, body
 
@@ -179,75 +163,60 @@ def _error(
 
 
 class HttpServer(Server):
-    """Serves a handler over HTTP on ``host:port`` (port 0 picks a free one) or on ``sock``."""
+    """Serves a handler over HTTP on ``sock`` (or a new socket on ``host:port``; 0: a free
+    port)."""
 
     def __init__(
         self,
         handler: Handler,
+        settings: ServerSettings | None = None,
         *,
-        interfaces: Mapping[str, ServiceInterface] | None = None,
+        sock: socket.socket | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
-        sock: socket.socket | None = None,
-        max_body: int = DEFAULT_MAX_BODY,
-        routes: Mapping[str, Route] | None = None,
-        ready: ReadyCheck | None = None,
-        grace_period: float = 10.0,
         keep_alive_timeout: float = 30.0,
     ) -> None:
-        self.router = _Router(handler, interfaces or {}, routes or {}, ready)
-        self.router.max_body = max_body
-        self._state = ServerState(self.router, max_body, keep_alive_timeout)
+        self.settings = settings or ServerSettings()
+        self.router = _Router(handler, self.settings)
+        self._state = ServerState(self.router, self.settings.max_body, keep_alive_timeout)
         self._listener: HttpListener | None = None
         self._sock = sock
         self._host, self._port = host, port
-        self._grace = grace_period
-        self._address = ""
+        self._endpoint = ""
 
     @property
-    def address(self) -> str:
-        if not self._address:
+    def health(self) -> Health:
+        return self.settings.health
+
+    @property
+    def endpoint(self) -> str:
+        if not self._endpoint:
             raise RuntimeError("the server is not started")
-        return self._address
+        return self._endpoint
 
     async def start(self) -> None:
         if self._sock is None:
-            # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets whose proto says
-            # TCP, and without it small responses wait 40 ms for a delayed ACK.
-            self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self._sock.bind((self._host, self._port))
-            self._sock.listen(1024)
+            self._sock = HttpTransport().bind(self._host, self._port)
         self._sock.setblocking(False)
         host, port = self._sock.getsockname()[:2]
-        self._address = f"http://{host}:{port}"
+        self._endpoint = f"http://{host}:{port}"
         self._listener = HttpListener(self._state)
         await self._listener.start(self._sock)
-        self.router.started = True
+        self.health.serving = True
 
     async def aclose(self) -> None:
         """Stop accepting, finish in-flight calls (up to the grace period), close."""
-        self.router.draining = True
+        self.health.draining = True
         if self._listener is not None:
-            await self._listener.close(self._grace)
+            await self._listener.close(self.settings.grace_period)
             self._listener = None
 
 
 class HttpChannel(Channel):
-    """Calls a service over HTTP, round-robin over its replicas' endpoints.
+    """Calls one HTTP endpoint over pooled keep-alive connections (at most ``pool_size``)."""
 
-    With ``breakers``, each endpoint has its own circuit breaker: an endpoint whose circuit is
-    open is skipped, and when every endpoint's is open the call fails at once with UNAVAILABLE.
-    """
-
-    def __init__(
-        self, endpoints: Sequence[str], *, pool_size: int = 100, breakers: Breakers | None = None
-    ) -> None:
-        if not endpoints:
-            raise ValueError("an HTTP channel needs at least one endpoint")
-        self.breakers = breakers
-        self.endpoints = [e.rstrip("/") for e in endpoints]
-        self._next = itertools.cycle(range(len(self.endpoints)))
+    def __init__(self, endpoint: str, *, pool_size: int = 100) -> None:
+        self.endpoint = endpoint.rstrip("/")
         self._pool_size = pool_size
         self._session: aiohttp.ClientSession | None = None
 
@@ -272,59 +241,57 @@ class HttpChannel(Channel):
                     f"deadline passed before calling {call.service}.{call.method}"
                 )
             timeout = aiohttp.ClientTimeout(total=remaining)
-        start = next(self._next)
-        failures: list[str] = []
-        breakers = self.breakers
-        # A connection that could not be made sent nothing, so trying the next replica is
-        # safe for any method; failures after sending are left to the retry policy.
-        for offset in range(len(self.endpoints)):
-            endpoint = self.endpoints[(start + offset) % len(self.endpoints)]
-            breaker = None if breakers is None else breakers.get(endpoint)
-            if breaker is not None and not breaker.allow():
-                failures.append(f"{endpoint}: circuit open")
-                continue
-            url = f"{endpoint}/{call.service}/{call.method}"
-            try:
-                async with session.post(
-                    url, data=call.body, headers=headers, timeout=timeout
-                ) as resp:
-                    body = await resp.read()
-                    if resp.status == 200:
-                        if breaker is not None:
-                            breaker.success()
-                        return body
-                    error = _remote_error(resp.status, body)
-            except aiohttp.ClientConnectorError as exc:
-                if breaker is not None:
-                    breaker.failure()
-                failures.append(f"{endpoint}: {exc.os_error.strerror or exc}")
-                continue
-            except TimeoutError:
-                if breaker is not None:
-                    breaker.failure()
-                raise DeadlineExceeded(
-                    f"{call.service}.{call.method} did not answer before the deadline"
-                ) from None
-            except (aiohttp.ClientError, OSError) as exc:
-                if breaker is not None:
-                    breaker.failure()
-                raise Lost(  # sent, then the connection broke
-                    f"{call.service}.{call.method} at {endpoint}: {type(exc).__name__}: {exc}"
-                ) from exc
-            if breaker is not None:
-                breaker.record(error.code)
-            raise error
-        if failures and all(f.endswith(": circuit open") for f in failures):
-            raise CircuitOpen(
-                f"circuit open for every endpoint of {call.service}",
-                {"endpoints": self.endpoints},
-            )
-        raise NotSent(f"cannot reach {call.service}: {'; '.join(failures)}")
+        url = f"{self.endpoint}/{call.service}/{call.method}"
+        try:
+            async with session.post(url, data=call.body, headers=headers, timeout=timeout) as resp:
+                body = await resp.read()
+                if resp.status == 200:
+                    return body
+                error = _remote_error(resp.status, body)
+        except aiohttp.ClientConnectorError as exc:
+            raise NotSent(f"{self.endpoint}: {exc.os_error.strerror or exc}") from exc
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"{call.service}.{call.method} did not answer before the deadline"
+            ) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise Lost(  # sent, then the connection broke: retried only if idempotent
+                f"{call.service}.{call.method} at {self.endpoint}: {type(exc).__name__}: {exc}"
+            ) from exc
+        raise error
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+class HttpTransport(Transport):
+    """HTTP/1.1 with JSON bodies: Lumi's own server, aiohttp channels."""
+
+    name = "http"
+
+    def __init__(self, *, pool_size: int = 100) -> None:
+        self.pool_size = pool_size
+
+    def server(self, handler: Handler, sock: socket.socket, settings: ServerSettings) -> Server:
+        return HttpServer(handler, settings, sock=sock)
+
+    def channel(self, endpoint: str, interface: ServiceInterface | None = None) -> Channel:
+        return HttpChannel(endpoint, pool_size=self.pool_size)
+
+    async def probe(self, endpoint: str, *, timeout: float = 2.0) -> None:
+        client_timeout = aiohttp.ClientTimeout(total=timeout)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=client_timeout) as session,
+                session.get(f"{endpoint.rstrip('/')}/readyz") as resp,
+            ):
+                if resp.status == 200:
+                    return
+                raise ConnectionError(f"{endpoint} answered {resp.status}")
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise ConnectionError(f"{endpoint}: {type(exc).__name__}: {exc}".rstrip(": ")) from None
 
 
 def _request_headers(metadata: Metadata) -> dict[str, str]:

@@ -13,8 +13,9 @@ from lumi.transports.base import Channel
 class LocalChannel(Channel):
     """A channel straight into a dispatcher's handler."""
 
-    def __init__(self, handle: Handler) -> None:
+    def __init__(self, handle: Handler, endpoint: str = "local") -> None:
         self._handle = handle
+        self.endpoint = endpoint
 
     async def call(self, call: Call) -> bytes:
         return await self._handle(call)

@@ -27,8 +27,9 @@ import collections
 import contextlib
 import functools
 import logging
+import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import pydantic_core
@@ -47,19 +48,21 @@ from lumi.model.errors import (
     LumiError,
     NotFound,
     ResourceExhausted,
+    StatusCode,
     Unknown,
 )
 from lumi.model.interface import ServiceInterface
 from lumi.pipeline import Call, Handler
 from lumi.pipeline.outcome import Lost, NotSent
+from lumi.transports import idl
 from lumi.transports._thrift_codec import MethodPlan, ServiceCodec
-from lumi.transports.base import Channel, Server
+from lumi.transports.base import Channel, Server, ServerSettings, Transport
+from lumi.transports.idl import IdlOptions
 
 log = logging.getLogger("lumi.thrift")
 
 DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024
 META_FIELD = 32767
-ReadyCheck = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
 PROTOCOLS = ("binary", "compact")
 
 _META_SPEC = (TType.MAP, "lumi_meta", (TType.STRING, TType.STRING), False)
@@ -347,40 +350,36 @@ class ThriftServer(Server):
     def __init__(
         self,
         handler: Handler,
+        settings: ServerSettings,
         *,
-        interfaces: Mapping[str, ServiceInterface],
-        package: str = "lumi",
-        lock: Mapping[str, Any] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         sock: Any = None,
-        max_message: int = DEFAULT_MAX_MESSAGE,
-        grace_period: float = 10.0,
-        ready: ReadyCheck | None = None,
+        options: IdlOptions | None = None,
         idle_timeout: float = 60.0,
     ) -> None:
         self.handler = handler
-        self.idle_timeout = idle_timeout
-        self._sweeper: asyncio.Task[None] | None = None
+        self.settings = settings
+        chosen = options or idl.current()
+        lock = lock_text(chosen.lock("thrift"))
         self.codecs = {
-            name: service_codec(iface, package, lock_text(lock))
-            for name, iface in interfaces.items()
+            name: service_codec(iface, chosen.package, lock)
+            for name, iface in settings.interfaces.items()
         }
-        self.max_message = max_message
-        self.ready = ready
-        self.draining = False
+        self.max_message = settings.max_body
+        self.idle_timeout = idle_timeout
         self.connections: set[_Connection] = set()
         self._host, self._port, self._sock = host, port, sock
-        self._grace = grace_period
         self._server: asyncio.Server | None = None
-        self._address = ""
+        self._sweeper: asyncio.Task[None] | None = None
+        self._endpoint = ""
         self._single = next(iter(self.codecs.values())) if len(self.codecs) == 1 else None
 
     @property
-    def address(self) -> str:
-        if not self._address:
+    def endpoint(self) -> str:
+        if not self._endpoint:
             raise RuntimeError("the server is not started")
-        return self._address
+        return self._endpoint
 
     def find(self, name: str) -> tuple[MethodPlan | None, ServiceCodec | None]:
         service, sep, function = name.rpartition(":")
@@ -394,13 +393,10 @@ class ThriftServer(Server):
 
     async def not_ready(self) -> str | None:
         """Why the server is not ready, or None when it is."""
-        if self.draining:
-            return "draining"
-        if self.ready is not None:
-            ok, checks = await self.ready()
-            if not ok:
-                return f"not ready: {pydantic_core.to_json(checks, fallback=repr).decode()}"
-        return None
+        ok, state = await self.settings.health.ready()
+        if ok:
+            return None
+        return f"not ready: {pydantic_core.to_json(state, fallback=repr).decode()}"
 
     async def answer(self, codec: ServiceCodec, plan: MethodPlan, args: Any) -> Any:
         """Run one call through the handler; the result struct to send back."""
@@ -440,7 +436,8 @@ class ThriftServer(Server):
         self._server = server
         self._sweeper = loop.create_task(self._sweep())
         host, port = server.sockets[0].getsockname()[:2]
-        self._address = f"thrift://{host}:{port}"
+        self._endpoint = f"thrift://{host}:{port}"
+        self.settings.health.serving = True
 
     async def _sweep(self) -> None:
         """Close connections that sent nothing for ``idle_timeout`` while nothing is pending
@@ -460,9 +457,9 @@ class ThriftServer(Server):
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-        self.draining = True
+        self.settings.health.draining = True
         self._server.close()
-        deadline = time.monotonic() + self._grace
+        deadline = time.monotonic() + self.settings.grace_period
         while any(not c.idle for c in self.connections) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         for connection in list(self.connections):
@@ -499,8 +496,7 @@ class ThriftChannel(Channel):
         endpoint: str,
         *,
         interface: ServiceInterface,
-        package: str = "lumi",
-        lock: Mapping[str, Any] | None = None,
+        options: IdlOptions | None = None,
         protocol: str = "binary",
         framed: bool = True,
         pool_size: int = 100,
@@ -511,7 +507,8 @@ class ThriftChannel(Channel):
         self.endpoint = endpoint
         host, _, port = endpoint.removeprefix("thrift://").rstrip("/").rpartition(":")
         self.host, self.port = host, int(port)
-        self.codec = service_codec(interface, package, lock_text(lock))
+        chosen = options or idl.current()
+        self.codec = service_codec(interface, chosen.package, lock_text(chosen.lock("thrift")))
         self.protocol = protocol
         self.framed = framed
         self.max_message = max_message
@@ -553,11 +550,17 @@ class ThriftChannel(Channel):
         except BaseException:
             link.writer.close()
             raise
-        self._release(link)
         if kind == TMessageType.EXCEPTION:
+            self._release(link)
             raise Unknown(f"{what}: {reply.message}")
         if reply.error is not None:
-            raise self.codec.lumi_error(reply.error)
+            error = self.codec.lumi_error(reply.error)
+            if error.code is StatusCode.RESOURCE_EXHAUSTED:
+                link.writer.close()  # a refused oversized message: the server hangs up after it
+            else:
+                self._release(link)
+            raise error
+        self._release(link)
         if plan.void or reply.success is None:
             return b"null"
         decode = plan.decode_result
@@ -650,3 +653,33 @@ def _outbound(meta: Metadata) -> dict[str, str]:
     if meta.caller:
         out["x-lumi-caller"] = meta.caller
     return out
+
+
+class ThriftTransport(Transport):
+    """Thrift: one port per replica for binary or compact, framed or buffered clients; channels
+    speak ``protocol`` over the framed (or, ``framed=False``, buffered) transport."""
+
+    name = "thrift"
+
+    def __init__(
+        self, options: IdlOptions | None = None, *, protocol: str = "binary", framed: bool = True
+    ) -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown Thrift protocol {protocol!r} (valid: binary, compact)")
+        self.options = options  # None: this process's (lumi.transports.idl.configure)
+        self.protocol = protocol
+        self.framed = framed
+
+    def server(self, handler: Handler, sock: socket.socket, settings: ServerSettings) -> Server:
+        return ThriftServer(handler, settings, sock=sock, options=self.options)
+
+    def channel(self, endpoint: str, interface: ServiceInterface | None = None) -> Channel:
+        if interface is None:
+            raise ValueError(f"a Thrift channel to {endpoint} needs the callee's interface")
+        return ThriftChannel(
+            endpoint, interface=interface, options=self.options, protocol=self.protocol,
+            framed=self.framed,
+        )  # fmt: skip
+
+    async def probe(self, endpoint: str, *, timeout: float = 2.0) -> None:
+        await probe(endpoint, timeout=timeout)

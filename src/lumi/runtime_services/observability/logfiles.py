@@ -16,6 +16,8 @@ from typing import Any
 
 from rich.text import Text
 
+from lumi.paths import AppPaths
+
 Record = dict[str, Any]
 
 _LEVEL_STYLES = {
@@ -30,7 +32,7 @@ _QUIET = ("logger", "trace_id", "span_id")
 
 
 def log_dir(app_dir: Path) -> Path:
-    return app_dir / ".lumi" / "logs"
+    return AppPaths(app_dir).logs
 
 
 def log_files(app_dir: Path) -> list[Path]:

@@ -129,6 +129,12 @@ class CircuitBreaker:
         if failed:
             self.failures += 1
 
+    def release(self) -> None:
+        """A call allowed by :meth:`allow` ended with no verdict (it was cancelled): give its
+        half-open trial back, so the breaker cannot wait forever for it."""
+        if self.state is State.HALF_OPEN and self._trials > 0:
+            self._trials -= 1
+
     def record(self, code: StatusCode | None) -> None:
         """Record an outcome: None (success) or the error code the call ended with."""
         if code is None or code not in FAILURE_CODES:

@@ -29,6 +29,9 @@ class Echo(lumi.Service):
     @lumi.api
     async def slow(self, seconds: float) -> float:
         log.info("slow call started")
+        if os.environ.get("ECHO_MARKS"):  # lets a test see that the call is in flight
+            with open(os.environ["ECHO_MARKS"], "a") as marks:  # noqa: ASYNC230 - a tiny write
+                marks.write("slow\n")
         await asyncio.sleep(seconds)
         return seconds
 

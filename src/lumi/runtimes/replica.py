@@ -1,0 +1,179 @@
+"""One replica of one service, hosted in this process — what every runtime finally runs.
+
+A :class:`ReplicaRunner` hosts the service (:class:`~lumi.runtimes.host.Host`), connects a
+client to each capability over the transport the caller's configuration picks (by default the
+first the capability serves), waits until those capabilities are ready, then serves its own
+transports on the sockets it was given, until told to stop; then it drains: stops accepting,
+lets in-flight calls finish (bounded by the grace period), runs ``shutdown`` hooks and closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from lumi import transports
+from lumi.brokers import create_broker
+from lumi.brokers.base import Broker
+from lumi.config import AppConfig
+from lumi.model.errors import AppError
+from lumi.model.interface import ServiceInterface, interface
+from lumi.pipeline.call import Handler, compose
+from lumi.runtime_services.resilience.balancer import Balancer
+from lumi.runtime_services.resilience.ready import wait_ready
+from lumi.runtimes import stack
+from lumi.runtimes.base import ReplicaSpec
+from lumi.runtimes.host import Host
+from lumi.transports import idl
+from lumi.transports.base import Health, Server, ServerSettings, Transport, transport_of
+
+log = logging.getLogger("lumi.replica")
+
+
+class ReplicaRunner:
+    """Hosts ``spec.service`` and serves it on ``sockets`` (transport name → socket); with
+    ``broker``, publishes and subscribes through that (started) broker instead of its own."""
+
+    def __init__(
+        self,
+        spec: ReplicaSpec,
+        config: AppConfig,
+        sockets: Mapping[str, socket.socket],
+        services: stack.RuntimeServices,
+        broker: Broker | None = None,
+    ) -> None:
+        self.spec = spec
+        self.config = config
+        # gRPC and Thrift serve and call what `lumi gen` wrote: the app's package and lock
+        idl.configure(idl.for_app(config.root, config.name))
+        self.sockets = dict(sockets)
+        self.services = services
+        classes = {cls.name: cls for cls in config.load_services()}
+        if spec.service not in classes:
+            raise AppError(f"no service {spec.service!r} in {config.path}")
+        self.cls = classes[spec.service]
+        self.interfaces: dict[str, ServiceInterface] = {
+            name: interface(cls) for name, cls in classes.items()
+        }
+        self.interface = self.interfaces[spec.service]
+        binding = config.binding(spec.service)
+        # A runtime hosting several replicas in one process may share one broker connection.
+        self._owns_broker = broker is None
+        self.broker = broker or create_broker(binding.events or "embedded", app_dir=config.root)
+        self.balancers = {
+            name: self._balancer(name) for name in self.interface.requires if name in spec.endpoints
+        }
+        self.client_stack = stack.client_middlewares(spec.service, services)
+        self.host = Host(
+            [self.cls],
+            broker=self.broker,
+            channel_for=self._channel_for,
+            app=config.name,
+            middlewares=stack.server_middlewares(spec.service, services),
+            external=self.interface.requires,
+            publish_middlewares=lambda name: stack.publish_middlewares(name, services),
+        )
+        self.health = Health(self._ready)
+        self.servers: list[Server] = []
+
+    def transport_for(self, capability: str) -> str:
+        """The transport calls to ``capability`` use: the caller's choice, else the first the
+        capability serves."""
+        urls = self.spec.endpoints.get(capability) or []
+        offered = list(dict.fromkeys(transport_of(url) for url in urls))
+        chosen = self.config.service(self.spec.service).capabilities.get(capability)
+        wanted = chosen.transport if chosen is not None else None
+        if wanted is None:
+            if not offered:
+                raise AppError(f"{self.spec.service} requires {capability}, which has no endpoint")
+            return offered[0]
+        if wanted not in offered:
+            raise AppError(
+                f"services.{self.spec.service}.capabilities.{capability}.transport is {wanted!r}, "
+                f"but {capability} serves {', '.join(offered) or 'nothing'}"
+            )
+        return wanted
+
+    def _balancer(self, name: str) -> Balancer:
+        chosen = self.transport_for(name)
+        transport = transports.get(chosen)
+        iface = self.interfaces.get(name)
+        channels = [
+            transport.channel(url, iface)
+            for url in self.spec.endpoints[name]
+            if transport_of(url) == chosen
+        ]
+        breakers = self.services.resilience(self.spec.service).breakers
+        return Balancer(name, channels, breakers=breakers)
+
+    def _channel_for(self, name: str) -> Handler:
+        balancer = self.balancers.get(name)
+        if balancer is None:
+            raise AppError(f"{self.spec.service} requires {name}, which has no endpoint")
+        return compose(balancer, self.client_stack)
+
+    async def _wait_for_capabilities(self) -> None:
+        """Wait (with backoff, one log line per attempt) until every capability is ready."""
+        for name, balancer in self.balancers.items():
+            transport = transports.get(self.transport_for(name))
+
+            async def any_ready(
+                endpoints: list[str] = balancer.endpoints, transport: Transport = transport
+            ) -> bool:
+                errors = []
+                for endpoint in endpoints:
+                    try:
+                        await transport.probe(endpoint)
+                        return True
+                    except ConnectionError as exc:
+                        errors.append(str(exc))
+                raise ConnectionError("; ".join(errors))
+
+            await wait_ready(any_ready, name, timeout=self.services.ready_timeout, logger=log)
+
+    async def _ready(self) -> tuple[bool, dict[str, Any]]:
+        health = self.host.health()
+        return bool(health["ok"]), health["services"]
+
+    async def run(self, stop: asyncio.Event, ready: Callable[[], None]) -> None:
+        """Start, report ``ready()``, serve until ``stop`` is set, then drain and close."""
+        if self._owns_broker:
+            await self.broker.start()
+        try:
+            await self._wait_for_capabilities()
+            await self.host.start()
+            try:
+                await self._serve(ready, stop)
+            finally:
+                await self.host.stop()
+        finally:
+            for balancer in self.balancers.values():
+                await balancer.aclose()
+            if self._owns_broker:
+                await self.broker.aclose()
+            for sock in self.sockets.values():
+                sock.close()  # those no server took (it failed before serving)
+
+    async def _serve(self, ready: Callable[[], None], stop: asyncio.Event) -> None:
+        settings = ServerSettings(
+            interfaces={self.interface.name: self.interface},
+            health=self.health,
+            max_body=self.config.defaults.max_body,
+            grace_period=self.config.defaults.grace_period,
+            admin={"/metrics": self.services.metrics.route},
+        )
+        try:
+            for name, sock in self.sockets.items():
+                server = transports.get(name).server(self.host.dispatcher.handle, sock, settings)
+                await server.start()
+                self.servers.append(server)
+            ready()
+            log.info("%s serving on %s", self.spec.name, " ".join(s.endpoint for s in self.servers))
+            await stop.wait()
+            log.info("%s draining", self.spec.name)
+        finally:
+            self.health.draining = True
+            await asyncio.gather(*(server.aclose() for server in self.servers))
