@@ -24,10 +24,10 @@ from lumi.model.errors import (
     LumiError,
     NotSent,
     StatusCode,
-    Unavailable,
 )
 from lumi.model.interface import ServiceInterface
 from lumi.pipeline.call import Call, Handler
+from lumi.pipeline.outcome import Lost
 from lumi.transports.base import Channel, Server, ServerSettings, Transport
 
 _FIELDS = ("correlation_id", "traceparent", "deadline", "idempotency_key", "caller")
@@ -141,7 +141,8 @@ class JsonlChannel(Channel):
         finally:
             for waiter in self._waiting.values():
                 if not waiter.done():
-                    waiter.set_exception(Unavailable(f"{self.endpoint}: connection lost"))
+                    # sent, then lost: the retry policy may resend only an idempotent call
+                    waiter.set_exception(Lost(f"{self.endpoint}: connection lost"))
             self._waiting.clear()
             if self._writer is not None:
                 self._writer.close()
