@@ -15,11 +15,13 @@ from lumi.pipeline import Call
 from lumi.pipeline.dispatch import Dispatcher
 from lumi.transports.base import ServerSettings
 from lumi.transports.grpc import GrpcChannel, GrpcServer
+from lumi.transports.idl import IdlOptions
 from lumi.transports.thrift import ThriftChannel, ThriftServer
 from tests.conformance.rpc_services import Echo
 
 ECHO = lumi.interface(Echo)
 SERVED = {"Echo": ECHO}
+LUMI = IdlOptions()  # package "lumi", explicit: the process-wide options may be an app's
 
 
 def dispatcher() -> Dispatcher:
@@ -30,7 +32,8 @@ def dispatcher() -> Dispatcher:
 
 async def test_grpc_garbage_message_is_invalid_argument() -> None:
     """A request that is not a valid protobuf message is INVALID_ARGUMENT; the next call works."""
-    async with GrpcServer(dispatcher().handle, ServerSettings(interfaces=SERVED)) as server:
+    server = GrpcServer(dispatcher().handle, ServerSettings(interfaces=SERVED), options=LUMI)
+    async with server:
         target = server.endpoint.removeprefix("grpc://")
         async with grpc.aio.insecure_channel(target) as channel:
             raw = channel.unary_unary("/lumi.echo.Echo/Number")
@@ -42,7 +45,7 @@ async def test_grpc_garbage_message_is_invalid_argument() -> None:
             with pytest.raises(grpc.aio.AioRpcError) as missing:
                 await unknown(b"")
             assert missing.value.code() == grpc.StatusCode.UNIMPLEMENTED
-        client = GrpcChannel(server.endpoint, interface=ECHO)
+        client = GrpcChannel(server.endpoint, interface=ECHO, options=LUMI)
         assert await client.call(Call("Echo", "number", b'{"n": 3}', Metadata())) == b"3"
         await client.aclose()
 
