@@ -26,12 +26,16 @@ services = ["svc:A"]
 def test_example_config_loads_with_and_without_env() -> None:
     """The shop's config loads; the test environment overrides the defaults."""
     config = load_config(SHOP)
-    assert config.name == "shop" and config.environments == ("test",)
+    assert config.name == "shop" and config.environments == ("grpc", "mixed", "test", "thrift")
     assert config.defaults.events == "embedded" and config.service("Catalog").replicas == 2
     test = load_config(SHOP, env="test")
     assert test.defaults.events == "memory" and test.defaults.runtime == "inproc"
     assert test.defaults.rpc == ["http"] and test.service("Catalog").replicas == 2
     assert [c.name for c in test.load_services()] == ["Catalog", "Inventory", "Orders", "Mailer"]
+    mixed = load_config(SHOP, env="mixed")
+    assert mixed.binding("Catalog").rpc == ["thrift"] and mixed.service("Catalog").replicas == 2
+    assert mixed.binding("Orders").rpc == ["http", "grpc", "thrift"]
+    assert load_config(SHOP, env="grpc").binding("Mailer").rpc == ["grpc"]
 
 
 def test_pyproject_tool_lumi_is_read(tmp_path: Path) -> None:

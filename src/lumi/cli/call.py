@@ -20,6 +20,7 @@ from lumi.runtime_services.resilience.breaker import Breakers
 from lumi.runtime_services.resilience.policies import Policies
 from lumi.runtime_services.resilience.retry import Resilience
 from lumi.runtimes.discovery import read_interface, read_registry
+from lumi.transports import idl
 from lumi.transports.base import transport_of
 
 
@@ -119,6 +120,7 @@ def register(app: typer.Typer) -> None:
             )
         arguments_obj = parse_arguments(iface, method, arguments or [], json_args)
         urls = [url for url in endpoints if transport_of(url) == chosen]
+        idl.configure(idl.for_app(root, registry.app))  # gRPC/Thrift: the app's package, lock
         result = asyncio.run(_call(iface, chosen, urls, method, arguments_obj, timeout))
         print_json(result)
 

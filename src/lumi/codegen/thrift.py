@@ -11,7 +11,9 @@ reserved words in Thrift or its target languages get a trailing underscore.
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from typing import Any
 
 from lumi.codegen.base import GenerateRequest, Generator, doc_lines
 from lumi.codegen.numbering import Numbering, numbered_files
@@ -57,6 +59,32 @@ def _name(name: str) -> str:
     return f"{safe}_" if safe in _RESERVED or safe.lower() in _RESERVED else safe
 
 
+def thrift_name(name: str) -> str:
+    """The identifier a name gets in the IDL (reserved words get a trailing underscore)."""
+    return _name(name)
+
+
+@dataclasses.dataclass(frozen=True)
+class ThriftSchema:
+    """The IDL ``lumi gen thrift`` writes for one service, and what serving it needs:
+    ``service`` is the service's IDL name, ``enums`` maps each enum's IDL name to
+    {Lumi value: number}, ``structs`` each model's ``$defs`` name to its IDL name."""
+
+    idl: str
+    service: str
+    enums: dict[str, dict[Any, int]]
+    structs: dict[str, str]
+
+
+def thrift_schema(
+    iface: ServiceInterface, package: str, lock: dict[str, Any] | None = None
+) -> ThriftSchema:
+    """The IDL of ``iface`` (``lock``: the ``thrift`` section of ``lumi.lock.json``)."""
+    file = _ThriftFile(iface, package, Numbering(lock))
+    idl = file.render()
+    return ThriftSchema(idl, _name(pascal(iface.name)), file.enum_numbers, dict(file.names))
+
+
 class ThriftGenerator(Generator):
     name = "thrift"
     description = "Thrift IDL: structs, enums, services and the LumiError exception"
@@ -77,6 +105,7 @@ class _ThriftFile:
         self.namespace = f"{package}.{snake(iface.name)}"
         self.numbering = numbering
         self.names = {name: _name(pascal(name)) for name in iface.defs}
+        self.enum_numbers: dict[str, dict[Any, int]] = {}
 
     def render(self) -> str:
         lines = [
@@ -118,6 +147,7 @@ class _ThriftFile:
             numbers = self.numbering.assign(
                 f"{self.namespace}.{name}", [str(v) for v in enum.values]
             )
+        self.enum_numbers[name] = {value: numbers[str(value)] for value in enum.values}
         doc = enum.doc or f"Values: {', '.join(map(str, enum.values))}."
         body = [f"  {label} = {numbers[str(value)]}," for label, value in labels.items()]
         return [*_doc(doc, ""), f"enum {name} {{", *body, "}", ""]

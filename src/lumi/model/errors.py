@@ -19,7 +19,8 @@ Two families, never mixed:
     ├── Unimplemented              UNIMPLEMENTED    501
     ├── Internal                   INTERNAL         500
     ├── Unavailable                UNAVAILABLE      503
-    │   └── NotSent                (local: a channel could not send the call at all)
+    │   ├── NotSent                (local: the connection could not be made; nothing was sent)
+    │   └── Lost                   (local: the connection broke after sending; outcome unknown)
     ├── DataLoss                   DATA_LOSS        500
     └── Unauthenticated            UNAUTHENTICATED  401
 
@@ -196,6 +197,12 @@ class NotSent(Unavailable):
     """Raised by a channel when the call never left this process (the connection could not be
     made): any method may safely go to another replica. Never sent on the wire; the caller sees
     UNAVAILABLE."""
+
+
+class Lost(Unavailable):
+    """Raised by a channel when the connection broke after the call was sent: it may have run,
+    so only an idempotent method may be retried (the resilience layer's rule). A callee's own
+    UNAVAILABLE answer is neither this nor :class:`NotSent`. Never sent on the wire."""
 
 
 class DataLoss(LumiError):

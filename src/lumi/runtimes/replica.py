@@ -27,6 +27,7 @@ from lumi.runtime_services.resilience.balancer import Balancer
 from lumi.runtimes import stack
 from lumi.runtimes.base import ReplicaSpec
 from lumi.runtimes.host import Host
+from lumi.transports import idl
 from lumi.transports.base import Health, Server, ServerSettings, Transport, transport_of
 
 log = logging.getLogger("lumi.replica")
@@ -46,6 +47,8 @@ class ReplicaRunner:
     ) -> None:
         self.spec = spec
         self.config = config
+        # gRPC and Thrift serve and call what `lumi gen` wrote: the app's package and lock
+        idl.configure(idl.for_app(config.root, config.name))
         self.sockets = dict(sockets)
         self.services = services
         classes = {cls.name: cls for cls in config.load_services()}

@@ -34,11 +34,11 @@ from lumi.model.context import Metadata
 from lumi.model.errors import (
     DeadlineExceeded,
     InvalidArgument,
+    Lost,
     LumiError,
     NotFound,
     NotSent,
     StatusCode,
-    Unavailable,
 )
 from lumi.model.interface import ServiceInterface
 from lumi.pipeline.call import Call, Handler
@@ -255,7 +255,7 @@ class HttpChannel(Channel):
                 f"{call.service}.{call.method} did not answer before the deadline"
             ) from None
         except (aiohttp.ClientError, OSError) as exc:
-            raise Unavailable(
+            raise Lost(  # sent, then the connection broke: retried only if idempotent
                 f"{call.service}.{call.method} at {self.endpoint}: {type(exc).__name__}: {exc}"
             ) from exc
         raise error

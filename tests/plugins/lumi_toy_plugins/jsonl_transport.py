@@ -21,10 +21,10 @@ from lumi.model.context import Metadata
 from lumi.model.errors import (
     DeadlineExceeded,
     InvalidArgument,
+    Lost,
     LumiError,
     NotSent,
     StatusCode,
-    Unavailable,
 )
 from lumi.model.interface import ServiceInterface
 from lumi.pipeline.call import Call, Handler
@@ -141,7 +141,8 @@ class JsonlChannel(Channel):
         finally:
             for waiter in self._waiting.values():
                 if not waiter.done():
-                    waiter.set_exception(Unavailable(f"{self.endpoint}: connection lost"))
+                    # sent, then lost: the retry policy may resend only an idempotent call
+                    waiter.set_exception(Lost(f"{self.endpoint}: connection lost"))
             self._waiting.clear()
             if self._writer is not None:
                 self._writer.close()

@@ -24,7 +24,7 @@ import logging
 import time
 
 from lumi import retrying
-from lumi.model.errors import DeadlineExceeded, LumiError, StatusCode, Unavailable
+from lumi.model.errors import DeadlineExceeded, Lost, LumiError, StatusCode, Unavailable
 from lumi.pipeline import Call, Handler
 from lumi.runtime_services.observability.metrics import Metrics
 from lumi.runtime_services.resilience.breaker import Breakers, CircuitBreaker, CircuitOpen, State
@@ -41,6 +41,8 @@ def retryable(error: LumiError, idempotent: bool) -> bool:
     """Whether a failed attempt may be retried (only the code and idempotency decide)."""
     if isinstance(error, CircuitOpen):
         return False
+    if isinstance(error, Lost):  # sent, then the connection broke: it may have run
+        return idempotent
     return error.code in RETRYABLE or (idempotent and error.code in RETRYABLE_IF_IDEMPOTENT)
 
 
