@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -64,7 +65,7 @@ def envelope(topic: str, data: Any, *, key: str | None = None, **fields: Any) ->
 
 def topic_name() -> str:
     """A fresh topic per test, so brokers with shared state cannot leak between tests."""
-    return f"Svc{new_id()[:8]}.happened"
+    return f"Svc{uuid.uuid4().hex[:12]}.happened"
 
 
 class Recorder:
