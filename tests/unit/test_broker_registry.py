@@ -41,7 +41,6 @@ def test_memory_and_keyword_options(tmp_path: Path) -> None:
     [
         ("embeded", "unknown event broker 'embeded' .*did you mean 'embedded'"),
         ("rabbit://x", "unknown event broker 'rabbit' \\(valid: embedded, memory, kafka"),
-        ("kafka://localhost:9092", "the kafka broker is not available in this version"),
         ("embedded?retention=soon", "retention must be a duration such as 30s, 15m, 12h or 7d"),
         ("embedded?max_events=-1", "max_events must be a positive integer"),
         ("embedded?size=3", "unknown option 'size' of the embedded broker"),
