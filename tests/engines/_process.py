@@ -70,8 +70,9 @@ class Engine:
     def stop(self) -> None:
         self._end(signal.SIGTERM)
 
-    def restart(self) -> None:
-        self.kill()
+    def restart(self, *, graceful: bool = False) -> None:
+        """SIGKILL (or, ``graceful``, SIGTERM) the server and start it again."""
+        self.stop() if graceful else self.kill()
         self.start()
 
 

@@ -98,7 +98,7 @@ class NatsMember(Subscription, Settlement):
         broker = self.broker
         js = broker.js
         try:
-            await js.consumer_info(broker.stream, self.durable)
+            await broker.api(lambda: js.consumer_info(broker.stream, self.durable))
         except NotFoundError:
             config = ConsumerConfig(
                 durable_name=self.durable,
@@ -112,7 +112,7 @@ class NatsMember(Subscription, Settlement):
                 deliver_policy=DeliverPolicy.NEW if self.start == "latest" else DeliverPolicy.ALL,
                 max_ack_pending=-1,
             )
-            await js.add_consumer(broker.stream, config)
+            await broker.api(lambda: js.add_consumer(broker.stream, config))
         inbox = broker.nc.new_inbox()
         self._sub = await broker.nc.subscribe(inbox, cb=self._on_msg)
         self._inbox = inbox

@@ -30,14 +30,16 @@ import contextlib
 import hashlib
 import logging
 import ssl
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import nats
 from nats.errors import Error as NatsError
+from nats.errors import NoRespondersError
 from nats.js.api import DiscardPolicy, KeyValueConfig, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from lumi.brokers import _options as opt
 from lumi.brokers._cloudevents import MODES, STRUCTURED_CONTENT_TYPE, decode, encode, header_map
@@ -58,6 +60,7 @@ from lumi.errors import ConfigError, Unavailable
 from lumi.events import Envelope, EnvelopeError
 
 log = logging.getLogger("lumi.brokers.nats")
+T = TypeVar("T")
 
 _OPTIONS = {
     "stream": str, "prefix": str, "storage": str, "replicas": int, "max_age": float,
@@ -194,12 +197,28 @@ class NatsBroker(Broker):
         await self._ensure_stream()
         self.started = True
 
+    async def api(self, call: Callable[[], Awaitable[T]]) -> T:
+        """A JetStream API call, retried while the server is briefly away (restarting, or
+        the client reconnecting); Unavailable once ``3 * timeout`` seconds have passed."""
+        deadline = time.monotonic() + 3 * self.timeout
+        delay = 0.1
+        while True:
+            try:
+                return await call()
+            except (TimeoutError, NoRespondersError, ServiceUnavailableError) as exc:
+                if time.monotonic() + delay > deadline:
+                    what = str(exc) or type(exc).__name__
+                    where = ", ".join(self.servers)
+                    raise Unavailable(f"NATS JetStream at {where}: {what}") from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
     async def _on_error(self, exc: Exception) -> None:
         log.warning("NATS client (%s): %s", ", ".join(self.servers), exc)
 
     async def _ensure_stream(self) -> None:
         try:
-            await self.js.stream_info(self.stream)
+            await self.api(lambda: self.js.stream_info(self.stream))
             return
         except NotFoundError:
             pass
@@ -213,7 +232,7 @@ class NatsBroker(Broker):
             discard=DiscardPolicy.OLD,
         )
         try:
-            await self.js.add_stream(config)
+            await self.api(lambda: self.js.add_stream(config))
         except NatsError as exc:
             raise Unavailable(
                 f"creating the JetStream stream {self.stream} failed: {exc}"
@@ -333,7 +352,9 @@ class NatsBroker(Broker):
         seq = 1
         while len(found) < limit:
             try:
-                raw = await self.js.get_msg(self.stream, seq=seq, next=True, subject=wanted)
+                raw = await self.api(
+                    lambda: self.js.get_msg(self.stream, seq=seq, next=True, subject=wanted)  # noqa: B023
+                )
             except NotFoundError:
                 break
             assert raw.seq is not None and raw.subject is not None
@@ -372,7 +393,7 @@ class NatsBroker(Broker):
             headers["Nats-Msg-Id"] = f"replay-{new_id()}"
             target = self.subject_of(self.replay_topic(letter.topic, letter.group))
             await self._store([(target, body, headers)])
-            await self.js.delete_msg(self.stream, seq)
+            await self.api(lambda: self.js.delete_msg(self.stream, seq))  # noqa: B023 (awaited now)
             count += 1
         return count
 
@@ -389,7 +410,8 @@ class NatsBroker(Broker):
                 self._kv = await self.js.key_value(name)
             except NotFoundError:
                 ttl = self.max_age or 7 * 86400.0
-                self._kv = await self.js.create_key_value(KeyValueConfig(bucket=name, ttl=ttl))
+                config = KeyValueConfig(bucket=name, ttl=ttl)
+                self._kv = await self.api(lambda: self.js.create_key_value(config))
         return self._kv
 
     @staticmethod
