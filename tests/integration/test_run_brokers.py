@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,38 +13,20 @@ from lumi.brokers import create_broker
 from lumi.brokers.base import Delivery
 from lumi.testing import wait_until
 from tests.conftest import SHOP
-from tests.engines.kafka import Tansu
-from tests.engines.nats import NatsServer
+from tests.engines.brokers import with_environment
 from tests.integration.harness import LumiRun, copy_app, wait
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(params=["kafka", "nats"])
-def events_url(request: pytest.FixtureRequest) -> str:
-    """A broker URL with a namespace of its own on the session's tansu or nats-server."""
-    name = f"t{uuid.uuid4().hex[:10]}"
-    if request.param == "kafka":
-        engine: Tansu = request.getfixturevalue("kafka_engine")
-        return engine.url(f"prefix={name}.")
-    server: NatsServer = request.getfixturevalue("nats_engine")
-    return server.url(f"stream={name.upper()}&prefix={name}")
-
-
-def with_environment(app: Path, name: str, events: str) -> None:
-    """Add ``[env.NAME.defaults] events = ...`` to the app's lumi.toml (no code changes)."""
-    config = app / "lumi.toml"
-    config.write_text(config.read_text() + f'\n[env.{name}.defaults]\nevents = "{events}"\n')
-
-
 def test_shop_runs_on_the_configured_broker(
-    lumi_run: Callable[..., LumiRun], tmp_path: Path, events_url: str
+    lumi_run: Callable[..., LumiRun], tmp_path: Path, network_broker: str
 ) -> None:
     """With only its config pointing at the broker, the shop's Orders process publishes
     Orders.placed there and the Mailer process handles it; the event is on the broker (a
     client of its own reads it) and no embedded log was created."""
     app = copy_app(SHOP, tmp_path / "shop")
-    with_environment(app, "broker", events_url)
+    with_environment(app, "broker", network_broker)
     run = lumi_run(app, "--env", "broker")
     run.wait_ready(timeout=120)
     placed = run.post("Orders", "place", {"customer": "ada", "lines": [{"sku": "apple", "qty": 1}]})
@@ -58,7 +39,7 @@ def test_shop_runs_on_the_configured_broker(
     )
     assert sent == [f"Dear ada, order {order_id} is confirmed."]
     assert not (app / ".lumi" / "events.db").exists()
-    asyncio.run(_find_on_broker(events_url, app, order_id))
+    asyncio.run(_find_on_broker(network_broker, app, order_id))
 
 
 async def _find_on_broker(url: str, app: Path, order_id: str) -> None:
