@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from lumi.brokers import create_broker
-from lumi.brokers.base import Delivery
+from lumi.brokers.base import Broker, Delivery
 from lumi.testing import wait_until
+from tests.conformance.broker_contract import envelope
 from tests.conftest import SHOP
 from tests.engines.brokers import with_environment
 from tests.integration.harness import copy_app
@@ -106,3 +107,36 @@ async def test_dead_letters_listed_and_replayed(shop: Path, network_broker: str)
         await wait_until(lambda: handled == [event_id], timeout=30, message="the replayed event")
     empty = await lumi("events", "dlq", "ls", "Orders.placed.Mailer.dlq", app=shop)
     assert empty.stdout.strip() == "no dead letters"
+
+
+async def test_dlq_ls_without_topic_asks_every_broker_of_the_app(
+    tmp_path: Path, network_broker: str
+) -> None:
+    """With the default on the embedded log and one service on a network broker, dlq ls (no
+    topic) lists the dead letters of both, oldest first."""
+    app = copy_app(SHOP, tmp_path / "shop")
+    config = app / "lumi.toml"
+    config.write_text(config.read_text() + f'\n[services.Mailer]\nevents = "{network_broker}"\n')
+    ids = []
+    for url in ("embedded", network_broker):
+        async with create_broker(url, app_dir=app) as broker:
+            await broker.subscribe("Orders.placed", "Mailer", _failing, max_attempts=1)
+            event = envelope("Orders.placed", json.loads(PLACED), key="ada")
+            await broker.publish("Orders.placed", [event])
+            ids.append(event.id)
+
+            async def dead(broker: Broker = broker) -> bool:
+                return len(await broker.dead_letters()) == 1
+
+            await wait_until(dead, timeout=30, message=f"a dead letter on {url}")
+    listed = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "lumi.cli.main", "events", "dlq", "ls", "--json", "--app", str(app)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert [json.loads(line)["id"] for line in listed.stdout.splitlines()] == ids
+
+
+async def _failing(delivery: Delivery) -> None:
+    raise RuntimeError("smtp is down")
