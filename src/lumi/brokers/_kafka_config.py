@@ -146,3 +146,9 @@ def producer_defaults(config: dict[str, Any]) -> dict[str, Any]:
     out.setdefault("enable.idempotence", acks in ("all", "-1"))
     out.setdefault("linger.ms", 1)
     return out
+
+
+def group_id(prefix: str, group: str, topic: str) -> str:
+    """The Kafka consumer group of ``group`` on ``topic``: one per service and topic, so a
+    rebalance of one subscription never pauses the others."""
+    return f"{prefix}{group}.{topic}"

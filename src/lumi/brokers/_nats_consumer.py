@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
-import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +29,7 @@ from nats.js.errors import NotFoundError
 
 from lumi.brokers._cloudevents import decode, header_map
 from lumi.brokers._keyed import Inbound, KeyedRunner, Settlement
+from lumi.brokers._nats_config import durable_name
 from lumi.brokers.base import Delivery, DeliveryHandler, Subscription
 from lumi.events import Envelope, EnvelopeError
 
@@ -42,14 +41,6 @@ log = logging.getLogger("lumi.brokers.nats")
 PREFIX = "ce-"
 EXPIRES = 10.0  # seconds a pull request stays open
 HEARTBEAT = 2.0  # the server's idle heartbeat on an open pull request
-
-
-def durable_name(group: str, topic: str) -> str:
-    """A consumer name for (group, topic): readable, and unique even after the characters NATS
-    does not allow in names were replaced."""
-    readable = re.sub(r"[^A-Za-z0-9_-]", "_", f"{group}_{topic}")[:200]
-    digest = hashlib.sha256(f"{group}\0{topic}".encode()).hexdigest()[:8]
-    return f"{readable}_{digest}"
 
 
 def _inbound(msg: Msg, topic: str) -> Inbound:

@@ -40,7 +40,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from lumi.brokers import _kafka_client as client
 from lumi.brokers._cloudevents import STRUCTURED_CONTENT_TYPE, decode, encode, header_map
-from lumi.brokers._kafka_config import parse_url, producer_defaults, role_config
+from lumi.brokers._kafka_config import group_id, parse_url, producer_defaults, role_config
 from lumi.brokers._kafka_consumer import MARKER, PREFIX, GroupMember, Reader, replay_topic
 from lumi.brokers._options import is_secret
 from lumi.brokers.base import (
@@ -192,9 +192,8 @@ class KafkaBroker(Broker):
         return self.prefix + topic
 
     def group_id(self, group: str, topic: str) -> str:
-        """The Kafka consumer group of ``group`` on ``topic``: one per service and topic, so a
-        rebalance of one subscription never pauses the others."""
-        return f"{self.prefix}{group}.{topic}"
+        """The Kafka consumer group of ``group`` on ``topic`` (one per service and topic)."""
+        return group_id(self.prefix, group, topic)
 
     # -- topics --------------------------------------------------------------------------------
 

@@ -29,7 +29,6 @@ import collections
 import contextlib
 import hashlib
 import logging
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -41,8 +40,8 @@ from nats.errors import NoRespondersError
 from nats.js.api import DiscardPolicy, KeyValueConfig, StorageType, StreamConfig
 from nats.js.errors import NotFoundError, ServiceUnavailableError
 
-from lumi.brokers import _options as opt
-from lumi.brokers._cloudevents import MODES, STRUCTURED_CONTENT_TYPE, decode, encode, header_map
+from lumi.brokers._cloudevents import STRUCTURED_CONTENT_TYPE, decode, encode, header_map
+from lumi.brokers._nats_config import CONNECT_OPTIONS, connect_options, parse_url
 from lumi.brokers._nats_consumer import PREFIX, NatsMember, NatsReader
 from lumi.brokers.base import (
     Backoff,
@@ -61,58 +60,6 @@ from lumi.events import Envelope, EnvelopeError
 
 log = logging.getLogger("lumi.brokers.nats")
 T = TypeVar("T")
-
-_OPTIONS = {
-    "stream": str, "prefix": str, "storage": str, "replicas": int, "max_age": float,
-    "duplicate_window": float, "lease": float, "concurrency": int, "mode": str, "name": str,
-    "user": str, "password": str, "token": str, "creds": str, "nkey": str, "tls": bool,
-    "tls_ca": str, "tls_cert": str, "tls_key": str,
-}  # fmt: skip
-_CONNECT = ("user", "password", "token", "creds", "nkey", "tls", "tls_ca", "tls_cert", "tls_key")
-
-
-def parse_url(url: str) -> tuple[list[str], dict[str, Any]]:
-    """``(servers, options)`` of a ``nats://`` URL."""
-    hosts, pairs = opt.split_url(url, "nats")
-    options: dict[str, Any] = {}
-    for name, raw in pairs:
-        kind = _OPTIONS.get(name)
-        if kind is None:
-            raise opt.unknown(name, "nats", list(_OPTIONS))
-        value = opt.resolve(name, raw, "nats")
-        if kind is int:
-            options[name] = opt.parse_int(name, value, "nats")
-        elif kind is float:
-            options[name] = opt.parse_duration(name, value, "nats")
-        elif kind is bool:
-            options[name] = opt.parse_bool(name, value, "nats")
-        else:
-            options[name] = value
-    if options.get("storage", "file") not in ("file", "memory"):
-        raise ConfigError(
-            f"events: nats option storage is file or memory, not {options['storage']!r}"
-        )
-    if options.get("mode", "structured") not in MODES:
-        raise ConfigError(f"events: nats option mode is one of {MODES}, not {options['mode']!r}")
-    return [f"nats://{h}" for h in hosts], options
-
-
-def _connect_options(options: dict[str, Any]) -> dict[str, Any]:
-    """nats-py ``connect`` keywords for the credential and TLS options."""
-    out: dict[str, Any] = {}
-    for name, key in (("user", "user"), ("password", "password"), ("token", "token")):
-        if name in options:
-            out[key] = options[name]
-    if "creds" in options:
-        out["user_credentials"] = options["creds"]
-    if "nkey" in options:
-        out["nkeys_seed"] = options["nkey"]
-    if options.get("tls") or any(k in options for k in ("tls_ca", "tls_cert", "tls_key")):
-        context = ssl.create_default_context(cafile=options.get("tls_ca"))
-        if "tls_cert" in options:
-            context.load_cert_chain(options["tls_cert"], options.get("tls_key"))
-        out["tls"] = context
-    return out
 
 
 class NatsBroker(Broker):
@@ -165,8 +112,8 @@ class NatsBroker(Broker):
     def from_url(cls, url: str, *, app_dir: Path, **options: Any) -> NatsBroker:
         """``nats://host:port[,host:port...][?option=value&...]`` (``app_dir`` is unused)."""
         servers, parsed = parse_url(url)
-        connect = _connect_options(parsed)
-        settings = {k: v for k, v in parsed.items() if k not in _CONNECT}
+        connect = connect_options(parsed)
+        settings = {k: v for k, v in parsed.items() if k not in CONNECT_OPTIONS}
         return cls(servers, connect=connect, **{**settings, **options})
 
     # -- lifecycle -----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import difflib
 import importlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from lumi.interface import ServiceInterface
@@ -33,6 +33,8 @@ class GenerateRequest:
     interfaces: Sequence[ServiceInterface]
     lock: dict[str, Any] = dataclasses.field(default_factory=dict)
     package: str = "lumi"
+    # service name → its ``events`` config value, for generators that describe the broker
+    events: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 class Generator(abc.ABC):
