@@ -2,9 +2,9 @@
 
 A group on a topic is one durable pull consumer of the broker's stream, filtered on the topic's
 subject and the group's replay subject; every replica of the service pulls from it, so each
-event reaches one of them. A member keeps one pull request open (``batch`` = the room it has,
-``expires`` a few seconds, with idle heartbeats so a request lost to a server restart is noticed)
-and feeds what arrives to a :class:`KeyedRunner`:
+event reaches one of them. A member keeps pull requests open for the room it has (``expires`` a
+few seconds, with idle heartbeats so a request lost to a server restart is noticed) and feeds
+what arrives to a :class:`KeyedRunner`:
 
 * success → ``+ACK``; a keyless failure → ``NAK`` with the backoff as delay (redelivered by the
   server, perhaps to another replica, and counted by it); a keyed failure is retried in the
@@ -17,6 +17,7 @@ and feeds what arrives to a :class:`KeyedRunner`:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -78,8 +79,8 @@ class NatsMember(Subscription, Settlement):
             backoff=broker.backoff, concurrency=broker.concurrency,
         )  # fmt: skip
         self.runner.on_settled = self._wake
-        self._credits = 0  # messages the open pull request may still bring
-        self._deadline = 0.0  # when the open request ends (or is presumed lost)
+        self._credits = 0  # messages the open pull requests may still bring
+        self._requests: collections.deque[list[float]] = collections.deque()  # [left, deadline]
         self._kick = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._sub: Any = None
@@ -114,18 +115,30 @@ class NatsMember(Subscription, Settlement):
         ]
 
     def _wake(self) -> None:
-        self._kick.set()
+        if self._want_pull():
+            self._kick.set()
+
+    def _want_pull(self) -> bool:
+        """Pull when half the window is free (or nothing is asked for and anything is)."""
+        room = self.broker.window - self.runner.size - self._credits
+        return room >= max(1, self.broker.window // 2) or (not self._credits and room > 0)
+
+    def _request_over(self) -> None:
+        if self._requests:
+            self._credits -= int(self._requests.popleft()[0])
 
     async def _pull(self) -> None:
-        window = self.broker.window
+        """Keep pull requests open for the room the member has. The server fills requests
+        oldest first, so each message counts against the oldest; a request ends when it is
+        filled, expires (408), or goes quiet past its deadline (the server restarted)."""
         while not self._closed:
             now = time.monotonic()
-            if self._credits and now > self._deadline:
-                self._credits = 0  # the request ended without a word (server restarted?)
-            room = window - self.runner.size
-            if not self._credits and room > 0:
+            while self._requests and self._requests[0][1] < now:
+                self._request_over()
+            if self._want_pull():
+                batch = int(self.broker.window - self.runner.size - self._credits)
                 request = {
-                    "batch": room,
+                    "batch": batch,
                     "expires": int(EXPIRES * 1e9),
                     "idle_heartbeat": int(HEARTBEAT * 1e9),
                 }
@@ -133,23 +146,25 @@ class NatsMember(Subscription, Settlement):
                     await self.broker.nc.publish(
                         self._next, json.dumps(request).encode(), reply=self._inbox
                     )
-                    self._credits = room
-                    self._deadline = now + EXPIRES + HEARTBEAT
                 except Exception as exc:
                     log.warning("pulling %s for %s failed: %s", self.topic, self.group, exc)
                     await asyncio.sleep(0.5)
                     continue
+                self._requests.append([batch, now + EXPIRES + HEARTBEAT])
+                self._credits += batch
             self._kick.clear()
-            wait = max(0.05, self._deadline - time.monotonic()) if self._credits else 1.0
+            wait = self._requests[0][1] - time.monotonic() if self._requests else 1.0
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), wait)
+                await asyncio.wait_for(self._kick.wait(), max(0.05, wait))
 
     async def _on_msg(self, msg: Msg) -> None:
         headers = msg.headers or {}
         status = headers.get("Status")
         if status is not None:
-            if status == "100":
-                self._deadline = max(self._deadline, time.monotonic() + 3 * HEARTBEAT)
+            if status == "100":  # idle heartbeat: the server still holds the requests
+                until = time.monotonic() + 3 * HEARTBEAT
+                for request in self._requests:
+                    request[1] = max(request[1], until)
                 if msg.reply:  # flow control asks for an answer
                     await self.broker.nc.publish(msg.reply)
                 return
@@ -158,15 +173,19 @@ class NatsMember(Subscription, Settlement):
                     "pulling %s for %s: %s %s", self.topic, self.group, status,
                     headers.get("Description", ""),
                 )  # fmt: skip
-            self._credits = 0  # this request is over
+            self._request_over()
             self._kick.set()
             return
         if not msg.reply or self._closed:
             return
-        self._credits = max(0, self._credits - 1)
-        self._deadline = max(self._deadline, time.monotonic() + 3 * HEARTBEAT)
+        if self._requests:
+            head = self._requests[0]
+            head[0] -= 1
+            self._credits -= 1
+            if head[0] <= 0:
+                self._requests.popleft()
         self.runner.submit(_inbound(msg, self.topic))
-        if not self._credits:
+        if self._want_pull():
             self._kick.set()
 
     async def _keep_alive(self) -> None:
