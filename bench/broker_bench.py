@@ -7,7 +7,8 @@ Figures per contestant (``lumi`` and ``raw``, rounds alternating, medians report
 * ``publish_batched``: events/s in batches of 500, each batch awaited;
 * ``consume``: events/s handled and acknowledged by one consumer-group member, from the first
   delivery to the last (Lumi: the consumer loop with per-key order, retries and commits; raw:
-  the client's batch fetch plus an acknowledgement/commit);
+  the client's batch fetch, each event parsed and passed to an async handler in turn, then
+  the acknowledgement or a commit after the handlers — at-least-once, like Lumi);
 * ``e2e``: publish call → handler start, p50/p99 ms, at ``--rate`` events/s.
 
 Same work means the same payload (a CloudEvents JSON envelope), durability (Kafka ``acks=all``
@@ -257,8 +258,13 @@ class RawKafka:
                 "publish_batched": await timed(batched, events),
             }
 
-    def _consumer(self, topic: str, on_batch: Callable[[list[Any]], None]) -> Callable[[], None]:
+    def _consumer(
+        self, topic: str, handler: Callable[[Any], Awaitable[None]]
+    ) -> Callable[[], None]:
+        """A consumer thread handing batches to the loop, where each event is read and
+        handled in turn, and the batch committed after its handlers returned."""
         loop = asyncio.get_running_loop()
+        batches: asyncio.Queue[list[Any]] = asyncio.Queue()
         consumer = self.ck.Consumer(
             {"bootstrap.servers": self.bootstrap, "group.id": f"raw-{uuid.uuid4().hex}",
              "enable.auto.commit": False, "auto.offset.reset": "earliest", **self.options}
@@ -272,14 +278,22 @@ class RawKafka:
                 if msg is None or msg.error():
                     continue
                 batch = [msg, *consumer.consume(BATCH - 1, 0)]
-                loop.call_soon_threadsafe(on_batch, batch)
-                consumer.commit(asynchronous=True)
+                loop.call_soon_threadsafe(batches.put_nowait, batch)
             consumer.close()
+
+        async def handle() -> None:
+            while True:
+                batch = await batches.get()
+                for msg in batch:
+                    await handler(msg)
+                consumer.commit(message=batch[-1], asynchronous=True)
 
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
+        task = asyncio.create_task(handle())
 
         def close() -> None:
+            loop.call_soon_threadsafe(task.cancel)
             stop.set()
             thread.join()
 
@@ -293,12 +307,11 @@ class RawKafka:
                 await asyncio.gather(*(send(topic, body) for _ in batch))
         done = Done(events)
 
-        def on_batch(batch: list[Any]) -> None:
-            for msg in batch:
-                json.loads(msg.value())  # the consumer reads the event
-                done.hit()
+        async def handler(msg: Any) -> None:
+            json.loads(msg.value())  # the consumer reads the event
+            done.hit()
 
-        close = self._consumer(topic, on_batch)
+        close = self._consumer(topic, handler)
         rate = await done.rate()
         await asyncio.to_thread(close)
         return rate
@@ -308,14 +321,13 @@ class RawKafka:
         done = Done(count)
         joined = asyncio.Event()
 
-        def on_batch(batch: list[Any]) -> None:
-            for msg in batch:
-                if json.loads(msg.value())["data"]["n"] < 0:
-                    joined.set()
-                else:
-                    done.hit(msg.value())
+        async def handler(msg: Any) -> None:
+            if json.loads(msg.value())["data"]["n"] < 0:
+                joined.set()
+            else:
+                done.hit(msg.value())
 
-        close = self._consumer(topic, on_batch)
+        close = self._consumer(topic, handler)
         with self.producer() as send:
             while not joined.is_set():  # until the consumer has joined and reads the topic
                 await send(topic, envelope(topic, -1).to_json())

@@ -4,9 +4,9 @@ the contract, and tells the broker's :class:`Settlement` what became of each one
 
 What the runner keeps, identically for every such broker:
 
-* Order per partition key: of the messages with one key, only the oldest runs; the next starts
-  when it is settled (acknowledged or dead-lettered), so a retry holds back later events of its
-  key. Messages without a key run concurrently, up to ``concurrency`` handlers at once.
+* Order per partition key: of the messages with one key, only the oldest is handled; the next
+  starts when it is settled (acknowledged or dead-lettered), so a retry holds back later events
+  of its key. Messages without a key run concurrently, up to ``concurrency`` handlers at once.
 * A failure is retried after the backoff — in this process (which keeps the key's order), or by
   the broker when :meth:`Settlement.retry_later` takes it (NATS naks a keyless message with a
   delay, so another replica may get it). After ``max_attempts`` attempts, or at once for
@@ -14,6 +14,10 @@ What the runner keeps, identically for every such broker:
 * A message the broker has delivered ``max_attempts`` times before (its earlier consumers died
   in the middle) is dead-lettered without running again.
 * :meth:`KeyedRunner.stop` lets running handlers finish, then gives the rest back.
+
+Handlers run on a pool of at most ``concurrency`` worker tasks, started as load needs them, and
+a retry waits on a timer rather than in a worker: a message costs no task of its own, which
+is most of the cost of consuming a small event (measured with bench/broker_bench.py).
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ from __future__ import annotations
 import abc
 import asyncio
 import collections
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -48,6 +51,7 @@ class Inbound:
     error: str = ""
     delivered: int = 0
     topic: str = ""  # the topic a delivery names (a replayed event: its original topic)
+    attempt: int = 0  # attempts made in this process (set by the runner)
 
     @property
     def key(self) -> str | None:
@@ -75,8 +79,7 @@ class Settlement(abc.ABC):
         """Give back messages that were not handled to the end (the consumer is stopping)."""
 
 
-class _State:
-    WAITING, RUNNING, BACKOFF = "waiting", "running", "backoff"
+_SETTLED, _RETRY, _GIVEN_BACK = "settled", "retry", "given back"
 
 
 class KeyedRunner:
@@ -99,125 +102,158 @@ class KeyedRunner:
         self.group = group
         self.max_attempts = max_attempts
         self.backoff = backoff
-        self._slots = asyncio.Semaphore(concurrency)
-        self._queues: dict[str, collections.deque[Inbound]] = {}
-        self._tasks: dict[Inbound, asyncio.Task[None]] = {}
-        self._state: dict[Inbound, str] = {}
+        self.concurrency = concurrency
+        self._queues: dict[str, collections.deque[Inbound]] = {}  # key → waiting (head active)
+        self._ready: collections.deque[Inbound] = collections.deque()
+        self._idle: list[asyncio.Future[Inbound]] = []
+        self._workers: set[asyncio.Task[None]] = set()
+        self._running: dict[Inbound, asyncio.Task[None]] = {}
+        self._timers: dict[Inbound, asyncio.TimerHandle] = {}
         self._dropping: set[Inbound] = set()  # being given back: no more attempts
-        self._unsettled: set[Inbound] = set()  # of those, the ones that ended unsettled
+        self._returned: set[Inbound] = set()  # of those, the ones that end unsettled
+        self._progress = asyncio.Event()  # a message being given back finished running
         self._stopping = False
         self.size = 0  # messages submitted and not yet settled or given back
         self.on_settled: Callable[[], None] = lambda: None
+
+    # -- intake --------------------------------------------------------------------------------
 
     def submit(self, item: Inbound) -> None:
         """Take a message; it runs now, or after the earlier messages with its key."""
         self.size += 1
         key = item.key
         if key is None:
-            self._start(item)
+            self._make_ready(item)
             return
         queue = self._queues.get(key)
         if queue is None:
             self._queues[key] = collections.deque([item])
-            self._start(item)
+            self._make_ready(item)
         else:
             queue.append(item)
 
     def unsettled(self) -> list[Inbound]:
-        """Every message taken and not yet settled (running, waiting for its key, or waiting
-        for a retry)."""
-        items = list(self._tasks)
+        """Every message taken and not yet settled (running, ready, waiting for its key or for
+        a retry)."""
+        items = dict.fromkeys([*self._running, *self._ready, *self._timers])
         for queue in self._queues.values():
-            items.extend(i for i in queue if i not in self._tasks)
-        return items
+            items.update(dict.fromkeys(queue))
+        return list(items)
 
-    def _start(self, item: Inbound) -> None:
-        self._state[item] = _State.WAITING
-        self._tasks[item] = asyncio.create_task(self._run(item), name=f"lumi-deliver-{self.topic}")
+    def _make_ready(self, item: Inbound) -> None:
+        while self._idle:
+            waiter = self._idle.pop()
+            if not waiter.done():
+                waiter.set_result(item)
+                return
+        self._ready.append(item)
+        if len(self._workers) < self.concurrency and not self._stopping:
+            worker = asyncio.create_task(self._work(), name=f"lumi-deliver-{self.topic}")
+            self._workers.add(worker)
+            worker.add_done_callback(self._workers.discard)
 
-    async def _run(self, item: Inbound) -> None:
-        settled = False
-        try:
-            settled = await self._attempts(item)
-        except asyncio.CancelledError:
-            pass  # stopped: given back below
-        except Exception:
-            # Recording the outcome failed (the broker is unreachable): the message was not
-            # acknowledged, so the broker delivers it again — at-least-once still holds.
-            log.exception("settling an event of %s for %s failed", self.topic, self.group)
-        finally:
-            self._tasks.pop(item, None)
-            self._state.pop(item, None)
-            self._finish(item, settled)
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            if self._ready:
+                item = self._ready.popleft()
+            else:
+                waiter: asyncio.Future[Inbound] = loop.create_future()
+                self._idle.append(waiter)
+                item = await waiter
+            self._running[item] = asyncio.current_task()  # type: ignore[assignment]
+            outcome = _GIVEN_BACK
+            try:
+                outcome = await self._attempt(item)
+            except asyncio.CancelledError:
+                raise  # stopping: _give_back accounts for it
+            except Exception:
+                # Recording the outcome failed (the broker is unreachable): the message was
+                # not acknowledged, so the broker delivers it again — at-least-once holds.
+                log.exception("settling an event of %s for %s failed", self.topic, self.group)
+            finally:
+                del self._running[item]
+                if item in self._dropping:
+                    self._progress.set()
+            self._after(item, outcome)
 
-    def _finish(self, item: Inbound, settled: bool) -> None:
-        self.size -= 1
-        if not settled and item in self._dropping:
-            self._unsettled.add(item)
-        key = item.key
-        if key is not None:
-            queue = self._queues.get(key)
-            if queue and queue[0] is item:
-                queue.popleft()
-                if queue and not self._stopping:
-                    self._start(queue[0])
-                elif not queue:
-                    del self._queues[key]
-        self.on_settled()
+    # -- one attempt ---------------------------------------------------------------------------
 
-    async def _attempts(self, item: Inbound) -> bool:
-        """Run ``item`` until it is settled; False if it was given back instead."""
+    async def _attempt(self, item: Inbound) -> str:
         envelope = item.envelope
         if envelope is None:
             bad = unreadable_envelope(self.topic, 0, item.raw)
-            reason = f"not a valid event: {item.error}"
-            await self._dead_letter(item, bad, reason, item.delivered + 1)
-            return True
-        if item.delivered >= self.max_attempts:
             await self._dead_letter(
-                item, envelope, lease_expired_reason(item.delivered, ""), item.delivered
+                item, bad, f"not a valid event: {item.error}", item.delivered + 1
             )
-            return True
-        attempt = item.delivered + 1
+            return _SETTLED
+        if item.delivered >= self.max_attempts:
+            reason = lease_expired_reason(item.delivered, "")
+            await self._dead_letter(item, envelope, reason, item.delivered)
+            return _SETTLED
+        item.attempt += 1
+        attempt = item.delivered + item.attempt
         topic = item.topic or self.topic
-        while True:
-            async with self._slots:
-                self._state[item] = _State.RUNNING
-                try:
-                    await self.handler(Delivery(topic, self.group, envelope, attempt))
-                except Reject as exc:
-                    log.warning(
-                        "event %s on %s rejected by %s: %s", envelope.id, topic, self.group, exc
-                    )
-                    await self._dead_letter(item, envelope, f"rejected: {exc}", attempt)
-                    return True
-                except Exception as exc:
-                    error = _describe(exc)
-                    log.warning(
-                        "event %s on %s failed for %s (attempt %d/%d): %s",
-                        envelope.id, topic, self.group, attempt, self.max_attempts, error,
-                    )  # fmt: skip
-                    if attempt >= self.max_attempts:
-                        reason = f"failed {attempt} time(s); last error: {error}"
-                        await self._dead_letter(item, envelope, reason, attempt)
-                        return True
-                else:
-                    await self.settlement.ack(item)
-                    return True
-                finally:
-                    self._state[item] = _State.BACKOFF
+        try:
+            await self.handler(Delivery(topic, self.group, envelope, attempt))
+        except Reject as exc:
+            log.warning("event %s on %s rejected by %s: %s", envelope.id, topic, self.group, exc)
+            await self._dead_letter(item, envelope, f"rejected: {exc}", attempt)
+            return _SETTLED
+        except Exception as exc:
+            error = _describe(exc)
+            log.warning(
+                "event %s on %s failed for %s (attempt %d/%d): %s",
+                envelope.id, topic, self.group, attempt, self.max_attempts, error,
+            )  # fmt: skip
+            if attempt >= self.max_attempts:
+                reason = f"failed {attempt} time(s); last error: {error}"
+                await self._dead_letter(item, envelope, reason, attempt)
+                return _SETTLED
             if self._stopping or item in self._dropping:
-                return False
+                return _GIVEN_BACK
             delay = self.backoff.delay(attempt)
             if item.key is None and await self.settlement.retry_later(item, delay):
-                return True
-            await asyncio.sleep(delay)
-            attempt += 1
+                return _SETTLED
+            return _RETRY
+        await self.settlement.ack(item)
+        return _SETTLED
 
     async def _dead_letter(self, item: Inbound, envelope: Envelope, reason: str, n: int) -> None:
         stored = envelope.dead_lettered(group=self.group, reason=reason, attempts=n)
         await self.settlement.dead_letter(item, stored)
         await self.settlement.ack(item)
+
+    def _after(self, item: Inbound, outcome: str) -> None:
+        if item in self._dropping and outcome != _SETTLED:
+            self._returned.add(item)  # _give_back hands it back to the broker
+        elif outcome == _RETRY and not self._stopping:
+            delay = self.backoff.delay(item.delivered + item.attempt)
+            loop = asyncio.get_running_loop()
+            self._timers[item] = loop.call_later(delay, self._retry_due, item)
+        else:
+            # settled; or failing to settle (the broker will deliver it again)
+            self._leave(item)
+
+    def _retry_due(self, item: Inbound) -> None:
+        del self._timers[item]
+        self._make_ready(item)
+
+    def _leave(self, item: Inbound) -> None:
+        """``item`` is no longer this runner's: free its key for the next message."""
+        self.size -= 1
+        key = item.key
+        if key is not None:
+            queue = self._queues.get(key)
+            if queue and queue[0] is item:
+                queue.popleft()
+                if not queue:
+                    del self._queues[key]
+                elif not self._stopping:
+                    self._make_ready(queue[0])
+        self.on_settled()
+
+    # -- giving back ---------------------------------------------------------------------------
 
     async def drop(self, which: Callable[[Inbound], bool], timeout: float) -> None:
         """Give back the messages ``which`` selects (their partitions were revoked): handlers
@@ -228,38 +264,60 @@ class KeyedRunner:
         """Stop: running handlers may finish within ``timeout``; every other message is given
         back to the broker."""
         self._stopping = True
+        for waiter in self._idle:
+            waiter.cancel()
+        self._idle.clear()
         await self._give_back(lambda item: True, timeout)
+        for worker in list(self._workers):
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
 
     async def _give_back(self, which: Callable[[Inbound], bool], timeout: float) -> None:
-        waiting: list[Inbound] = []
-        for key, queue in list(self._queues.items()):
-            kept = collections.deque(i for i in queue if i in self._tasks or not which(i))
-            waiting.extend(i for i in queue if i not in self._tasks and which(i))
-            if kept:
-                self._queues[key] = kept
-            else:
-                del self._queues[key]
-        self.size -= len(waiting)
-        chosen = {item: task for item, task in self._tasks.items() if which(item)}
+        chosen = [item for item in self.unsettled() if which(item)]
+        if not chosen:
+            return
         self._dropping.update(chosen)
-        for item, task in chosen.items():
-            if self._state.get(item) != _State.RUNNING:
-                task.cancel()  # waiting for a slot or sleeping before a retry
-        if chosen:
-            _, late = await asyncio.wait(chosen.values(), timeout=timeout)
-            for task in late:
-                task.cancel()
-            for task in late:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        given_back = waiting + [item for item in chosen if item in self._unsettled]
+        for item in chosen:  # not running: they never run here again
+            if item not in self._running:
+                timer = self._timers.pop(item, None)
+                if timer is not None:
+                    timer.cancel()
+                self._returned.add(item)
+        self._ready = collections.deque(i for i in self._ready if i not in self._dropping)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while any(item in self._running for item in chosen) and loop.time() < deadline:
+            self._progress.clear()
+            try:
+                await asyncio.wait_for(self._progress.wait(), deadline - loop.time())
+            except TimeoutError:
+                break
+        late = [item for item in chosen if item in self._running]
+        tasks = [self._running[item] for item in late]
+        for task in tasks:  # still running after the timeout
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._returned.update(late)
+        given_back = [item for item in chosen if item in self._returned]
+        self._returned.difference_update(chosen)
         self._dropping.difference_update(chosen)
-        self._unsettled.difference_update(chosen)
+        self.size -= len(given_back)
+        gone = set(given_back)
+        for key, queue in list(self._queues.items()):
+            head = queue[0]
+            kept = collections.deque(i for i in queue if i not in gone)
+            if not kept:
+                del self._queues[key]
+                continue
+            self._queues[key] = kept
+            if kept[0] is not head and not self._stopping:
+                self._make_ready(kept[0])  # the key's next message may run now
         if given_back:
             try:
                 await self.settlement.release(given_back)
             except Exception:
                 log.exception("giving back events of %s for %s failed", self.topic, self.group)
+        self.on_settled()
 
 
 def _describe(exc: Exception) -> str:
