@@ -270,10 +270,15 @@ class RawKafka:
              "enable.auto.commit": False, "auto.offset.reset": "earliest", **self.options}
         )  # fmt: skip
         stop = threading.Event()
+        handled: list[Any] = []  # the last message of each handled batch, to commit
 
         def run() -> None:
+            # the consumer is used by this thread only (a call from another thread waits for
+            # its lock, which poll() hardly ever releases)
             consumer.subscribe([topic])
             while not stop.is_set():
+                while handled:
+                    consumer.commit(message=handled.pop(0), asynchronous=True)
                 msg = consumer.poll(0.1)
                 if msg is None or msg.error():
                     continue
@@ -286,7 +291,7 @@ class RawKafka:
                 batch = await batches.get()
                 for msg in batch:
                     await handler(msg)
-                consumer.commit(message=batch[-1], asynchronous=True)
+                handled.append(batch[-1])
 
         thread = threading.Thread(target=run, daemon=True)
         thread.start()

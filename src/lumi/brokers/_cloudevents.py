@@ -71,7 +71,7 @@ def _is_json(content_type: str) -> bool:
 
 def header_map(pairs: object) -> dict[str, str]:
     """Kafka/NATS headers (a list of (name, bytes) pairs, or a mapping) as lower-cased text."""
-    items = pairs.items() if isinstance(pairs, Mapping) else (pairs or [])
+    items = pairs.items() if isinstance(pairs, dict) else (pairs or [])
     out: dict[str, str] = {}
     for name, value in items:  # type: ignore[attr-defined]
         if isinstance(value, bytes):

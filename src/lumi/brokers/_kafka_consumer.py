@@ -67,10 +67,12 @@ class _Partition:
         return moved
 
 
-def _inbound(msg: Any, token: tuple[_Partition, int], topic: str) -> Inbound:
+def _inbound(
+    msg: Any, headers: dict[str, str], token: tuple[_Partition, int], topic: str
+) -> Inbound:
     body = msg.value() or b""
     try:
-        envelope: Envelope | None = decode(body, header_map(msg.headers()), prefix=PREFIX)
+        envelope: Envelope | None = decode(body, headers, prefix=PREFIX)
         error = ""
     except EnvelopeError as exc:
         envelope, error = None, str(exc)
@@ -217,11 +219,12 @@ class GroupMember(Subscription, Settlement):
                 continue  # revoked meanwhile: its next owner reads it again
             offset = msg.offset()
             part.add(offset)
-            if msg.value() is None or MARKER in header_map(msg.headers()):
+            headers = header_map(msg.headers())
+            if msg.value() is None or MARKER in headers:
                 self._finished(part, offset)  # a tombstone or a replay marker: not an event
                 continue
             # A replayed event is delivered under its own topic's name.
-            self.runner.submit(_inbound(msg, (part, offset), self.topic))
+            self.runner.submit(_inbound(msg, headers, (part, offset), self.topic))
         if self.runner.size >= self.broker.window and not self._paused and self._thread:
             self._paused = True
             self._thread.pause()

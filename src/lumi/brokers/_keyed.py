@@ -154,6 +154,7 @@ class KeyedRunner:
 
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
+        me: Any = asyncio.current_task()
         while not self._stopping:
             if self._ready:
                 item = self._ready.popleft()
@@ -161,7 +162,7 @@ class KeyedRunner:
                 waiter: asyncio.Future[Inbound] = loop.create_future()
                 self._idle.append(waiter)
                 item = await waiter
-            self._running[item] = asyncio.current_task()  # type: ignore[assignment]
+            self._running[item] = me
             outcome = _GIVEN_BACK
             try:
                 outcome = await self._attempt(item)
