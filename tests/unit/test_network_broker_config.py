@@ -116,3 +116,19 @@ def test_backend_module_missing_says_not_available(
     monkeypatch.setitem(BACKENDS, "kafka", ("lumi.brokers.no_such_module", "X", "kafka"))
     with pytest.raises(ConfigError, match="the kafka broker is not available in this version"):
         create_broker("kafka://h:1", app_dir=tmp_path)
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/events.md"])
+def test_documented_urls_are_valid(
+    doc: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every kafka:// and nats:// events value in the docs' TOML snippets creates a broker."""
+    import re
+
+    monkeypatch.setenv("KAFKA_PASSWORD", "x")
+    monkeypatch.setenv("NATS_PASSWORD", "x")
+    text = (Path(__file__).parents[2] / doc).read_text()
+    urls = re.findall(r'^#? ?events = "((?:kafka|nats)://[^"]+)"', text, flags=re.M)
+    assert urls, f"no broker URLs found in {doc}"
+    for url in urls:
+        assert create_broker(url, app_dir=tmp_path).name in ("kafka", "nats")
