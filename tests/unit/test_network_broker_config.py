@@ -103,7 +103,8 @@ def test_missing_client_library_names_the_extra(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scheme: str, module: str, extra: str
 ) -> None:
     """Without the client library, the broker's scheme says which extra to install."""
-    monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail
+    for name in [m for m in sys.modules if m == module or m.startswith(module + ".")] or [module]:
+        monkeypatch.setitem(sys.modules, name, None)  # makes importing it (or a part) fail
     monkeypatch.delitem(sys.modules, BACKENDS[scheme][0], raising=False)
     with pytest.raises(ConfigError, match=rf"pip install 'lumi-runtime\[{extra}\]'"):
         create_broker(f"{scheme}://127.0.0.1:1", app_dir=tmp_path)

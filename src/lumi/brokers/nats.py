@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import nats
+from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.js.api import DiscardPolicy, KeyValueConfig, StorageType, StreamConfig
@@ -121,28 +121,52 @@ class NatsBroker(Broker):
     async def start(self) -> None:
         if self.started:
             return
-        try:
-            self.nc = await nats.connect(
-                servers=self.servers,
-                name=self.client_name,
-                connect_timeout=self.timeout,
-                allow_reconnect=True,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
-                error_cb=self._on_error,
-                **self._connect,
-            )
-        except (NatsError, OSError, TimeoutError) as exc:
-            what = str(exc) or type(exc).__name__
-            if "authorization" in what.lower() or "authentication" in what.lower():
-                raise ConfigError(
-                    f"events: NATS at {', '.join(self.servers)} refused the credentials "
-                    f"({what}); check the user/password/token/creds options"
-                ) from None
-            raise Unavailable(f"cannot reach NATS at {', '.join(self.servers)}: {what}") from None
+        self.nc = await self._connected()
         self.js = self.nc.jetstream(timeout=self.timeout)
         await self._ensure_stream()
         self.started = True
+
+    async def _connected(self) -> Any:
+        """A connected client; refused credentials are a ConfigError at once, and a server not
+        reached within ``timeout`` is Unavailable (the client would otherwise retry forever:
+        once connected it does, through any outage)."""
+        where = ", ".join(self.servers)
+        refused = asyncio.Event()
+        errors: list[str] = []
+
+        async def on_error(exc: Exception) -> None:
+            what = str(exc) or type(exc).__name__
+            errors.append(what)
+            if "authorization" in what.lower() or "authentication" in what.lower():
+                refused.set()
+            log.warning("NATS client (%s): %s", where, what)
+
+        client = NatsClient()
+        connecting = asyncio.ensure_future(
+            client.connect(
+                servers=self.servers, name=self.client_name,
+                connect_timeout=max(1, round(self.timeout)), allow_reconnect=True,
+                max_reconnect_attempts=-1, reconnect_time_wait=1,
+                error_cb=on_error, **self._connect,
+            )
+        )  # fmt: skip
+        told = asyncio.ensure_future(refused.wait())
+        await asyncio.wait({connecting, told}, timeout=self.timeout, return_when="FIRST_COMPLETED")
+        told.cancel()
+        if connecting.done() and connecting.exception() is None:
+            return client
+        connecting.cancel()
+        with contextlib.suppress(BaseException):
+            await connecting
+        with contextlib.suppress(Exception):
+            await client.close()
+        last = errors[-1] if errors else f"no answer within {self.timeout:g}s"
+        if refused.is_set():
+            raise ConfigError(
+                f"events: NATS at {where} refused the credentials ({last}); check the "
+                f"user/password/token/creds options"
+            )
+        raise Unavailable(f"cannot reach NATS at {where}: {last}")
 
     async def api(self, call: Callable[[], Awaitable[T]]) -> T:
         """A JetStream API call, retried while the server is briefly away (restarting, or
@@ -159,9 +183,6 @@ class NatsBroker(Broker):
                     raise Unavailable(f"NATS JetStream at {where}: {what}") from None
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
-
-    async def _on_error(self, exc: Exception) -> None:
-        log.warning("NATS client (%s): %s", ", ".join(self.servers), exc)
 
     async def _ensure_stream(self) -> None:
         try:
