@@ -5,7 +5,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-pytest_plugins = ["tests.engines.redis", "tests.engines.moto"]
+pytest_plugins = [
+    "tests.engines.redis",
+    "tests.engines.moto",
+    "tests.engines.kafka",
+    "tests.engines.nats",
+    "tests.engines.brokers",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

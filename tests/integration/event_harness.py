@@ -24,13 +24,14 @@ TOPIC = "Producer.made"
 class Worker:
     """``event_worker.py`` in a subprocess, its stdout collected line by line."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, str(WORKER), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             text=True,
+            env=None if env is None else {**os.environ, **env},
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -86,3 +86,21 @@ def test_reload_bench_reports_lumi_and_uvicorn() -> None:
     """bench/reload_bench.py times an edit until the new code serves, for both contestants."""
     result = run_bench("bench/reload_bench.py", "--rounds", "1")
     assert result["lumi_ms"] > 0 and result["uvicorn_ms"] > 0  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("broker", ["kafka", "nats"])
+def test_broker_bench_reports_lumi_and_raw(broker: str) -> None:
+    """bench/broker_bench.py starts the broker and reports every figure for Lumi and the raw
+    client, with the ratios."""
+    result = run_bench(
+        "bench/broker_bench.py", "--broker", broker, "--events", "600", "--rate", "100",
+        "--seconds", "1", "--rounds", "1",
+    )  # fmt: skip
+    medians = result["medians"]
+    for side in ("lumi", "raw"):
+        figures = medians[side]  # type: ignore[index]
+        assert all(figures[k] > 0 for k in ("publish_concurrent", "publish_batched", "consume"))
+        assert figures["e2e_p50_ms"] > 0 and figures["e2e_p99_ms"] >= figures["e2e_p50_ms"]
+    assert set(result["lumi_over_raw"]) == {  # type: ignore[arg-type]
+        "publish_concurrent", "publish_batched", "consume", "e2e_p50",
+    }  # fmt: skip

@@ -5,9 +5,9 @@
     lumi events dlq ls [TOPIC] [--group G] [--json]
     lumi events dlq replay [TOPIC] [--group G] [--id EVENT_ID]... [--all]
 
-The broker is the one the app's config gives the topic's service (``[defaults] events`` for
-commands that name no topic). A payload published to a topic of one of the app's services is
-validated against the event's schema first.
+The broker is the one the app's config gives the topic's service; ``dlq`` commands that name
+no topic ask every broker the app's services use. A payload published to a topic of one of the
+app's services is validated against the event's schema first.
 """
 
 from __future__ import annotations
@@ -37,17 +37,28 @@ Env = Annotated[str | None, typer.Option("--env", "-e", help="A named environmen
 Group = Annotated[str | None, typer.Option("--group", "-g", help="Only this consumer group.")]
 
 
-def _broker(config: AppConfig, topic: str | None) -> Broker:
-    service = topic.split(".", 1)[0] if topic else None
+def _urls(config: AppConfig, topic: str | None) -> list[str]:
+    """The brokers to ask: the topic's service's, or (no topic) every broker of the app."""
     known = {cls.name for cls in config.load_services()}
-    url = config.binding(service).events if service in known else config.defaults.events
-    url = url or "embedded"
-    if scheme_of(url) == "memory":
+    service = topic.split(".", 1)[0] if topic else None
+    if service in known:
+        urls = [config.binding(service).events or "embedded"]
+    elif topic:
+        urls = [config.defaults.events or "embedded"]
+    else:
+        candidates = [config.defaults.events, *(config.binding(s).events for s in sorted(known))]
+        urls = list(dict.fromkeys(u or "embedded" for u in candidates))
+    reachable = [u for u in urls if scheme_of(u) != "memory"]
+    if not reachable:
         fail(
             "this app's events use the memory broker, which lives inside one process, so "
             'lumi events cannot reach it; use events = "embedded" (or a network broker)'
         )
-    return create_broker(url, app_dir=config.root)
+    return reachable
+
+
+def _broker(config: AppConfig, topic: str | None) -> Broker:
+    return create_broker(_urls(config, topic)[0], app_dir=config.root)
 
 
 @contextlib.asynccontextmanager
@@ -224,8 +235,11 @@ async def _publish(broker: Broker, topic: str, envelope: Envelope) -> None:
 async def _dead_letters(
     config: AppConfig, topic: str | None, group: str | None
 ) -> list[dict[str, Any]]:
-    async with _connected(config, topic) as broker:
-        letters = await broker.dead_letters(topic, group)
+    letters = []
+    for url in _urls(config, topic):
+        async with create_broker(url, app_dir=config.root) as broker:
+            letters.extend(await broker.dead_letters(topic, group))
+    letters.sort(key=lambda letter: letter.time)
     return [
         {
             "id": letter.envelope.id,
@@ -243,5 +257,8 @@ async def _dead_letters(
 async def _replay(
     config: AppConfig, topic: str | None, group: str | None, ids: list[str] | None
 ) -> int:
-    async with _connected(config, topic) as broker:
-        return await broker.replay(topic, group, event_ids=ids or None)
+    count = 0
+    for url in _urls(config, topic):
+        async with create_broker(url, app_dir=config.root) as broker:
+            count += await broker.replay(topic, group, event_ids=ids or None)
+    return count

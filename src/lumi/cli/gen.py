@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from lumi.brokers.asyncapi import describe as describe_broker
 from lumi.cli.inspect import load_interfaces
 from lumi.cli.output import fail, stdout
 from lumi.codegen import get_generator, targets
@@ -39,17 +40,26 @@ def read_interfaces(files: list[Path], *, code: int = 1) -> dict[str, ServiceInt
 
 
 def plan(
-    target: str, interfaces: list[ServiceInterface], out: Path, package: str
+    target: str,
+    interfaces: list[ServiceInterface],
+    out: Path,
+    package: str,
+    events: dict[str, str] | None = None,
 ) -> dict[Path, str]:
     """Every file ``target`` generates, as absolute paths under ``out`` (targets under
-    ``out/<target>`` for ``all``)."""
+    ``out/<target>`` for ``all``); ``events``: each service's events config value."""
     names = targets() if target == "all" else [target]
     files: dict[Path, str] = {}
+    brokers = {}
+    for service, url in (events or {}).items():
+        view = describe_broker(url)
+        if view is not None:
+            brokers[service] = view
     for name in names:
         base = out / name if target == "all" else out
         lock_path = base / LOCK_FILE
         lock = json.loads(lock_path.read_text()) if lock_path.exists() else {}
-        request = GenerateRequest(interfaces, lock=lock, package=package)
+        request = GenerateRequest(interfaces, lock=lock, package=package, brokers=brokers)
         for path, text in get_generator(name).generate(request).items():
             files[base / path] = text
     return files
@@ -78,6 +88,7 @@ def register(app: typer.Typer) -> None:
                 get_generator(target)
             except ValueError as exc:
                 fail(str(exc))
+        events: dict[str, str] = {}
         if interface_files:
             interfaces = read_interfaces(interface_files)
             default_package = "lumi"
@@ -85,8 +96,9 @@ def register(app: typer.Typer) -> None:
             config = load_config(app_dir, env)
             interfaces = load_interfaces(config)
             default_package = config.name.replace("-", "_")
+            events = {name: config.binding(name).events or "embedded" for name in interfaces}
         chosen = _select(interfaces, services or [])
-        files = plan(target, chosen, out, package or default_package)
+        files = plan(target, chosen, out, package or default_package, events)
         stale = [path for path, text in files.items() if _read(path) != text]
         if check:
             if stale:

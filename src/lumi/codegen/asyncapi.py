@@ -5,13 +5,21 @@ envelope every Lumi broker carries, with the event's payload schema as ``data``;
 operation for the publishing service and a ``receive`` operation for every subscribing one
 (``x-lumi-consumer-group`` names its group). Schemas are namespaced by service
 (``Orders.OrderPlaced``) so services with same-named models never clash.
+
+Given the brokers the services' events travel on (``GenerateRequest.brokers``), the document
+also describes
+the brokers: a server per broker, and on channels, operations and messages the broker's own
+names and bindings (Kafka topic, partitions, group id and key; NATS subject and consumer; ...;
+see :mod:`lumi.brokers.asyncapi`). A channel lives on its publisher's broker.
 """
 
 from __future__ import annotations
 
+import collections
+from collections.abc import Mapping
 from typing import Any
 
-from lumi.codegen.base import GenerateRequest, Generator, dump_json
+from lumi.codegen.base import BrokerView, GenerateRequest, Generator, dump_json
 from lumi.codegen.schema import pascal
 from lumi.model.interface import ServiceInterface
 
@@ -61,11 +69,19 @@ class AsyncApiGenerator(Generator):
 
     def generate(self, request: GenerateRequest) -> dict[str, str]:
         interfaces = sorted(request.interfaces, key=lambda i: i.name)
-        return {"asyncapi.json": dump_json(document(interfaces, request.package))}
+        doc = document(interfaces, request.package, brokers=request.brokers)
+        return {"asyncapi.json": dump_json(doc)}
 
 
-def document(interfaces: list[ServiceInterface], title: str = "lumi") -> dict[str, Any]:
-    """The AsyncAPI document of the events of ``interfaces``."""
+def document(
+    interfaces: list[ServiceInterface],
+    title: str = "lumi",
+    *,
+    brokers: Mapping[str, BrokerView] | None = None,
+) -> dict[str, Any]:
+    """The AsyncAPI document of the events of ``interfaces`` (on ``brokers``: service → the
+    view of the broker its events travel on)."""
+    views = _Brokers(brokers or {})
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
@@ -86,7 +102,9 @@ def document(interfaces: list[ServiceInterface], title: str = "lumi") -> dict[st
             }
             if event.key:
                 messages[key]["x-lumi-partition-key-field"] = event.key
+            views.message(messages[key], iface.name)
             _channel(channels, topic, key, event.doc)
+            views.channel(channels[topic], topic, iface.name)
             operations[f"{iface.name}.publish.{event_name}"] = {
                 "action": "send",
                 "channel": {"$ref": f"#/channels/{topic}"},
@@ -94,6 +112,7 @@ def document(interfaces: list[ServiceInterface], title: str = "lumi") -> dict[st
                 "messages": [{"$ref": f"#/channels/{topic}/messages/{key}"}],
             }
     for iface in interfaces:
+        per_topic = collections.Counter(sub.topic for sub in iface.subscriptions)
         for sub in iface.subscriptions:
             key = pascal(sub.topic)
             if key not in messages:  # published by a service outside this document
@@ -102,17 +121,23 @@ def document(interfaces: list[ServiceInterface], title: str = "lumi") -> dict[st
                     "contentType": _CONTENT_TYPE,
                     "payload": envelope({}),
                 }
+                views.message(messages[key], iface.name)
                 _channel(channels, sub.topic, key, "")
+                views.channel(channels[sub.topic], sub.topic, iface.name)
+            # as the runtime names groups: two handlers of one service for one topic each
+            # need a group of their own
+            group = iface.name if per_topic[sub.topic] == 1 else f"{iface.name}-{sub.handler}"
             operations[f"{iface.name}.{sub.handler}"] = {
                 "action": "receive",
                 "channel": {"$ref": f"#/channels/{sub.topic}"},
                 "summary": f"{iface.name} handles {sub.topic} with {sub.handler}",
                 "messages": [{"$ref": f"#/channels/{sub.topic}/messages/{key}"}],
-                "x-lumi-consumer-group": iface.name,
+                "x-lumi-consumer-group": group,
                 "x-lumi-max-attempts": sub.max_attempts,
             }
+            views.receive(operations[f"{iface.name}.{sub.handler}"], sub.topic, group, iface.name)
     version = interfaces[0].version if len(interfaces) == 1 else "0.0.0"
-    return {
+    doc: dict[str, Any] = {
         "asyncapi": "3.0.0",
         "info": {
             "title": f"{title} events",
@@ -120,6 +145,10 @@ def document(interfaces: list[ServiceInterface], title: str = "lumi") -> dict[st
             "description": "Events of " + ", ".join(i.name for i in interfaces),
         },
         "defaultContentType": _CONTENT_TYPE,
+    }
+    if views.servers:
+        doc["servers"] = dict(sorted(views.servers.items()))
+    return doc | {
         "channels": dict(sorted(channels.items())),
         "operations": dict(sorted(operations.items())),
         "components": {"messages": dict(sorted(messages.items())), "schemas": schemas},
@@ -133,3 +162,59 @@ def _channel(channels: dict[str, Any], topic: str, key: str, doc: str) -> None:
     }
     if doc:
         channels[topic]["description"] = doc
+
+
+class _Brokers:
+    """The servers of a document and what each service's broker adds to its parts."""
+
+    def __init__(self, brokers: Mapping[str, BrokerView]) -> None:
+        self.servers: dict[str, Any] = {}
+        self._views: dict[str, tuple[str, BrokerView]] = {}
+        ids: dict[str, str] = {}
+        for service, view in sorted(brokers.items()):
+            url = view.url
+            if url not in ids:
+                server_id = view.protocol.split("-")[0]
+                n = sum(1 for known in ids.values() if known.split("-")[0] == server_id)
+                ids[url] = server_id if n == 0 else f"{server_id}-{n + 1}"
+                self.servers[ids[url]] = view.server()
+            self._views[service] = (ids[url], view)
+
+    def channel(self, channel: dict[str, Any], topic: str, service: str) -> None:
+        found = self._views.get(service)
+        if found is None or "servers" in channel:
+            return
+        server_id, view = found
+        channel["address"] = view.address(topic)
+        channel["servers"] = [{"$ref": f"#/servers/{server_id}"}]
+        if bindings := view.channel_bindings(topic):
+            channel["bindings"] = bindings
+
+    def receive(self, operation: dict[str, Any], topic: str, group: str, service: str) -> None:
+        found = self._views.get(service)
+        if found is not None and (bindings := found[1].receive_bindings(topic, group)):
+            operation["bindings"] = bindings
+
+    def message(self, message: dict[str, Any], service: str) -> None:
+        found = self._views.get(service)
+        if found is None:
+            return
+        view = found[1]
+        if bindings := view.message_bindings():
+            message["bindings"] = bindings
+        if view.binary:  # CloudEvents binary mode: data is the payload, attributes are headers
+            message["contentType"] = "application/json"
+            message["headers"] = _binary_headers(message["payload"])
+            message["payload"] = message["payload"]["properties"]["data"]
+
+
+def _binary_headers(structured: dict[str, Any]) -> dict[str, Any]:
+    props = structured["properties"]
+    headers = {
+        f"ce_{name}": schema
+        for name, schema in props.items()
+        if name not in ("data", "datacontenttype")
+    }
+    headers["content-type"] = {"type": "string", "const": "application/json"}
+    required = [f"ce_{name}" for name in structured["required"] if name != "data"]
+    return {"type": "object", "required": required, "properties": headers}

@@ -17,12 +17,44 @@ import abc
 import dataclasses
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from lumi.model.interface import ServiceInterface
 
 LOCK_FILE = "lumi.lock.json"
+
+
+class BrokerView:
+    """The AsyncAPI view of one broker URL: what the AsyncAPI generator asks of the broker a
+    service's events travel on. Each network broker subclasses it (:mod:`lumi.brokers.asyncapi`);
+    callers of the generators build the views, so generators never import a broker."""
+
+    protocol = ""
+    url = ""  # the events URL it describes (services sharing one broker share one server)
+    binary = False  # messages in CloudEvents binary mode: data as payload, attributes as headers
+
+    def __init__(self, hosts: list[str], options: dict[str, str]) -> None:
+        self.hosts = hosts
+        self.options = options
+
+    def server(self) -> dict[str, Any]:
+        server: dict[str, Any] = {"host": self.hosts[0], "protocol": self.protocol}
+        if len(self.hosts) > 1:
+            server["description"] = "Also: " + ", ".join(self.hosts[1:])
+        return server
+
+    def address(self, topic: str) -> str:
+        return topic
+
+    def channel_bindings(self, topic: str) -> dict[str, Any]:
+        return {}
+
+    def receive_bindings(self, topic: str, group: str) -> dict[str, Any]:
+        return {}
+
+    def message_bindings(self) -> dict[str, Any]:
+        return {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +64,9 @@ class GenerateRequest:
     interfaces: Sequence[ServiceInterface]
     lock: dict[str, Any] = dataclasses.field(default_factory=dict)
     package: str = "lumi"
+    # service name → the broker its events travel on, for generators that describe it (only
+    # network brokers: Lumi's own embedded and memory brokers speak no public protocol)
+    brokers: Mapping[str, BrokerView] = dataclasses.field(default_factory=dict)
 
 
 class Generator(abc.ABC):

@@ -1,0 +1,326 @@
+"""The consumer side shared by brokers that hand out messages and take acknowledgements (Kafka,
+NATS JetStream): the broker feeds :class:`KeyedRunner` the messages it received, the runner keeps
+the contract, and tells the broker's :class:`Settlement` what became of each one.
+
+What the runner keeps, identically for every such broker:
+
+* Order per partition key: of the messages with one key, only the oldest is handled; the next
+  starts when it is settled (acknowledged or dead-lettered), so a retry holds back later events
+  of its key. Messages without a key run concurrently, up to ``concurrency`` handlers at once.
+* A failure is retried after the backoff — in this process (which keeps the key's order), or by
+  the broker when :meth:`Settlement.retry_later` takes it (NATS naks a keyless message with a
+  delay, so another replica may get it). After ``max_attempts`` attempts, or at once for
+  :class:`Reject`, the event is dead-lettered.
+* A message the broker has delivered ``max_attempts`` times before (its earlier consumers died
+  in the middle) is dead-lettered without running again.
+* :meth:`KeyedRunner.stop` lets running handlers finish, then gives the rest back.
+
+Handlers run on a pool of at most ``concurrency`` worker tasks, started as load needs them, and
+a retry waits on a timer rather than in a worker: a message costs no task of its own, which
+is most of the cost of consuming a small event (measured with bench/broker_bench.py).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import collections
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from lumi.brokers.base import Backoff, Delivery, DeliveryHandler, Reject
+from lumi.brokers.log_consumer import lease_expired_reason, unreadable_envelope
+from lumi.model.envelope import Envelope
+from lumi.model.errors import LumiError
+
+log = logging.getLogger("lumi.brokers")
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class Inbound:
+    """One message received from the broker and not yet settled.
+
+    ``envelope`` is None when the bytes are not an event (``error`` says why); ``delivered`` is
+    how many times the broker delivered it before; ``token`` is the broker's handle for it."""
+
+    token: Any
+    envelope: Envelope | None
+    raw: bytes = b""
+    error: str = ""
+    delivered: int = 0
+    topic: str = ""  # the topic a delivery names (a replayed event: its original topic)
+    attempt: int = 0  # attempts made in this process (set by the runner)
+
+    @property
+    def key(self) -> str | None:
+        return None if self.envelope is None else self.envelope.partitionkey
+
+
+class Settlement(abc.ABC):
+    """What a broker does with the outcome of a message."""
+
+    @abc.abstractmethod
+    async def ack(self, item: Inbound) -> None:
+        """The event was handled (or dead-lettered): never deliver it to this group again."""
+
+    @abc.abstractmethod
+    async def dead_letter(self, item: Inbound, stored: Envelope) -> None:
+        """Store ``stored`` (the event with its dead-letter extensions) on the group's
+        dead-letter topic; the runner acknowledges the message afterwards."""
+
+    async def retry_later(self, item: Inbound, delay: float) -> bool:
+        """Hand a failed keyless message back for redelivery after ``delay``; True if the broker
+        took it. By default the runner retries in this process."""
+        return False
+
+    async def release(self, items: list[Inbound]) -> None:  # noqa: B027 (optional hook)
+        """Give back messages that were not handled to the end (the consumer is stopping)."""
+
+
+_SETTLED, _RETRY, _GIVEN_BACK = "settled", "retry", "given back"
+
+
+class KeyedRunner:
+    """Runs deliveries of one (topic, group) member; see the module docstring."""
+
+    def __init__(
+        self,
+        handler: DeliveryHandler,
+        settlement: Settlement,
+        *,
+        topic: str,
+        group: str,
+        max_attempts: int,
+        backoff: Backoff,
+        concurrency: int = 32,
+    ) -> None:
+        self.handler = handler
+        self.settlement = settlement
+        self.topic = topic
+        self.group = group
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.concurrency = concurrency
+        self._queues: dict[str, collections.deque[Inbound]] = {}  # key → waiting (head active)
+        self._ready: collections.deque[Inbound] = collections.deque()
+        self._idle: list[asyncio.Future[Inbound]] = []
+        self._workers: set[asyncio.Task[None]] = set()
+        self._running: dict[Inbound, asyncio.Task[None]] = {}
+        self._timers: dict[Inbound, asyncio.TimerHandle] = {}
+        self._dropping: set[Inbound] = set()  # being given back: no more attempts
+        self._returned: set[Inbound] = set()  # of those, the ones that end unsettled
+        self._progress = asyncio.Event()  # a message being given back finished running
+        self._stopping = False
+        self.size = 0  # messages submitted and not yet settled or given back
+        self.on_settled: Callable[[], None] = lambda: None
+
+    # -- intake --------------------------------------------------------------------------------
+
+    def submit(self, item: Inbound) -> None:
+        """Take a message; it runs now, or after the earlier messages with its key."""
+        self.size += 1
+        key = item.key
+        if key is None:
+            self._make_ready(item)
+            return
+        queue = self._queues.get(key)
+        if queue is None:
+            self._queues[key] = collections.deque([item])
+            self._make_ready(item)
+        else:
+            queue.append(item)
+
+    def unsettled(self) -> list[Inbound]:
+        """Every message taken and not yet settled (running, ready, waiting for its key or for
+        a retry)."""
+        items = dict.fromkeys([*self._running, *self._ready, *self._timers])
+        for queue in self._queues.values():
+            items.update(dict.fromkeys(queue))
+        return list(items)
+
+    def _make_ready(self, item: Inbound) -> None:
+        while self._idle:
+            waiter = self._idle.pop()
+            if not waiter.done():
+                waiter.set_result(item)
+                return
+        self._ready.append(item)
+        if len(self._workers) < self.concurrency and not self._stopping:
+            worker = asyncio.create_task(self._work(), name=f"lumi-deliver-{self.topic}")
+            self._workers.add(worker)
+            worker.add_done_callback(self._workers.discard)
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        me: Any = asyncio.current_task()
+        while not self._stopping:
+            if self._ready:
+                item = self._ready.popleft()
+            else:
+                waiter: asyncio.Future[Inbound] = loop.create_future()
+                self._idle.append(waiter)
+                item = await waiter
+            self._running[item] = me
+            outcome = _GIVEN_BACK
+            try:
+                outcome = await self._attempt(item)
+            except asyncio.CancelledError:
+                raise  # stopping: _give_back accounts for it
+            except Exception:
+                # Recording the outcome failed (the broker is unreachable): the message was
+                # not acknowledged, so the broker delivers it again — at-least-once holds.
+                log.exception("settling an event of %s for %s failed", self.topic, self.group)
+            finally:
+                del self._running[item]
+                if item in self._dropping:
+                    self._progress.set()
+            self._after(item, outcome)
+
+    # -- one attempt ---------------------------------------------------------------------------
+
+    async def _attempt(self, item: Inbound) -> str:
+        envelope = item.envelope
+        if envelope is None:
+            bad = unreadable_envelope(self.topic, 0, item.raw)
+            await self._dead_letter(
+                item, bad, f"not a valid event: {item.error}", item.delivered + 1
+            )
+            return _SETTLED
+        if item.delivered >= self.max_attempts:
+            reason = lease_expired_reason(item.delivered, "")
+            await self._dead_letter(item, envelope, reason, item.delivered)
+            return _SETTLED
+        item.attempt += 1
+        attempt = item.delivered + item.attempt
+        topic = item.topic or self.topic
+        try:
+            await self.handler(Delivery(topic, self.group, envelope, attempt))
+        except Reject as exc:
+            log.warning("event %s on %s rejected by %s: %s", envelope.id, topic, self.group, exc)
+            await self._dead_letter(item, envelope, f"rejected: {exc}", attempt)
+            return _SETTLED
+        except Exception as exc:
+            error = _describe(exc)
+            log.warning(
+                "event %s on %s failed for %s (attempt %d/%d): %s",
+                envelope.id, topic, self.group, attempt, self.max_attempts, error,
+            )  # fmt: skip
+            if attempt >= self.max_attempts:
+                reason = f"failed {attempt} time(s); last error: {error}"
+                await self._dead_letter(item, envelope, reason, attempt)
+                return _SETTLED
+            if self._stopping or item in self._dropping:
+                return _GIVEN_BACK
+            delay = self.backoff.delay(attempt)
+            if item.key is None and await self.settlement.retry_later(item, delay):
+                return _SETTLED
+            return _RETRY
+        await self.settlement.ack(item)
+        return _SETTLED
+
+    async def _dead_letter(self, item: Inbound, envelope: Envelope, reason: str, n: int) -> None:
+        stored = envelope.dead_lettered(group=self.group, reason=reason, attempts=n)
+        await self.settlement.dead_letter(item, stored)
+        await self.settlement.ack(item)
+
+    def _after(self, item: Inbound, outcome: str) -> None:
+        if item in self._dropping and outcome != _SETTLED:
+            self._returned.add(item)  # _give_back hands it back to the broker
+        elif outcome == _RETRY and not self._stopping:
+            delay = self.backoff.delay(item.delivered + item.attempt)
+            loop = asyncio.get_running_loop()
+            self._timers[item] = loop.call_later(delay, self._retry_due, item)
+        else:
+            # settled; or failing to settle (the broker will deliver it again)
+            self._leave(item)
+
+    def _retry_due(self, item: Inbound) -> None:
+        del self._timers[item]
+        self._make_ready(item)
+
+    def _leave(self, item: Inbound) -> None:
+        """``item`` is no longer this runner's: free its key for the next message."""
+        self.size -= 1
+        key = item.key
+        if key is not None:
+            queue = self._queues.get(key)
+            if queue and queue[0] is item:
+                queue.popleft()
+                if not queue:
+                    del self._queues[key]
+                elif not self._stopping:
+                    self._make_ready(queue[0])
+        self.on_settled()
+
+    # -- giving back ---------------------------------------------------------------------------
+
+    async def drop(self, which: Callable[[Inbound], bool], timeout: float) -> None:
+        """Give back the messages ``which`` selects (their partitions were revoked): handlers
+        running for them may finish (for up to ``timeout`` seconds); the rest never run."""
+        await self._give_back(which, timeout)
+
+    async def stop(self, timeout: float) -> None:
+        """Stop: running handlers may finish within ``timeout``; every other message is given
+        back to the broker."""
+        self._stopping = True
+        for waiter in self._idle:
+            waiter.cancel()
+        self._idle.clear()
+        await self._give_back(lambda item: True, timeout)
+        for worker in list(self._workers):
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+
+    async def _give_back(self, which: Callable[[Inbound], bool], timeout: float) -> None:
+        chosen = [item for item in self.unsettled() if which(item)]
+        if not chosen:
+            return
+        self._dropping.update(chosen)
+        for item in chosen:  # not running: they never run here again
+            if item not in self._running:
+                timer = self._timers.pop(item, None)
+                if timer is not None:
+                    timer.cancel()
+                self._returned.add(item)
+        self._ready = collections.deque(i for i in self._ready if i not in self._dropping)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while any(item in self._running for item in chosen) and loop.time() < deadline:
+            self._progress.clear()
+            try:
+                await asyncio.wait_for(self._progress.wait(), deadline - loop.time())
+            except TimeoutError:
+                break
+        late = [item for item in chosen if item in self._running]
+        tasks = [self._running[item] for item in late]
+        for task in tasks:  # still running after the timeout
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._returned.update(late)
+        given_back = [item for item in chosen if item in self._returned]
+        self._returned.difference_update(chosen)
+        self._dropping.difference_update(chosen)
+        self.size -= len(given_back)
+        gone = set(given_back)
+        for key, queue in list(self._queues.items()):
+            head = queue[0]
+            kept = collections.deque(i for i in queue if i not in gone)
+            if not kept:
+                del self._queues[key]
+                continue
+            self._queues[key] = kept
+            if kept[0] is not head and not self._stopping:
+                self._make_ready(kept[0])  # the key's next message may run now
+        if given_back:
+            try:
+                await self.settlement.release(given_back)
+            except Exception:
+                log.exception("giving back events of %s for %s failed", self.topic, self.group)
+        self.on_settled()
+
+
+def _describe(exc: Exception) -> str:
+    # A LumiError names its code already ("INTERNAL: ValueError: ..."); others: their type
+    return str(exc) if isinstance(exc, LumiError) else f"{type(exc).__name__}: {exc}"
