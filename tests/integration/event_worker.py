@@ -5,8 +5,10 @@
 
 The consumer appends ``start <event id> <attempt> <unix time>`` when a handler begins and
 ``done <event id>`` when it ends to LOG_FILE (POLL: its fallback poll interval in seconds); an event with ``hang=true`` hangs on its first attempt, so the
-test can kill the process in the middle of a handler. The publisher prints each event's id as
-soon as ``publish`` returned. Both print ``ready`` once they are running.
+test can kill the process in the middle of a handler (see ``_first_to_hang``). The publisher prints each
+event's id as soon as ``publish`` returned. Both print ``ready`` once they are running. With the environment
+variable ``LUMI_TEST_EVENTS`` set to a broker URL (``kafka://…``, ``nats://…``), they use that
+broker instead of the app's embedded log.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class Consumer(lumi.Service):
         ctx = lumi.context()
         assert ctx is not None
         self.write(f"start {ctx.event_id} {ctx.attempt} {time.time()}")
-        if event.hang and ctx.attempt == 1:
+        if event.hang and ctx.attempt == 1 and _first_to_hang():
             await asyncio.Event().wait()  # until the test kills this process
         await asyncio.sleep(0.001)
         self.write(f"done {ctx.event_id}")
@@ -52,12 +54,24 @@ class Consumer(lumi.Service):
         self.log.flush()
 
 
+def _first_to_hang() -> bool:
+    """With LUMI_TEST_HANG_ONCE=FILE only the first process to get the hanging event hangs
+    (for brokers that cannot count the attempts of a replica that died)."""
+    mark = os.environ.get("LUMI_TEST_HANG_ONCE")
+    if not mark:
+        return True
+    try:
+        Path(mark).touch(exist_ok=False)
+    except FileExistsError:
+        return False
+    return True
+
+
 def broker(app_dir: Path, poll_interval: float = 1.0) -> Broker:
-    # A one-second lease: a killed replica's events come back quickly. LUMI_TEST_EVENTS names
-    # another broker (with its own short lease) for the network brokers' crash tests.
     url = os.environ.get("LUMI_TEST_EVENTS")
     if url:
         return create_broker(url, app_dir=app_dir, backoff=Backoff(0.05))
+    # A one-second lease: a killed replica's events come back quickly.
     return create_broker(
         "embedded?lease=1", app_dir=app_dir, backoff=Backoff(0.05), poll_interval=poll_interval
     )

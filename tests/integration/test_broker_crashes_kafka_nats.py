@@ -18,7 +18,6 @@ from tests.conformance.broker_contract import envelope
 from tests.engines.kafka import Tansu
 from tests.engines.nats import NatsServer
 from tests.integration.event_harness import TOPIC, Worker, events, log_lines
-from tests.integration.harness import wait
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +61,7 @@ async def test_killed_replica_mid_handler_hands_its_events_over(
     for name in logs:
         workers.append(consumer(tmp_path, broker_url, name))
     for worker in workers:
-        worker.wait_ready()
+        await worker.ready()
     sent = events(200, hang=37)
     await connected.publish(TOPIC, sent)
 
@@ -72,7 +71,9 @@ async def test_killed_replica_mid_handler_hands_its_events_over(
                 return name
         return None
 
-    victim = wait(hung, timeout=60, message="the hanging handler to start")
+    await wait_until(lambda: hung() is not None, timeout=60, message="the hanging handler")
+    victim = hung()
+    assert victim is not None
     workers[list(logs).index(victim)].kill()
     survivor = "b" if victim == "a" else "a"
     await wait_until(
@@ -94,8 +95,8 @@ async def test_killed_publisher_loses_no_returned_publish(
     had returned (its id printed) is on the broker."""
     publisher = Worker("publish", str(tmp_path), "100000", env={"LUMI_TEST_EVENTS": broker_url})
     workers.append(publisher)
-    publisher.wait_ready()
-    wait(lambda: len(publisher.lines) > 51, timeout=60, message="50 publishes")  # + "ready"
+    await publisher.ready()
+    await wait_until(lambda: len(publisher.lines) > 51, timeout=60, message="50 publishes")
     publisher.kill()
     returned = {line for line in publisher.lines if line != "ready"}
     assert len(returned) > 50

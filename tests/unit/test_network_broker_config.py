@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lumi.brokers import BACKENDS, create_broker
+from lumi.backends import BROKERS, Backend
+from lumi.brokers import create_broker
 from lumi.brokers.kafka import KafkaBroker
 from lumi.brokers.nats import NatsBroker
 from lumi.model.errors import ConfigError
@@ -105,7 +106,7 @@ def test_missing_client_library_names_the_extra(
     """Without the client library, the broker's scheme says which extra to install."""
     for name in [m for m in sys.modules if m == module or m.startswith(module + ".")] or [module]:
         monkeypatch.setitem(sys.modules, name, None)  # makes importing it (or a part) fail
-    monkeypatch.delitem(sys.modules, BACKENDS[scheme][0], raising=False)
+    monkeypatch.delitem(sys.modules, BROKERS.builtins[scheme].module, raising=False)
     with pytest.raises(ConfigError, match=rf"pip install 'lumi-runtime\[{extra}\]'"):
         create_broker(f"{scheme}://127.0.0.1:1", app_dir=tmp_path)
 
@@ -114,8 +115,11 @@ def test_backend_module_missing_says_not_available(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A registered scheme whose module is not in this Lumi is reported as not available."""
-    monkeypatch.setitem(BACKENDS, "kafka", ("lumi.brokers.no_such_module", "X", "kafka"))
-    with pytest.raises(ConfigError, match="the kafka broker is not available in this version"):
+    missing = Backend("kafka", "lumi.brokers.no_such_module:X", "kafka")
+    monkeypatch.setitem(BROKERS.builtins, "kafka", missing)
+    with pytest.raises(
+        ConfigError, match="the kafka event broker is not available in this version"
+    ):
         create_broker("kafka://h:1", app_dir=tmp_path)
 
 
