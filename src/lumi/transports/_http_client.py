@@ -67,6 +67,7 @@ class _Connection(asyncio.Protocol):
     __slots__ = (
         "body",
         "close_delimited",
+        "expires",
         "header_bytes",
         "headers_done",
         "last_used",
@@ -90,6 +91,7 @@ class _Connection(asyncio.Protocol):
         self.headers_done = False
         self.close_delimited = True
         self.last_used = 0.0
+        self.expires = 0.0  # loop time the request in flight gives up (no-timeout requests)
 
     # asyncio.Protocol
 
@@ -215,6 +217,7 @@ class ConnectionPool:
         idle_timeout: float = 15.0,
         connect_timeout: float = 10.0,
         max_response: int = 64 * 1024 * 1024,
+        request_timeout: float = 300.0,
         ssl: ssl_module.SSLContext | None = None,
         server_hostname: str | None = None,
     ) -> None:
@@ -225,6 +228,9 @@ class ConnectionPool:
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
         self.max_response = max_response
+        self.request_timeout = request_timeout
+        self._tick = min(1.0, max(0.01, request_timeout / 10))
+        self._watchdog: asyncio.TimerHandle | None = None
         self.ssl = ssl
         self.server_hostname = server_hostname if ssl is not None else None
         self._idle: list[_Connection] = []  # most recently used last
@@ -246,14 +252,24 @@ class ConnectionPool:
     async def request(self, head: bytes, body: bytes, timeout: float | None = None) -> Response:
         """Send one request (``head`` ends with the blank line) and return (status, body).
 
-        ``timeout`` bounds the whole exchange, waiting for a connection included.
+        ``timeout`` bounds the whole exchange, waiting for a connection included, with a timer
+        of its own; without one the pool's ``request_timeout`` applies, checked by one
+        watchdog for all the pool's connections (a timer per request costs more than the rest
+        of this method).
         """
         loop = asyncio.get_running_loop()
-        connection = self._take(loop.time())
+        now = loop.time()
+        connection = self._take(now)
         if connection is None:
             connection = await self._acquire(loop, timeout)
         waiter: asyncio.Future[Response] = loop.create_future()
-        timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
+        timer = None
+        if timeout is not None:
+            timer = loop.call_later(timeout, _expire, waiter)
+        else:
+            connection.expires = now + self.request_timeout
+            if self._watchdog is None:
+                self._watchdog = loop.call_later(self._tick, self._watch, loop)
         try:
             connection.send(head, body, waiter)
             result = await waiter
@@ -263,9 +279,23 @@ class ConnectionPool:
         finally:
             if timer is not None:
                 timer.cancel()
-        connection.last_used = loop.time()
+        connection.last_used = now
         self._release(connection)
         return result
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Fail requests older than ``request_timeout``; run again while any is in flight."""
+        self._watchdog = None
+        now = loop.time()
+        busy = False
+        for connection in list(self._all):
+            if connection.waiter is not None:
+                if connection.expires <= now:
+                    connection._fail(ResponseTimeout("no response before the timeout"))
+                else:
+                    busy = True
+        if busy and not self._closed:
+            self._watchdog = loop.call_later(self._tick, self._watch, loop)
 
     def _take(self, now: float) -> _Connection | None:
         idle = self._idle
@@ -373,6 +403,9 @@ class ConnectionPool:
     async def aclose(self, timeout: float = 1.0) -> None:
         """Close every connection; calls in flight fail with :class:`ConnectionClosed`."""
         self._closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_exception(ConnectFailed("the channel is closed"))

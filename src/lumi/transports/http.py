@@ -246,6 +246,7 @@ class HttpChannel(Channel):
             parsed.port,
             size=self.settings.pool_size,
             max_response=max_response,
+            request_timeout=request_timeout,
             ssl=self.settings.ssl,
             server_hostname=parsed.host,
         )
@@ -266,7 +267,7 @@ class HttpChannel(Channel):
 
     async def call(self, call: Call) -> bytes:
         meta = call.metadata
-        timeout = self.request_timeout
+        timeout = None  # the pool's request_timeout
         if meta.deadline is not None:
             timeout = meta.deadline - time.time()
             if timeout <= 0:
@@ -281,7 +282,7 @@ class HttpChannel(Channel):
         except ConnectFailed as exc:
             raise NotSent(f"{self.endpoint}: {exc}") from exc
         except ResponseTimeout:
-            within = "before the deadline" if meta.deadline is not None else f"within {timeout}s"
+            within = "before the deadline" if timeout is not None else f"in {self.request_timeout}s"
             what = f"{call.service}.{call.method}"
             raise DeadlineExceeded(f"{what} did not answer {within}") from None
         except ResponseTooLarge as exc:
