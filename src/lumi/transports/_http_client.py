@@ -122,11 +122,14 @@ class _Connection(asyncio.Protocol):
             self._fail(ProtocolError("the server switched protocols"))
         except httptools.HttpParserError as exc:
             cause = exc.__context__  # httptools wraps what our callbacks raise
-            self._fail(cause if isinstance(cause, ResponseTooLarge) else ProtocolError(str(exc)))
+            known = isinstance(cause, ResponseTooLarge | ProtocolError)
+            self._fail(cause if known else ProtocolError(str(exc)))  # type: ignore[arg-type]
 
     # httptools callbacks
 
     def on_message_begin(self) -> None:
+        if self.waiter is None:  # a second response in the same read as the first
+            raise ProtocolError("the server sent a response no request asked for")
         self.body = []
         self.size = 0
         self.header_bytes = 0
