@@ -55,8 +55,9 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 @contextlib.contextmanager
-def lumi_app() -> Iterator[tuple[dict[str, str], list[int]]]:
-    """``lumi run`` of bench/hop (Back and Front); yields {service: endpoint} and every pid."""
+def lumi_app() -> Iterator[tuple[dict[str, str], dict[str, int]]]:
+    """``lumi run`` of bench/hop (Back and Front); yields {service: endpoint} and
+    {"supervisor" or service: pid}."""
     with tempfile.TemporaryDirectory() as tmp:
         app = Path(tmp) / "hop"
         shutil.copytree(HOP, app)
@@ -77,7 +78,8 @@ def lumi_app() -> Iterator[tuple[dict[str, str], list[int]]]:
                     raise RuntimeError("lumi run did not become ready")
                 time.sleep(0.05)
             endpoints = {name: s["endpoints"][0] for name, s in states.items()}
-            pids = [proc.pid] + [r["pid"] for s in states.values() for r in s["replicas"]]
+            pids = {"supervisor": proc.pid}
+            pids.update({name: s["replicas"][0]["pid"] for name, s in states.items()})
             wait_http(f"{endpoints['Front']}/Front/relay", BODY)
             yield endpoints, pids
         finally:
@@ -114,7 +116,8 @@ def measure(url: str, pids: list[int], duration: int) -> dict[str, float]:
 
 def run(duration: int, rounds: int, warmup: int) -> dict[str, dict[str, float]]:
     with contextlib.ExitStack() as stack:
-        endpoints, lumi_pids = stack.enter_context(lumi_app())
+        endpoints, by_name = stack.enter_context(lumi_app())
+        lumi_pids = list(by_name.values())
         bare_back = stack.enter_context(uvicorn_server("peers:bare_app", cwd=HTTP_HERE))
         bare_base = bare_back.removesuffix("/Bench/echo")
         bare_front = stack.enter_context(

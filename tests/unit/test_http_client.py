@@ -513,3 +513,51 @@ async def test_500_concurrent_calls_through_one_channel(pool_size: int | None) -
             gate.gate.set()
             await channel.aclose()
             await server.aclose()
+
+
+def test_a_foreign_server_and_one_event_loop_per_channel() -> None:
+    """Against Python's own http.server (keep-alive HTTP/1.1, a server Lumi did not write)
+    calls share one connection; a channel used on a second event loop says it belongs to the
+    first, and a new channel there works."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["content-length"]))
+            answer = b'{"got": %d}' % len(body)
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+
+    async def twice(channel: HttpChannel, close: bool) -> list[bytes]:
+        try:
+            results = [await channel.call(call("abc")) for _ in range(2)]
+            assert channel.pool.connections == 1
+            return results
+        finally:
+            if close:
+                await channel.aclose()
+
+    try:
+        first = HttpChannel(endpoint)
+        assert asyncio.run(twice(first, close=True)) == [b'{"got": 15}'] * 2
+        with pytest.raises(RuntimeError, match="used on another event loop"):
+            asyncio.run(twice(first, close=False))
+        assert asyncio.run(twice(HttpChannel(endpoint), close=True)) == [b'{"got": 15}'] * 2
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -242,6 +242,7 @@ class ConnectionPool:
         self._waiters: collections.deque[asyncio.Future[_Connection | None]] = collections.deque()
         self._closed = False
         self._drained: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def connections(self) -> int:
@@ -260,7 +261,9 @@ class ConnectionPool:
         watchdog for all the pool's connections (a timer per request costs more than the rest
         of this method).
         """
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            loop = self._bind_loop()
         now = loop.time()
         connection = self._take(now)
         if connection is None:
@@ -285,6 +288,18 @@ class ConnectionPool:
         connection.last_used = now
         self._release(connection)
         return result
+
+    def _bind_loop(self) -> asyncio.AbstractEventLoop:
+        """Remember the running loop (asking for it costs a getpid() syscall on Python 3.11).
+        A pool's connections belong to one loop, so it refuses to run on another."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not None and self._loop is not loop:
+            raise RuntimeError(
+                f"this channel to {self.host}:{self.port} was used on another event loop; "
+                "make a channel (a client) per event loop"
+            )
+        self._loop = loop
+        return loop
 
     def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
         """Fail requests older than ``request_timeout``; run again while any is in flight."""
