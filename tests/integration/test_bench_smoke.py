@@ -71,3 +71,14 @@ def test_pipeline_bench_reports_inproc_and_http_cost() -> None:
     assert inproc["bare_us"] > 0 and inproc["full_us"] > 0  # type: ignore[index]
     assert http["bare_rps"] > 0 and http["full_rps"] > 0  # type: ignore[index]
     assert http["bare_errors"] == 0 and http["full_errors"] == 0  # type: ignore[index]
+
+
+def test_hop_bench_reports_one_hop_two_hops_and_the_peer() -> None:
+    """bench/hop_bench.py drives Lumi's one- and two-hop paths and the bare aiohttp peer."""
+    result = run_bench("bench/hop_bench.py", "--duration", "1", "--warmup", "1", "--rounds", "1")
+    results = result["results"]
+    assert set(results) == {"lumi_1hop", "lumi_2hop", "bare_1hop", "bare_2hop"}  # type: ignore[arg-type]
+    for figures in results.values():  # type: ignore[attr-defined]
+        assert figures["rps"] > 0 and figures["errors"] == 0 and figures["cpu_us"] > 0
+        assert figures["p90_1c_ms"] > 0
+    assert set(result["ratios"]) >= {"two_vs_one_hop", "lumi_vs_bare_2hop"}  # type: ignore[arg-type]
