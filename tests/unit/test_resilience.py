@@ -161,7 +161,7 @@ async def test_no_retry_starts_past_the_deadline_and_attempts_are_cut_at_it() ->
     started = time.monotonic()
     with pytest.raises(lumi.DeadlineExceeded, match="before the deadline"):
         await mw(call(Metadata(deadline=time.time() + 0.1), idempotent=True), hang)
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 5  # cut at the deadline, not after the 10 s hang
 
 
 async def test_method_and_capability_timeouts_set_the_deadline() -> None:
