@@ -25,9 +25,13 @@ from http_bench import HERE as HTTP_HERE
 from http_bench import LOAD_CPU, pinned
 
 # Where a sample of Front's main thread is, by the first matching frame (innermost first).
+# The aiohttp names are those of the channel before Lumi had its own client.
 BUCKETS = (
-    ("client: response parsing (httptools callbacks)", ("_Connection.data_received",)),
-    ("client: socket write of the request", ("_Connection.send",)),
+    (
+        "client: response parsing",
+        ("_Connection.data_received", "ResponseHandler.data_received"),
+    ),
+    ("client: socket write of the request", ("_Connection.send", "StreamWriter._writelines")),
     ("client: pipeline (client, observer, retry, balancer, channel)", ("_Method.__call__",)),
     ("server: request parsing", ("Connection.data_received",)),
     ("server: dispatch, handler, response", ("Connection._work",)),
