@@ -32,180 +32,25 @@ import contextlib
 import ssl as ssl_module
 from typing import Any
 
-import httptools
+from lumi.transports._http_connection import (
+    ClientConnection,
+    ConnectFailed,
+    ConnectionClosed,
+    ProtocolError,
+    Response,
+    ResponseTimeout,
+    ResponseTooLarge,
+)
 
-Response = tuple[int, bytes]
-"""(status, body)."""
-
-_MAX_HEADER_BYTES = 64 * 1024
-_WRITE_SEPARATELY = 64 * 1024  # above this, write head and body without joining them
-
-
-class ConnectFailed(ConnectionError):
-    """No connection could be made (refused, unreachable, timed out): nothing was sent."""
-
-
-class ConnectionClosed(ConnectionError):
-    """The connection closed or failed after the request was written."""
-
-
-class ProtocolError(ConnectionError):
-    """The server's answer was not HTTP/1.1 this client can read."""
-
-
-class ResponseTimeout(TimeoutError):
-    """No complete response before the timeout."""
-
-
-class ResponseTooLarge(Exception):
-    """The response is larger than the client accepts."""
-
-
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection: sends one request at a time, parses its response."""
-
-    __slots__ = (
-        "body",
-        "close_delimited",
-        "expires",
-        "header_bytes",
-        "headers_done",
-        "last_used",
-        "parser",
-        "pool",
-        "size",
-        "status",
-        "transport",
-        "waiter",
-    )
-
-    def __init__(self, pool: ConnectionPool) -> None:
-        self.pool = pool
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.waiter: asyncio.Future[Response] | None = None
-        self.body: list[bytes] = []
-        self.size = 0
-        self.status = 0
-        self.header_bytes = 0
-        self.headers_done = False
-        self.close_delimited = True
-        self.last_used = 0.0
-        self.expires = 0.0  # loop time the request in flight gives up (no-timeout requests)
-
-    # asyncio.Protocol
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            if self.headers_done and self.close_delimited and exc is None:
-                self._complete()  # a body that ends with the connection
-            else:
-                why = f": {exc}" if exc is not None else ""
-                waiter.set_exception(
-                    ConnectionClosed(f"the connection closed before a complete response{why}")
-                )
-        self.waiter = None
-        self.pool._lost(self)
-
-    def data_received(self, data: bytes) -> None:
-        if self.waiter is None:  # nothing was asked: a server speaking out of turn
-            self._fail(ProtocolError("the server sent data no request asked for"))
-            return
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._fail(ProtocolError("the server switched protocols"))
-        except httptools.HttpParserError as exc:
-            cause = exc.__context__  # httptools wraps what our callbacks raise
-            known = isinstance(cause, ResponseTooLarge | ProtocolError)
-            self._fail(cause if known else ProtocolError(str(exc)))  # type: ignore[arg-type]
-
-    # httptools callbacks
-
-    def on_message_begin(self) -> None:
-        if self.waiter is None:  # a second response in the same read as the first
-            raise ProtocolError("the server sent a response no request asked for")
-        self.body = []
-        self.size = 0
-        self.header_bytes = 0
-        self.headers_done = False
-        self.close_delimited = True
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.header_bytes += len(name) + len(value)
-        if self.header_bytes > _MAX_HEADER_BYTES:
-            raise ResponseTooLarge("the response headers are larger than 64 KiB")
-        if len(name) == 14 and name.lower() == b"content-length":
-            self.close_delimited = False
-            if value.isdigit() and int(value) > self.pool.max_response:
-                raise ResponseTooLarge(self._too_large())
-        elif len(name) == 17 and name.lower() == b"transfer-encoding":
-            self.close_delimited = False
-
-    def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
-        self.headers_done = True
-
-    def on_body(self, body: bytes) -> None:
-        self.size += len(body)
-        if self.size > self.pool.max_response:
-            raise ResponseTooLarge(self._too_large())
-        self.body.append(body)
-
-    def on_message_complete(self) -> None:
-        if 100 <= self.status < 200:
-            return  # an interim response (100 Continue): the real one follows
-        keep_alive = self.parser.should_keep_alive()
-        self._complete()
-        if not keep_alive and self.transport is not None:
-            self.transport.close()
-
-    # the request side
-
-    def send(self, data: bytes, body: bytes, waiter: asyncio.Future[Response]) -> None:
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            raise ConnectionClosed("the connection closed before the request was written")
-        self.waiter = waiter
-        self.headers_done = False
-        if len(body) > _WRITE_SEPARATELY:
-            transport.writelines((data, body))
-        else:
-            transport.write(data + body)
-
-    def _complete(self) -> None:
-        waiter = self.waiter
-        self.waiter = None
-        body = self.body
-        result = (self.status, body[0] if len(body) == 1 else b"".join(body))
-        self.body = []
-        if waiter is not None and not waiter.done():
-            waiter.set_result(result)
-
-    def _fail(self, error: Exception) -> None:
-        waiter = self.waiter
-        self.waiter = None
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(error)
-        self.abort()
-
-    def _too_large(self) -> str:
-        return f"the response is larger than the limit of {self.pool.max_response} bytes"
-
-    @property
-    def reusable(self) -> bool:
-        transport = self.transport
-        return transport is not None and not transport.is_closing() and self.waiter is None
-
-    def abort(self) -> None:
-        """Drop the connection now (its state is unknown: a request may be in flight)."""
-        if self.transport is not None:
-            self.transport.abort()
+__all__ = [
+    "ConnectFailed",
+    "ConnectionClosed",
+    "ConnectionPool",
+    "ProtocolError",
+    "Response",
+    "ResponseTimeout",
+    "ResponseTooLarge",
+]
 
 
 class ConnectionPool:
@@ -236,10 +81,12 @@ class ConnectionPool:
         self._watchdog: asyncio.TimerHandle | None = None
         self.ssl = ssl
         self.server_hostname = server_hostname if ssl is not None else None
-        self._idle: list[_Connection] = []  # most recently used last
-        self._all: set[_Connection] = set()
+        self._idle: list[ClientConnection] = []  # most recently used last
+        self._all: set[ClientConnection] = set()
         self._opening = 0
-        self._waiters: collections.deque[asyncio.Future[_Connection | None]] = collections.deque()
+        self._waiters: collections.deque[asyncio.Future[ClientConnection | None]] = (
+            collections.deque()
+        )
         self._closed = False
         self._drained: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -315,7 +162,7 @@ class ConnectionPool:
         if busy and not self._closed:
             self._watchdog = loop.call_later(self._tick, self._watch, loop)
 
-    def _take(self, now: float) -> _Connection | None:
+    def _take(self, now: float) -> ClientConnection | None:
         idle = self._idle
         while idle:
             connection = idle.pop()
@@ -324,14 +171,16 @@ class ConnectionPool:
             connection.abort()
         return None
 
-    async def _acquire(self, loop: asyncio.AbstractEventLoop, timeout: float | None) -> _Connection:
+    async def _acquire(
+        self, loop: asyncio.AbstractEventLoop, timeout: float | None
+    ) -> ClientConnection:
         if self._closed:
             raise ConnectFailed("the channel is closed")
         started = loop.time()
         while True:
             if self.connections < self.size:
                 return await self._connect(loop, timeout)
-            waiter: asyncio.Future[_Connection | None] = loop.create_future()
+            waiter: asyncio.Future[ClientConnection | None] = loop.create_future()
             self._waiters.append(waiter)
             timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
             try:
@@ -355,34 +204,37 @@ class ConnectionPool:
             if timeout is not None:  # a slot was freed: open a connection in it
                 timeout = max(0.0, timeout - (loop.time() - started))
 
-    async def _connect(self, loop: asyncio.AbstractEventLoop, timeout: float | None) -> _Connection:
+    async def _connect(
+        self, loop: asyncio.AbstractEventLoop, timeout: float | None
+    ) -> ClientConnection:
         limit = self.connect_timeout if timeout is None else min(timeout, self.connect_timeout)
         self._opening += 1
         try:
             async with asyncio.timeout(limit):
                 _, connection = await loop.create_connection(
-                    lambda: _Connection(self),
+                    lambda: ClientConnection(self.max_response, self._lost),
                     self.host,
                     self.port,
                     ssl=self.ssl,
                     server_hostname=self.server_hostname,
                 )
-        except TimeoutError:
-            raise ConnectFailed(f"connecting to {self.host}:{self.port} timed out") from None
-        except OSError as exc:
-            reason = exc.strerror or str(exc) or type(exc).__name__
-            raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: {reason}") from exc
-        finally:
+        except BaseException as exc:
             self._opening -= 1
-            if self.connections < self.size:
-                self._wake_if_waiting()
+            self._wake()  # the slot this call held is free for the next in line
+            if isinstance(exc, TimeoutError):
+                raise ConnectFailed(f"connecting to {self.host}:{self.port} timed out") from None
+            if isinstance(exc, OSError):
+                reason = exc.strerror or str(exc) or type(exc).__name__
+                raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: {reason}") from exc
+            raise
+        self._opening -= 1
         if self._closed:
             connection.abort()
             raise ConnectFailed("the channel is closed")
         self._all.add(connection)
         return connection
 
-    def _release(self, connection: _Connection) -> None:
+    def _release(self, connection: ClientConnection) -> None:
         if not connection.reusable:
             return  # it is closing: _lost frees its slot
         if self._closed:
@@ -396,7 +248,7 @@ class ConnectionPool:
                 return
         self._idle.append(connection)
 
-    def _lost(self, connection: _Connection) -> None:
+    def _lost(self, connection: ClientConnection) -> None:
         """A connection closed (either side): free its slot for someone waiting."""
         self._all.discard(connection)
         if connection in self._idle:
@@ -413,10 +265,6 @@ class ConnectionPool:
             if not waiter.done():
                 waiter.set_result(None)
                 return
-
-    def _wake_if_waiting(self) -> None:
-        if self._waiters:
-            self._wake()
 
     async def aclose(self, timeout: float = 1.0) -> None:
         """Close every connection; calls in flight fail with :class:`ConnectionClosed`."""
