@@ -561,3 +561,92 @@ def test_a_foreign_server_and_one_event_loop_per_channel() -> None:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+async def test_calls_waiting_for_a_connection_get_the_slots_of_closed_ones() -> None:
+    """With two connections, each closed by the server after one answer, twelve calls (with
+    deadlines) all succeed: a closed connection's slot goes to the next call waiting."""
+    accepted = 0
+
+    async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        await read_request(reader)
+        await asyncio.sleep(0.01)
+        writer.write(ok(b'"w"', b"connection: close"))
+        await writer.drain()
+        writer.close()
+
+    async with raw_server(once) as endpoint:
+        channel = HttpChannel(endpoint, ChannelSettings(pool_size=2))
+        try:
+            deadline = time.time() + 30
+            results = await asyncio.gather(
+                *(channel.call(call(deadline=deadline)) for _ in range(12))
+            )
+            assert results == [b'"w"'] * 12
+        finally:
+            await channel.aclose()
+    assert accepted == 12
+
+
+async def test_closing_a_channel_fails_the_calls_waiting_for_a_connection() -> None:
+    """Calls queued for a connection when the channel closes fail as NotSent (they never
+    left); the call in flight fails as UNAVAILABLE."""
+    async with silent_server() as endpoint:
+        channel = HttpChannel(endpoint, ChannelSettings(pool_size=1))
+        calls = [asyncio.ensure_future(channel.call(call())) for _ in range(3)]
+        await wait_until(lambda: channel.pool.connections == 1, message="one in flight")
+        await asyncio.sleep(0.05)
+        await channel.aclose()
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    kinds = sorted(type(o).__name__ for o in outcomes)
+    assert kinds == ["NotSent", "NotSent", "Unavailable"], outcomes
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 200 OK\r\ncontent-length: 999999999\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nx-big: " + b"a" * 70_000 + b"\r\ncontent-length: 2\r\n\r\n",
+    ],
+    ids=["declared-body-too-large", "headers-too-large"],
+)
+async def test_responses_too_large_are_refused_before_reading_them(head: bytes) -> None:
+    """A declared body over the limit or over-long headers are RESOURCE_EXHAUSTED at once."""
+
+    async def huge(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(head)
+        await writer.drain()
+        await reader.read()  # wait for the client to give up
+        writer.close()
+
+    async with raw_server(huge) as endpoint:
+        channel = HttpChannel(endpoint)
+        try:
+            with pytest.raises(lumi.ResourceExhausted, match="larger than"):
+                await asyncio.wait_for(channel.call(call()), 10)
+        finally:
+            await channel.aclose()
+
+
+async def test_a_server_switching_protocols_is_unavailable() -> None:
+    """A 101 Switching Protocols answer is not something a channel can read: UNAVAILABLE."""
+
+    async def upgrade(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nupgrade: h2c\r\nconnection: upgrade\r\n\r\n"
+        )
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    async with raw_server(upgrade) as endpoint:
+        channel = HttpChannel(endpoint)
+        try:
+            with pytest.raises(lumi.Unavailable, match="switched protocols"):
+                await channel.call(call())
+        finally:
+            await channel.aclose()
