@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+pytest_plugins = ["tests.engines.redis", "tests.engines.moto"]
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 SHOP = EXAMPLES / "shop"
