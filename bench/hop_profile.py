@@ -29,9 +29,9 @@ from http_bench import LOAD_CPU, pinned
 BUCKETS = (
     (
         "client: response parsing",
-        ("_Connection.data_received", "ResponseHandler.data_received"),
+        ("ClientConnection.data_received", "ResponseHandler.data_received"),
     ),
-    ("client: socket write of the request", ("_Connection.send", "StreamWriter._writelines")),
+    ("client: socket write of the request", ("ClientConnection.send", "StreamWriter._writelines")),
     ("client: pipeline (client, observer, retry, balancer, channel)", ("_Method.__call__",)),
     ("server: request parsing", ("Connection.data_received",)),
     ("server: dispatch, handler, response", ("Connection._work",)),
