@@ -66,14 +66,18 @@ def pinned(cpu: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def uvicorn_server(target: str) -> Iterator[str]:
+def uvicorn_server(
+    target: str, *, cwd: Path = HERE, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """A uvicorn worker serving ``target`` (module:app, importable from ``cwd``), pinned to the
+    server CPU; yields its echo URL once it answers."""
     port = free_port()
     cmd = [
         *pinned(SERVER_CPU), sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1",
         "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--workers", "1",
         "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=HERE)
+    proc = subprocess.Popen(cmd, cwd=cwd, env=None if env is None else {**os.environ, **env})
     try:
         url = f"http://127.0.0.1:{port}/Bench/echo"
         wait_http(url)

@@ -127,6 +127,9 @@ class Defaults(Binding):
     host: str = pydantic.Field(default="127.0.0.1", description="the address services listen on")
     start_timeout: float = pydantic.Field(default=30.0, gt=0, description="seconds to get ready")
     max_body: int = pydantic.Field(default=4 * 1024 * 1024, ge=1024, description="request bytes")
+    pool_size: int = pydantic.Field(
+        default=256, ge=1, le=65536, description="connections a caller keeps per endpoint"
+    )
     log_level: str = "INFO"
 
     @pydantic.field_validator("log_level")
@@ -154,6 +157,9 @@ class CapabilityConfig(CallPolicyConfig):
 
     transport: str | None = pydantic.Field(
         default=None, description="the RPC transport to call it over (default: its first)"
+    )
+    pool_size: int | None = pydantic.Field(
+        default=None, ge=1, le=65536, description="connections per endpoint (defaults.pool_size)"
     )
 
     @pydantic.field_validator("transport")

@@ -104,3 +104,14 @@ def test_broker_bench_reports_lumi_and_raw(broker: str) -> None:
     assert set(result["lumi_over_raw"]) == {  # type: ignore[arg-type]
         "publish_concurrent", "publish_batched", "consume", "e2e_p50",
     }  # fmt: skip
+
+
+def test_hop_bench_reports_one_hop_two_hops_and_the_peer() -> None:
+    """bench/hop_bench.py drives Lumi's one- and two-hop paths and the bare aiohttp peer."""
+    result = run_bench("bench/hop_bench.py", "--duration", "1", "--warmup", "1", "--rounds", "1")
+    results = result["results"]
+    assert set(results) == {"lumi_1hop", "lumi_2hop", "bare_1hop", "bare_2hop"}  # type: ignore[arg-type]
+    for figures in results.values():  # type: ignore[attr-defined]
+        assert figures["rps"] > 0 and figures["errors"] == 0 and figures["cpu_us"] > 0
+        assert figures["p90_1c_ms"] > 0
+    assert set(result["ratios"]) >= {"two_vs_one_hop", "lumi_vs_bare_2hop"}  # type: ignore[arg-type]

@@ -60,7 +60,7 @@ def test_binding_merges_service_over_defaults(tmp_path: Path) -> None:
     [
         (
             "[defaults]\nrcp = 'http'\n",
-            "defaults.rcp: unknown key; did you mean 'rpc'? (valid keys here: events, grace_period, host, log_level, max_body, rpc, runtime, start_timeout)",
+            "defaults.rcp: unknown key; did you mean 'rpc'? (valid keys here: events, grace_period, host, log_level, max_body, pool_size, rpc, runtime, start_timeout)",
         ),
         (
             "[defaults]\nrpc = 'grcp'\n",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import json
 import logging
 import os
@@ -188,6 +189,22 @@ def _die_with_parent(parent_pid: int) -> None:
         sys.exit(0)
 
 
+def settle_gc() -> None:
+    """Once a replica is ready, take what start-up made (modules, schemas, validators: tens of
+    thousands of objects that live as long as the process) out of the cycle collector's view,
+    and collect the young generation less often.
+
+    Why: on bench/hop_bench.py a replica calling another one spent ~6% of its CPU in the cycle
+    collector — full collections walking the start-up objects, and young collections set off
+    by nothing more than the objects of the calls in flight (32 calls awaiting their callee
+    hold more than the default threshold of 700). Calls make no cycles of their own, so
+    collecting less often costs little memory.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+
+
 def main() -> None:
     """Entry point of a replica process (``python -m lumi.runtimes.process``)."""
     if "LUMI_SPARE_FD" in os.environ:  # a warm spare: wait to be told which replica to be
@@ -255,7 +272,12 @@ async def _serve(
         loop.add_signal_handler(sig, stop.set)
     try:
         runner = ReplicaRunner(spec, config, sockets, services)
-        await runner.run(stop, lambda: report({"ready": True, "pid": os.getpid()}))
+
+        def ready() -> None:
+            settle_gc()
+            report({"ready": True, "pid": os.getpid()})
+
+        await runner.run(stop, ready)
     finally:
         services.shutdown()  # flush spans
 

@@ -28,7 +28,14 @@ from lumi.runtimes import stack
 from lumi.runtimes.base import ReplicaSpec
 from lumi.runtimes.host import Host
 from lumi.transports import idl
-from lumi.transports.base import Health, Server, ServerSettings, Transport, transport_of
+from lumi.transports.base import (
+    ChannelSettings,
+    Health,
+    Server,
+    ServerSettings,
+    Transport,
+    transport_of,
+)
 
 log = logging.getLogger("lumi.replica")
 
@@ -97,12 +104,21 @@ class ReplicaRunner:
             )
         return wanted
 
+    def pool_size(self, capability: str) -> int:
+        """Connections kept to each endpoint of ``capability``: the caller's setting for it,
+        else ``defaults.pool_size``."""
+        chosen = self.config.service(self.spec.service).capabilities.get(capability)
+        if chosen is not None and chosen.pool_size is not None:
+            return chosen.pool_size
+        return self.config.defaults.pool_size
+
     def _balancer(self, name: str) -> Balancer:
         chosen = self.transport_for(name)
         transport = transports.get(chosen)
         iface = self.interfaces.get(name)
+        settings = ChannelSettings(pool_size=self.pool_size(name))
         channels = [
-            transport.channel(url, iface)
+            transport.channel(url, iface, settings)
             for url in self.spec.endpoints[name]
             if transport_of(url) == chosen
         ]

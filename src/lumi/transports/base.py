@@ -28,6 +28,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, ClassVar, Self
@@ -89,6 +90,24 @@ class Endpoint:
         if not parts.scheme or not parts.hostname or parts.port is None:
             raise ValueError(f"{url!r} is not an endpoint like 'http://127.0.0.1:8123'")
         return cls(url.rstrip("/"), parts.scheme, parts.hostname, parts.port)
+
+
+DEFAULT_POOL_SIZE = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelSettings:
+    """What a channel needs besides its endpoint (``defaults.pool_size`` and
+    ``services.X.capabilities.Y.pool_size`` in config).
+
+    ``pool_size`` bounds the connections a channel keeps to its endpoint: as many calls as that
+    are in flight at once (HTTP/1.1 carries one per connection), later ones wait for a free
+    connection. ``ssl``, when set, makes the connections TLS with that context (mTLS when it
+    holds a client certificate).
+    """
+
+    pool_size: int = DEFAULT_POOL_SIZE
+    ssl: ssl.SSLContext | None = None
 
 
 def transport_of(url: str) -> str:
@@ -181,9 +200,15 @@ class Transport(abc.ABC):
         """A server (not started) for ``handler`` on ``sock``, a socket from :meth:`bind`."""
 
     @abc.abstractmethod
-    def channel(self, endpoint: str, interface: ServiceInterface | None = None) -> Channel:
+    def channel(
+        self,
+        endpoint: str,
+        interface: ServiceInterface | None = None,
+        settings: ChannelSettings | None = None,
+    ) -> Channel:
         """A channel to one endpoint of this transport; ``interface`` is the callee's, for
-        transports whose messages are typed by it (gRPC, Thrift)."""
+        transports whose messages are typed by it (gRPC, Thrift); ``settings`` (None: the
+        defaults) bound its connections."""
 
     @abc.abstractmethod
     async def probe(self, endpoint: str, *, timeout: float = 2.0) -> None:

@@ -53,7 +53,14 @@ from lumi.model.interface import ServiceInterface
 from lumi.pipeline import Call, Handler
 from lumi.transports import idl
 from lumi.transports._proto_codec import MessageCodec, ServiceCodec
-from lumi.transports.base import Channel, Health, Server, ServerSettings, Transport
+from lumi.transports.base import (
+    Channel,
+    ChannelSettings,
+    Health,
+    Server,
+    ServerSettings,
+    Transport,
+)
 from lumi.transports.idl import IdlOptions
 
 log = logging.getLogger("lumi.grpc")
@@ -495,7 +502,12 @@ class GrpcTransport(Transport):
         host, port = sock.getsockname()[:2]
         return GrpcServer(handler, settings, host=host, port=port, options=self.options)
 
-    def channel(self, endpoint: str, interface: ServiceInterface | None = None) -> Channel:
+    def channel(
+        self,
+        endpoint: str,
+        interface: ServiceInterface | None = None,
+        settings: ChannelSettings | None = None,  # gRPC/Thrift multiplex: one connection
+    ) -> Channel:
         if interface is None:
             raise ValueError(f"a gRPC channel to {endpoint} needs the callee's interface")
         return GrpcChannel(endpoint, interface=interface, options=self.options)

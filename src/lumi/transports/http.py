@@ -16,8 +16,10 @@ Wire contract::
 
 The server is Lumi's own lean HTTP/1.1 protocol on httptools (see ``_http_server.py`` for why;
 bench/http_bench.py compares it with FastAPI and a bare ASGI app on uvicorn). A channel talks to
-one endpoint over pooled keep-alive connections (aiohttp) and maps a connection that could not
-be made to :class:`~lumi.model.errors.NotSent`; balancing over replicas is the pipeline's.
+one endpoint over pooled keep-alive connections with Lumi's own client, also on httptools (see
+``_http_client.py`` for why; bench/hop_bench.py compares a hop with an aiohttp peer), and maps
+a connection that could not be made to :class:`~lumi.model.errors.NotSent`; balancing over
+replicas is the pipeline's.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ import json
 import logging
 import socket
 import time
+import urllib.parse
 
-import aiohttp
 import pydantic_core
 
 from lumi.model.context import Metadata
@@ -42,10 +44,18 @@ from lumi.model.errors import (
 )
 from lumi.model.interface import ServiceInterface
 from lumi.pipeline.call import Call, Handler
+from lumi.transports._http_client import (
+    ConnectFailed,
+    ConnectionPool,
+    ResponseTimeout,
+    ResponseTooLarge,
+)
 from lumi.transports._http_server import HttpListener, Request, Response, ServerState
 from lumi.transports.base import (
     AdminRoute,
     Channel,
+    ChannelSettings,
+    Endpoint,
     Health,
     Server,
     ServerSettings,
@@ -213,100 +223,153 @@ class HttpServer(Server):
 
 
 class HttpChannel(Channel):
-    """Calls one HTTP endpoint over pooled keep-alive connections (at most ``pool_size``)."""
+    """Calls one HTTP endpoint over keep-alive connections, at most ``settings.pool_size`` of
+    them (``_http_client.py``); calls beyond that many in flight wait for a free connection.
 
-    def __init__(self, endpoint: str, *, pool_size: int = 100) -> None:
+    A call without a deadline still gives up after ``request_timeout`` seconds, so a callee
+    that never answers cannot hold a caller forever.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        settings: ChannelSettings | None = None,
+        *,
+        request_timeout: float = 300.0,
+        max_response: int = 64 * 1024 * 1024,
+    ) -> None:
         self.endpoint = endpoint.rstrip("/")
-        self._pool_size = pool_size
-        self._session: aiohttp.ClientSession | None = None
+        self.settings = settings or ChannelSettings()
+        parsed = Endpoint.parse(self.endpoint)
+        self.pool = ConnectionPool(
+            parsed.host,
+            parsed.port,
+            size=self.settings.pool_size,
+            max_response=max_response,
+            request_timeout=request_timeout,
+            ssl=self.settings.ssl,
+            server_hostname=parsed.host,
+        )
+        self.request_timeout = request_timeout
+        self._host = f"{parsed.host}:{parsed.port}"
+        self._heads: dict[tuple[str, str], bytes] = {}
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=self._pool_size, keepalive_timeout=15, enable_cleanup_closed=False
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector, skip_auto_headers=("User-Agent",), raise_for_status=False
-            )
-        return self._session
+    def _head(self, service: str, method: str) -> bytes:
+        """The request line and fixed headers of one method, up to the content-length value."""
+        found = self._heads.get((service, method))
+        if found is None:
+            target = urllib.parse.quote(f"/{service}/{method}")
+            found = self._heads[(service, method)] = (
+                f"POST {target} HTTP/1.1\r\nhost: {self._host}\r\n"
+                "content-type: application/json\r\ncontent-length: "
+            ).encode()
+        return found
 
     async def call(self, call: Call) -> bytes:
-        session = self._client()
-        headers = _request_headers(call.metadata)
-        timeout = None
-        if call.metadata.deadline is not None:
-            remaining = call.metadata.deadline - time.time()
-            if remaining <= 0:
+        meta = call.metadata
+        timeout = None  # the pool's request_timeout
+        if meta.deadline is not None:
+            timeout = meta.deadline - time.time()
+            if timeout <= 0:
                 raise DeadlineExceeded(
                     f"deadline passed before calling {call.service}.{call.method}"
                 )
-            timeout = aiohttp.ClientTimeout(total=remaining)
-        url = f"{self.endpoint}/{call.service}/{call.method}"
+        body = call.body
+        head = self._head(call.service, call.method) + b"%d" % len(body)
+        head += _metadata_headers(meta) + b"\r\n\r\n"
         try:
-            async with session.post(url, data=call.body, headers=headers, timeout=timeout) as resp:
-                body = await resp.read()
-                if resp.status == 200:
-                    return body
-                error = _remote_error(resp.status, body)
-        except aiohttp.ClientConnectorError as exc:
-            raise NotSent(f"{self.endpoint}: {exc.os_error.strerror or exc}") from exc
-        except TimeoutError:
-            raise DeadlineExceeded(
-                f"{call.service}.{call.method} did not answer before the deadline"
+            status, answer = await self.pool.request(head, body, timeout)
+        except ConnectFailed as exc:
+            raise NotSent(f"{self.endpoint}: {exc}") from exc
+        except ResponseTimeout:
+            within = "before the deadline" if timeout is not None else f"in {self.request_timeout}s"
+            what = f"{call.service}.{call.method}"
+            raise DeadlineExceeded(f"{what} did not answer {within}") from None
+        except ResponseTooLarge as exc:
+            raise LumiError.for_code(StatusCode.RESOURCE_EXHAUSTED)(
+                f"{call.service}.{call.method} at {self.endpoint}: {exc}"
             ) from None
-        except (aiohttp.ClientError, OSError) as exc:
+        except OSError as exc:
             raise Lost(  # sent, then the connection broke: retried only if idempotent
                 f"{call.service}.{call.method} at {self.endpoint}: {type(exc).__name__}: {exc}"
             ) from exc
-        raise error
+        if status == 200:
+            return answer
+        raise _remote_error(status, answer)
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.pool.aclose()
 
 
 class HttpTransport(Transport):
-    """HTTP/1.1 with JSON bodies: Lumi's own server, aiohttp channels."""
+    """HTTP/1.1 with JSON bodies: Lumi's own server and client, both on httptools."""
 
     name = "http"
-
-    def __init__(self, *, pool_size: int = 100) -> None:
-        self.pool_size = pool_size
 
     def server(self, handler: Handler, sock: socket.socket, settings: ServerSettings) -> Server:
         return HttpServer(handler, settings, sock=sock)
 
-    def channel(self, endpoint: str, interface: ServiceInterface | None = None) -> Channel:
-        return HttpChannel(endpoint, pool_size=self.pool_size)
+    def channel(
+        self,
+        endpoint: str,
+        interface: ServiceInterface | None = None,
+        settings: ChannelSettings | None = None,
+    ) -> Channel:
+        return HttpChannel(endpoint, settings)
 
     async def probe(self, endpoint: str, *, timeout: float = 2.0) -> None:
-        client_timeout = aiohttp.ClientTimeout(total=timeout)
+        parsed = Endpoint.parse(endpoint)
+        pool = ConnectionPool(parsed.host, parsed.port, size=1, connect_timeout=timeout)
+        head = f"GET /readyz HTTP/1.1\r\nhost: {parsed.host}:{parsed.port}\r\n"
+        head += "connection: close\r\n\r\n"
         try:
-            async with (
-                aiohttp.ClientSession(timeout=client_timeout) as session,
-                session.get(f"{endpoint.rstrip('/')}/readyz") as resp,
-            ):
-                if resp.status == 200:
-                    return
-                raise ConnectionError(f"{endpoint} answered {resp.status}")
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            status, _ = await pool.request(head.encode(), b"", timeout)
+        except (OSError, ResponseTooLarge) as exc:
             raise ConnectionError(f"{endpoint}: {type(exc).__name__}: {exc}".rstrip(": ")) from None
+        finally:
+            await pool.aclose()
+        if status != 200:
+            raise ConnectionError(f"{endpoint} answered {status}")
 
 
-def _request_headers(metadata: Metadata) -> dict[str, str]:
-    headers = {"content-type": "application/json"}
-    if metadata.correlation_id:
-        headers["x-correlation-id"] = metadata.correlation_id
-    if metadata.traceparent:
-        headers["traceparent"] = metadata.traceparent
-    if metadata.deadline is not None:
-        headers["x-lumi-deadline"] = str(int(metadata.deadline * 1000))
-    if metadata.idempotency_key:
-        headers["idempotency-key"] = metadata.idempotency_key
-    if metadata.caller:
-        headers["x-lumi-caller"] = metadata.caller
-    return headers
+def _metadata_headers(meta: Metadata) -> bytes:
+    """The metadata as header lines, each after a CRLF (refusing values that would break out
+    of their header line)."""
+    text = ""
+    lines = 0
+    if meta.correlation_id:
+        text += "\r\nx-correlation-id: " + meta.correlation_id
+        lines += 1
+    if meta.traceparent:
+        text += "\r\ntraceparent: " + meta.traceparent
+        lines += 1
+    if meta.deadline is not None:
+        text += f"\r\nx-lumi-deadline: {int(meta.deadline * 1000)}"
+        lines += 1
+    if meta.idempotency_key:
+        text += "\r\nidempotency-key: " + meta.idempotency_key
+        lines += 1
+    if meta.caller:
+        text += "\r\nx-lumi-caller: " + meta.caller
+        lines += 1
+    try:
+        if text.count("\n") == lines and text.count("\r") == lines:
+            return text.encode("latin-1")
+    except UnicodeEncodeError:
+        pass
+    raise InvalidArgument(f"cannot send this call's metadata as HTTP headers: {_problem(meta)}")
+
+
+def _problem(meta: Metadata) -> str:
+    for field in ("correlation_id", "traceparent", "idempotency_key", "caller"):
+        value = getattr(meta, field) or ""
+        if "\r" in value or "\n" in value:
+            return f"{field} contains a line break"
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            return f"{field} is not latin-1 text"
+    return "unknown"
 
 
 def _remote_error(status: int, body: bytes) -> LumiError:

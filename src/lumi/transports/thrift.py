@@ -57,7 +57,7 @@ from lumi.model.interface import ServiceInterface
 from lumi.pipeline import Call, Handler
 from lumi.transports import idl
 from lumi.transports._thrift_codec import MethodPlan, ServiceCodec
-from lumi.transports.base import Channel, Server, ServerSettings, Transport
+from lumi.transports.base import Channel, ChannelSettings, Server, ServerSettings, Transport
 from lumi.transports.idl import IdlOptions
 
 log = logging.getLogger("lumi.thrift")
@@ -674,7 +674,12 @@ class ThriftTransport(Transport):
     def server(self, handler: Handler, sock: socket.socket, settings: ServerSettings) -> Server:
         return ThriftServer(handler, settings, sock=sock, options=self.options)
 
-    def channel(self, endpoint: str, interface: ServiceInterface | None = None) -> Channel:
+    def channel(
+        self,
+        endpoint: str,
+        interface: ServiceInterface | None = None,
+        settings: ChannelSettings | None = None,  # gRPC/Thrift multiplex: one connection
+    ) -> Channel:
         if interface is None:
             raise ValueError(f"a Thrift channel to {endpoint} needs the callee's interface")
         return ThriftChannel(

@@ -28,7 +28,7 @@ from lumi.model.errors import (
 )
 from lumi.model.interface import ServiceInterface
 from lumi.pipeline.call import Call, Handler
-from lumi.transports.base import Channel, Server, ServerSettings, Transport
+from lumi.transports.base import Channel, ChannelSettings, Server, ServerSettings, Transport
 
 _FIELDS = ("correlation_id", "traceparent", "deadline", "idempotency_key", "caller")
 
@@ -191,7 +191,12 @@ class JsonlTransport(Transport):
     def server(self, handler: Handler, sock: socket.socket, settings: ServerSettings) -> Server:
         return JsonlServer(handler, sock, settings)
 
-    def channel(self, endpoint: str, interface: ServiceInterface | None = None) -> Channel:
+    def channel(
+        self,
+        endpoint: str,
+        interface: ServiceInterface | None = None,
+        settings: ChannelSettings | None = None,
+    ) -> Channel:
         return JsonlChannel(endpoint)
 
     async def probe(self, endpoint: str, *, timeout: float = 2.0) -> None:

@@ -58,9 +58,14 @@ class Balancer:
         self.local = [i for i, e in enumerate(self.endpoints) if e in on_node]
         self.remote = [i for i, e in enumerate(self.endpoints) if e not in on_node]
         self._turn = itertools.count()
+        # Looked up once: a breaker lives as long as its Breakers, and this is every call's path.
+        self._breakers = [breakers.get(endpoint) for endpoint in self.endpoints]
+        self._only: list[int] | None = [0] if len(self.channels) == 1 else None
 
     def _order(self) -> list[int]:
         """Endpoint indices to try for one call: local ones first, each group rotated."""
+        if self._only is not None:
+            return self._only
         turn = next(self._turn)
         order: list[int] = []
         for group in (self.local, self.remote):
@@ -73,17 +78,16 @@ class Balancer:
         failures: list[str] = []
         open_circuits = 0
         for index in self._order():
-            endpoint = self.endpoints[index]
-            breaker = self.breakers.get(endpoint)
+            breaker = self._breakers[index]
             if not breaker.allow():
                 open_circuits += 1
-                failures.append(f"{endpoint}: circuit open")
+                failures.append(f"{self.endpoints[index]}: circuit open")
                 continue
             try:
                 result = await self.channels[index].call(call)
             except NotSent as exc:
                 breaker.failure()
-                failures.append(f"{endpoint}: {exc.message}")
+                failures.append(f"{self.endpoints[index]}: {exc.message}")
                 continue
             except LumiError as exc:
                 breaker.record(exc.code)

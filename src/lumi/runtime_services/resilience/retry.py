@@ -99,7 +99,10 @@ class Resilience:
                     self.metrics.reject(self.caller, call.service, "circuit_open")
                 breaker.check()  # raises CircuitOpen with the reason
             try:
-                result = await self._attempt(call, next_handler)
+                if meta.deadline is None:  # nothing to time: no extra coroutine per call
+                    result = await next_handler(call)
+                else:
+                    result = await self._attempt(call, next_handler)
             except LumiError as exc:
                 error = exc
             except OSError as exc:  # a channel that did not translate its connection error
