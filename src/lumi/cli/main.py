@@ -20,6 +20,8 @@ COMMAND_MODULES = (
     "lumi.cli.observe",
     "lumi.cli.events",
     "lumi.cli.api",
+    "lumi.cli.serve",
+    "lumi.cli.images",
 )
 
 app = typer.Typer(

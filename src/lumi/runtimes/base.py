@@ -90,3 +90,22 @@ class Runtime(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release what the runtime holds (after every replica stopped)."""
+
+
+class FailedReplica(Replica):
+    """A replica that could not even be launched: ready() raises StartError with the cause."""
+
+    def __init__(self, cause: str) -> None:
+        self.cause = cause
+
+    async def ready(self, timeout: float) -> None:
+        raise StartError(self.cause)
+
+    async def wait(self) -> int:
+        return 1
+
+    async def stop(self, grace: float) -> None:
+        return None
+
+    async def kill(self) -> None:
+        return None
