@@ -186,7 +186,7 @@ class ContainerRuntime(Runtime):
             f"--volume={state}:{APP_DIR}/.lumi",
             *(f"--volume={host}:{inside}" for host, inside in self.volumes.items()),
             f"--label={SUPERVISOR_LABEL}={os.getpid()}",
-            f"--label={APP_LABEL}={_label(spec.app_dir)}",
+            f"--label={APP_LABEL}={spec.app_dir}",
             *(f"--env={key}" for key in environ),
             image.id,
         )

@@ -1,0 +1,61 @@
+"""The example shop with Orders in a container built by ``lumi build image``, under lumi run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from lumi.runtimes.container import APP_LABEL
+from tests.conftest import SHOP
+from tests.containers import BASE_IMAGE, containers_of
+from tests.integration.harness import LumiRun, copy_app, wait
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_container_service_serves_the_host_and_calls_processes(
+    lumi_run: Callable[..., LumiRun], podman_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Orders runs in a container: the host calls it over HTTP, it calls Inventory (a process),
+    its event reaches Mailer (a process) through the shared embedded log, and stopping lumi run
+    leaves no container behind."""
+    app = copy_app(SHOP, tmp_path / "shop")
+    built = subprocess.run(
+        [sys.executable, "-m", "lumi.cli.main", "build", "image", "Orders",
+         "--app", str(app), "--base", BASE_IMAGE],
+        capture_output=True, text=True, env=podman_env, timeout=900,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    assert "shop-orders:" in built.stdout
+    run = lumi_run(app, "--env", "containers", env=podman_env)
+    registry = run.wait_ready(timeout=120)
+    orders = registry["services"]["Orders"]["replicas"][0]
+    assert orders["runtime"] == "container"
+    assert registry["services"]["Inventory"]["replicas"][0]["runtime"] == "process"
+    label = f"{APP_LABEL}={app}"
+    assert len(containers_of(label, podman_env)) == 1
+
+    placed = run.post("Orders", "place", {"customer": "ada", "lines": [{"sku": "apple", "qty": 2}]})
+    assert placed.status_code == 200, placed.text
+    assert placed.json()["total_cents"] == 100  # priced by Catalog through Inventory
+    refused = run.post(
+        "Orders", "place", {"customer": "ada", "lines": [{"sku": "melon", "qty": 9}]}
+    )
+    assert refused.status_code == 400 and refused.json()["code"] == "FAILED_PRECONDITION"
+
+    def mailed() -> object:
+        sent = run.post("Mailer", "sent", {"customer": "ada"})
+        return sent.status_code == 200 and sent.json()
+
+    confirmations = wait(mailed, timeout=30, message="Mailer to confirm the order")
+    assert confirmations == [f"Dear ada, order {placed.json()['id']} is confirmed."]
+
+    assert run.stop() == 0
+    assert containers_of(label, podman_env) == []
+    assert "Orders[0]" in run.output and "draining" in run.output
