@@ -41,7 +41,7 @@ from lumi.targets.dependencies import (
 )
 
 USER_ID = 10001
-_COPY_IGNORE = shutil.ignore_patterns(
+COPY_IGNORE = shutil.ignore_patterns(
     ".lumi", "__pycache__", "*.pyc", ".git", ".venv", "venv", ".mypy_cache", ".pytest_cache",
     ".ruff_cache", "node_modules", "dist", "build",
 )  # fmt: skip
@@ -166,8 +166,8 @@ def prepare_context(
     if context.exists():
         shutil.rmtree(context)
     context.mkdir(parents=True)
-    shutil.copytree(config.root, context / "app", ignore=_COPY_IGNORE)
-    shutil.copytree(Path(lumi.__file__).parent, context / "lumi", ignore=_COPY_IGNORE)
+    shutil.copytree(config.root, context / "app", ignore=COPY_IGNORE)
+    shutil.copytree(Path(lumi.__file__).parent, context / "lumi", ignore=COPY_IGNORE)
     (context / "wheels").mkdir()
     for wheel in wheels:
         copy = context / "wheels" / wheel.name
@@ -190,7 +190,7 @@ def build_images(
     """Build an image per service (all when ``services`` is empty); records them."""
     config = load_config(app_dir, env)
     classes = {cls.name: cls for cls in config.load_services()}
-    chosen = _choose(list(services), list(classes))
+    chosen = choose_services(list(services), list(classes))
     engine = find_engine("build")
     base_image = base or config.image.base
     step(f"reading the interpreter of {base_image}")
@@ -228,7 +228,7 @@ def build_images(
     return built
 
 
-def _choose(asked: list[str], known: list[str]) -> list[str]:
+def choose_services(asked: list[str], known: list[str]) -> list[str]:
     for name in asked:
         if name not in known:
             match = difflib.get_close_matches(name, known, n=1)
