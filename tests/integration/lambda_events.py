@@ -32,7 +32,7 @@ def http_v2(path: str, body: Any = None, *, method: str = "POST", headers: dict[
             "host": "abc123.execute-api.us-east-1.amazonaws.com",
             "user-agent": "curl/8.5.0",
             **(headers or {}),
-        },  # fmt: skip
+        },
         "requestContext": {
             "accountId": ACCOUNT,
             "apiId": "abc123",
@@ -44,7 +44,7 @@ def http_v2(path: str, body: Any = None, *, method: str = "POST", headers: dict[
                 "protocol": "HTTP/1.1",
                 "sourceIp": "192.0.2.1",
                 "userAgent": "curl/8.5.0",
-            },  # fmt: skip
+            },
             "requestId": f"JKJaXmPLvHcESHA={uuid.uuid4().hex[:6]}",
             "routeKey": "$default",
             "stage": "$default",
