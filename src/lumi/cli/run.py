@@ -49,9 +49,20 @@ def register(app: typer.Typer) -> None:
         inproc: Annotated[
             bool, typer.Option("--inproc", help="Run every service in this one process.")
         ] = False,
+        nodes: Annotated[
+            int | None,
+            typer.Option(
+                "--nodes",
+                min=1,
+                max=64,
+                help="Simulate N nodes: one replica of each per-node service on every node.",
+            ),
+        ] = None,
     ) -> None:
         """Run an app: every service replica as a local process, in dependency order."""
         config = load_config(app_dir, env)
         colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ
-        supervisor = Supervisor(config, emit=Terminal(colour), runtime="inproc" if inproc else None)
+        supervisor = Supervisor(
+            config, emit=Terminal(colour), runtime="inproc" if inproc else None, nodes=nodes
+        )
         raise typer.Exit(asyncio.run(supervisor.run()))

@@ -36,7 +36,7 @@ from typing import Any
 
 from lumi import transports
 from lumi.brokers import create_broker
-from lumi.brokers.base import Broker, Delivery, DeliveryHandler, Subscription
+from lumi.brokers.base import Broker, DeadLetter, Delivery, DeliveryHandler, Subscription
 from lumi.config import load_config
 from lumi.model.context import Metadata, new_id
 from lumi.model.envelope import Envelope, EnvelopeError
@@ -90,12 +90,18 @@ class _Subscriptions(Broker):
         self.handlers[topic] = (group or "", handler)
         return _Nothing()
 
-    async def dead_letters(self, topic: str | None = None, group: str | None = None, *,
-                           limit: int = 1000) -> list[Any]:  # fmt: skip
+    async def dead_letters(
+        self, topic: str | None = None, group: str | None = None, *, limit: int = 1000
+    ) -> list[DeadLetter]:
         return await self.broker.dead_letters(topic, group, limit=limit)
 
-    async def replay(self, topic: str | None = None, group: str | None = None, *,
-                     event_ids: Sequence[str] | None = None) -> int:  # fmt: skip
+    async def replay(
+        self,
+        topic: str | None = None,
+        group: str | None = None,
+        *,
+        event_ids: Sequence[str] | None = None,
+    ) -> int:
         return await self.broker.replay(topic, group, event_ids=event_ids)
 
     async def aclose(self) -> None:
@@ -254,8 +260,10 @@ class LambdaService:
         found = self.broker.handlers.get(envelope.topic)
         if found is None:
             subscribed = ", ".join(sorted(self.broker.handlers)) or "nothing"
-            raise NotFound(f"{self.interface.name} does not subscribe to {envelope.topic} "
-                           f"(it subscribes to {subscribed})")  # fmt: skip
+            raise NotFound(
+                f"{self.interface.name} does not subscribe to {envelope.topic} "
+                f"(it subscribes to {subscribed})"
+            )
         group, handler = found
         await handler(Delivery(envelope.topic, group, envelope, attempt))
 

@@ -39,7 +39,8 @@ class ReplicaSpec:
     replica: int
     endpoints: dict[str, list[str]]  # service → endpoint URLs of all its replicas, all transports
     environment: dict[str, str] = dataclasses.field(default_factory=dict)  # services.X.environment
-    node: str | None = None  # the node it runs on (per-node placement)
+    node: str | None = None  # the node it runs on (lumi run --nodes, per-node placement)
+    placement: dict[str, str] = dataclasses.field(default_factory=dict)  # endpoint → its node
 
     @property
     def name(self) -> str:
