@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "lumi.cli.api",
     "lumi.cli.serve",
     "lumi.cli.images",
+    "lumi.cli.deploy",
 )
 
 app = typer.Typer(
