@@ -324,7 +324,7 @@ def _probes(transports: list[str], start_timeout: float) -> Object:
             "periodSeconds": 1,
             "timeoutSeconds": 2,
             "failureThreshold": max(1, math.ceil(start_timeout)),
-        },  # fmt: skip
+        },
         "livenessProbe": {**alive, "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3},
         "readinessProbe": {**ready, "periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 2},
     }
