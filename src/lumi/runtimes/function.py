@@ -39,7 +39,7 @@ from lumi.model.reflect import reflect
 from lumi.pipeline.call import Call
 from lumi.runtimes.activator import InstancePool
 from lumi.runtimes.base import Output, Replica, ReplicaSpec, Runtime, StartError
-from lumi.runtimes.process import ProcessRuntime
+from lumi.runtimes.zygote import ForkRuntime
 from lumi.transports.base import Health, Server, ServerSettings
 
 
@@ -207,12 +207,14 @@ class FunctionReplica(Replica):
 
 class FunctionRuntime(Runtime):
     """Scale-to-zero replicas: an activator here, instances on ``instances`` (local processes
-    by default) started by calls and events, stopped when idle."""
+    forked from a template by default) started by calls and events, stopped when idle."""
 
     name: ClassVar[str] = "function"
 
     def __init__(self, instances: Runtime | None = None) -> None:
-        self.instances = instances or ProcessRuntime()
+        # Instances fork from a template with Lumi imported: a cold start skips the
+        # interpreter's start-up and imports (bench/function_bench.py).
+        self.instances = instances or ForkRuntime()
 
     async def start(
         self, spec: ReplicaSpec, sockets: Mapping[str, socket.socket], output: Output
