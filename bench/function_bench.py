@@ -185,12 +185,13 @@ async def warm_rounds(
     assert replica.pool is not None
     replica.pool.settings = replica.pool.settings.model_copy(update={"idle_timeout": 600.0})
     process_port, uvicorn_port = free_port(), free_port()
+    serve = [sys.executable, "-m", "lumi.runtimes.serve", "Bench"]
+    uvicorn = [sys.executable, "-m", "uvicorn", "peers:fastapi_app", "--port", str(uvicorn_port),
+               "--log-level", "warning", "--no-access-log"]  # fmt: skip
     procs = [
-        await spawned([sys.executable, "-m", "lumi.runtimes.serve", "Bench"], app,
-                      {"LUMI_PORT": str(process_port)}),
-        await spawned([sys.executable, "-m", "uvicorn", "peers:fastapi_app", "--port", str(uvicorn_port),
-                       "--log-level", "warning", "--no-access-log"], HERE / "http", {}),
-    ]  # fmt: skip
+        await spawned(serve, app, {"LUMI_PORT": str(process_port)}),
+        await spawned(uvicorn, HERE / "http", {}),
+    ]
     urls = {
         "lumi_function": function_url,
         "lumi_process": f"http://127.0.0.1:{process_port}",

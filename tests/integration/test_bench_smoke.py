@@ -71,3 +71,12 @@ def test_pipeline_bench_reports_inproc_and_http_cost() -> None:
     assert inproc["bare_us"] > 0 and inproc["full_us"] > 0  # type: ignore[index]
     assert http["bare_rps"] > 0 and http["full_rps"] > 0  # type: ignore[index]
     assert http["bare_errors"] == 0 and http["full_errors"] == 0  # type: ignore[index]
+
+
+def test_function_bench_reports_cold_and_warm_latency() -> None:
+    """bench/function_bench.py measures cold starts and warm calls of the function runtime
+    and its peers."""
+    result = run_bench("bench/function_bench.py", "--rounds", "1", "--calls", "20")
+    for figures in (result["cold_start_ms"], result["warm_us_per_call"]):
+        assert set(figures) == {"lumi_function", "lumi_process", "fastapi_uvicorn"}  # type: ignore[arg-type]
+        assert all(value > 0 for value in figures.values())  # type: ignore[attr-defined]

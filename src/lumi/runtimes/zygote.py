@@ -15,7 +15,6 @@ subprocess, so :class:`~lumi.runtimes.process.ProcessReplica` handles it as any 
 
 from __future__ import annotations
 
-import array
 import asyncio
 import contextlib
 import json
@@ -125,7 +124,7 @@ def _child(request: dict[str, Any], fds: list[int], inherited: list[int]) -> Non
         sys.stdout = os.fdopen(1, "w", buffering=1)
         sys.stderr = os.fdopen(2, "w", buffering=1)
         code = serve.serve(request["service"], environ=os.environ)
-    except BaseException as exc:  # noqa: BLE001 - a child must never return into the loop
+    except BaseException as exc:
         code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 1
     finally:
         with contextlib.suppress(Exception):
@@ -155,9 +154,11 @@ class ForkedProcess:
     async def connect(self) -> None:
         loop = asyncio.get_running_loop()
         for fd, reader in self._pipes:
-            await loop.connect_read_pipe(
-                lambda reader=reader: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", 0)
-            )
+
+            def protocol(reader: asyncio.StreamReader = reader) -> asyncio.StreamReaderProtocol:
+                return asyncio.StreamReaderProtocol(reader)
+
+            await loop.connect_read_pipe(protocol, os.fdopen(fd, "rb", 0))
 
     async def wait(self) -> int:
         self.returncode = await asyncio.shield(self._exited)
