@@ -108,3 +108,9 @@ def containers_of(label: str, environ: dict[str, str]) -> list[str]:
         text=True,
     )
     return done.stdout.split()
+
+
+if __name__ == "__main__":  # scripts/test-deps: make the base image before the tests need it
+    print(
+        f"test-deps: container base image {ensure_base_image({**os.environ, **podman_environment()})}"
+    )
