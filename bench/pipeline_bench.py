@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -39,9 +40,10 @@ from lumi.config import AppConfig, load_config
 from lumi.runtime_services.observability.logs import configure_logging, reset_logging
 from lumi.runtime_services.observability.tracing import setup_tracing
 from lumi.runtimes import stack
+from lumi.transports.http import HttpTransport
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from http_bench import SERVER_CPU, free_port, pinned, wait_http, wrk
+from http_bench import SERVER_CPU, pinned, wait_http, wrk
 
 BODY = b'{"text": "hello world", "n": 42}'
 
@@ -112,7 +114,7 @@ async def inproc(calls: int, repeats: int, workdir: Path) -> dict[str, float]:
 # ------------------------------------------------------------------------------------- HTTP
 
 
-async def serve(mode: str, role: str, port: int, back_url: str | None, workdir: Path) -> None:
+async def serve(mode: str, role: str, fd: int, back_url: str | None, workdir: Path) -> None:
     """One benchmark server process (``--serve``): Back, or Front calling Back."""
     from lumi.brokers.memory import MemoryBroker
     from lumi.pipeline import compose
@@ -154,7 +156,7 @@ async def serve(mode: str, role: str, port: int, back_url: str | None, workdir: 
         publish_middlewares=stack.publish_middlewares if runtime else None,
     )
     await host.start()
-    server = HttpServer(host.dispatcher.handle, port=port)
+    server = HttpServer(host.dispatcher.handle, sock=socket.socket(fileno=fd))
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -183,17 +185,23 @@ def pair(mode: str, workdir: Path) -> Iterator[tuple[str, list[int]]]:
     """Back and Front processes in ``mode`` ("bare" or "full"); yields Front's relay URL and
     both pids."""
     here = str(Path(__file__).resolve())
-    back_port, front_port = free_port(), free_port()
+    # The sockets are bound here and handed down (as lumi run does), so no other process on
+    # the machine can take a port between choosing it and listening on it.
+    back_sock, front_sock = (HttpTransport().bind("127.0.0.1", 0) for _ in range(2))
+    back_port, front_port = back_sock.getsockname()[1], front_sock.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(Path(here).parent)}
     base = [*pinned(SERVER_CPU), sys.executable, here, "--serve", mode, "--workdir", str(workdir)]
+    back_fd, front_fd = back_sock.fileno(), front_sock.fileno()
     procs = [
-        subprocess.Popen([*base, "--role", "back", "--port", str(back_port)], env=env),
+        subprocess.Popen(
+            [*base, "--role", "back", "--fd", str(back_fd)], env=env, pass_fds=(back_fd,)
+        ),
     ]
     try:
         wait_http(f"http://127.0.0.1:{back_port}/Back/echo", BODY)
-        front = ["--role", "front", "--port", str(front_port)]
+        front = ["--role", "front", "--fd", str(front_fd)]
         front += ["--back", f"http://127.0.0.1:{back_port}"]
-        procs.append(subprocess.Popen([*base, *front], env=env))
+        procs.append(subprocess.Popen([*base, *front], env=env, pass_fds=(front_fd,)))
         url = f"http://127.0.0.1:{front_port}/Front/relay"
         wait_http(url, BODY)
         yield url, [proc.pid for proc in procs]
@@ -202,6 +210,8 @@ def pair(mode: str, workdir: Path) -> Iterator[tuple[str, list[int]]]:
             proc.send_signal(signal.SIGTERM)
         for proc in procs:
             proc.wait(timeout=60)
+        back_sock.close()
+        front_sock.close()
 
 
 def http(duration: int, rounds: int, connections: int, workdir: Path) -> dict[str, float]:
@@ -244,7 +254,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--serve", choices=("bare", "full"), help=argparse.SUPPRESS)
     parser.add_argument("--role", choices=("back", "front"), help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--fd", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--back", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -252,7 +262,7 @@ def main() -> None:
         args.workdir.mkdir(parents=True, exist_ok=True)
         import uvloop
 
-        uvloop.run(serve(args.serve, args.role, args.port, args.back, args.workdir))
+        uvloop.run(serve(args.serve, args.role, args.fd, args.back, args.workdir))
         return
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)

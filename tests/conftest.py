@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tests.containers import podman_env  # noqa: F401 - a session fixture for every test
+pytest_plugins = ["tests.engines.redis", "tests.engines.moto", "tests.engines.podman"]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -150,6 +150,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> _Any:
+    if name == "testing":  # the testing kit, as `lumi.testing` after a bare `import lumi`
+        return _importlib.import_module("lumi.testing")
     module = _ATTRIBUTES.get(name)
     if module is None:
         raise AttributeError(f"module 'lumi' has no attribute {name!r}")

@@ -143,6 +143,7 @@ BROKERS = Registry(
         Backend("kafka", "lumi.brokers.kafka:KafkaBroker", "kafka", ("confluent_kafka",)),
         Backend("nats", "lumi.brokers.nats:NatsBroker", "nats", ("nats",)),
         Backend("redis", "lumi.brokers.redis:RedisBroker", "redis", ("redis",)),
+        Backend("rediss", "lumi.brokers.redis:RedisBroker", "redis", ("redis",)),  # over TLS
         Backend("sns", "lumi.brokers.sns:SnsBroker", "sns", ("aiobotocore",)),
     ],
 )

@@ -13,7 +13,7 @@ from lumi.runtimes.container import ContainerRuntime
 from lumi.runtimes.engine import images_file
 from lumi.targets.image import build_images
 from tests.conformance.runtime_contract import ECHO_APP, RuntimeContract
-from tests.containers import BASE_IMAGE
+from tests.engines.podman import BASE_IMAGE
 from tests.integration.harness import copy_app
 
 pytestmark = pytest.mark.slow

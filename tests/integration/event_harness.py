@@ -13,8 +13,9 @@ from pathlib import Path
 
 from lumi.brokers.embedded import EmbeddedBroker
 from lumi.model.envelope import Envelope
+from lumi.testing import wait_until
 from tests.integration.event_worker import Made
-from tests.integration.harness import alive, wait
+from tests.integration.harness import alive
 
 WORKER = Path(__file__).with_name("event_worker.py")
 TOPIC = "Producer.made"
@@ -40,14 +41,16 @@ class Worker:
         for line in self.proc.stdout:
             self.lines.append(line.strip())
 
-    def wait_ready(self) -> None:
-        def ready() -> bool:
-            if self.proc.poll() is not None:
-                assert self.proc.stderr is not None
-                raise AssertionError(f"worker exited early:\n{self.proc.stderr.read()}")
-            return "ready" in self.lines
+    def is_ready(self) -> bool:
+        """Whether it said "ready"; AssertionError with its stderr if it exited instead."""
+        if self.proc.poll() is not None:
+            assert self.proc.stderr is not None
+            raise AssertionError(f"worker exited early:\n{self.proc.stderr.read()}")
+        return "ready" in self.lines
 
-        wait(ready, timeout=60, message="the worker to be ready")
+    async def ready(self) -> None:
+        """Wait (without blocking the event loop) until the worker is ready."""
+        await wait_until(self.is_ready, timeout=60, message="the worker to be ready")
 
     def kill(self) -> None:
         """SIGKILL: no handler, no cleanup, no flush of anything not yet written."""

@@ -12,6 +12,7 @@ soon as ``publish`` returned. Both print ``ready`` once they are running.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
@@ -52,7 +53,11 @@ class Consumer(lumi.Service):
 
 
 def broker(app_dir: Path, poll_interval: float = 1.0) -> Broker:
-    # A one-second lease: a killed replica's events come back quickly.
+    # A one-second lease: a killed replica's events come back quickly. LUMI_TEST_EVENTS names
+    # another broker (with its own short lease) for the network brokers' crash tests.
+    url = os.environ.get("LUMI_TEST_EVENTS")
+    if url:
+        return create_broker(url, app_dir=app_dir, backoff=Backoff(0.05))
     return create_broker(
         "embedded?lease=1", app_dir=app_dir, backoff=Backoff(0.05), poll_interval=poll_interval
     )

@@ -11,7 +11,7 @@ import pytest
 
 from lumi.runtimes.container import APP_LABEL
 from tests.conftest import SHOP
-from tests.containers import BASE_IMAGE, containers_of
+from tests.engines.podman import BASE_IMAGE, containers_of
 from tests.integration.harness import LumiRun, copy_app, wait
 
 pytestmark = pytest.mark.slow

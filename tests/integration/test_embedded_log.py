@@ -23,7 +23,6 @@ from tests.integration.event_harness import (
     log_lines,
     publish,
 )
-from tests.integration.harness import wait
 
 pytestmark = pytest.mark.slow
 
@@ -49,11 +48,11 @@ async def test_other_process_is_woken_without_polling(
     one at a time by this process once it is idle, well within a second: it was woken."""
     log = tmp_path / "consumer.log"
     workers.append(Worker("consume", str(tmp_path), str(log), "60"))
-    workers[0].wait_ready()
+    await workers[0].ready()
     for event in events(5):
         published_at = time.time()
         await publish(tmp_path, [event])
-        wait(
+        await wait_until(
             lambda event_id=event.id: ["done", event_id] in log_lines(log),
             timeout=30,
             message=f"the consumer to handle {event.id}",
@@ -74,7 +73,9 @@ async def test_several_publisher_processes_at_once(tmp_path: Path, workers: list
     async with EmbeddedBroker(db(tmp_path)) as broker:
         await broker.subscribe(TOPIC, "Audit", collect)
         for worker in workers:
-            wait(lambda w=worker: w.proc.poll() is not None, timeout=120, message="publisher")
+            await wait_until(
+                lambda w=worker: w.proc.poll() is not None, timeout=120, message="publisher"
+            )
             assert worker.proc.returncode == 0
         published = [line for w in workers for line in w.lines if line != "ready"]
         assert len(published) == 900

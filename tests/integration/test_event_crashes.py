@@ -16,7 +16,6 @@ from tests.integration.event_harness import (
     log_lines,
     publish,
 )
-from tests.integration.harness import wait
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +30,7 @@ async def test_killed_replica_mid_handler_loses_nothing(
     for log in logs.values():
         workers.append(Worker("consume", str(tmp_path), str(log)))
     for worker in workers:
-        worker.wait_ready()
+        await worker.ready()
     sent = events(200, hang=37)
     await publish(tmp_path, sent)
 
@@ -41,7 +40,11 @@ async def test_killed_replica_mid_handler_loses_nothing(
                 return name
         return None
 
-    victim_name = wait(started_hang, timeout=60, message="the hanging handler to start")
+    await wait_until(
+        lambda: started_hang() is not None, timeout=60, message="the hanging handler to start"
+    )
+    victim_name = started_hang()
+    assert victim_name is not None
     victim = workers[list(logs).index(victim_name)]
     victim.kill()
     survivor_log = logs["b" if victim_name == "a" else "a"]
@@ -70,17 +73,17 @@ async def test_killed_consumer_gets_the_event_after_restart(
     restarted (attempt 2), and the events after it too."""
     log = tmp_path / "consumer.log"
     workers.append(Worker("consume", str(tmp_path), str(log)))
-    workers[0].wait_ready()
+    await workers[0].ready()
     sent = events(10, hang=3)
     await publish(tmp_path, sent)
-    wait(
+    await wait_until(
         lambda: ["start", "event-3", "1"] in [line[:3] for line in log_lines(log)],
         timeout=60,
         message="hanging handler",
     )
     workers[0].kill()
     workers.append(Worker("consume", str(tmp_path), str(log)))
-    workers[1].wait_ready()
+    await workers[1].ready()
 
     def all_done() -> bool:
         return {line[1] for line in log_lines(log) if line[0] == "done"} == {e.id for e in sent}
@@ -96,8 +99,8 @@ async def test_killed_publisher_loses_no_returned_publish(
     returned (its id printed) is in the log."""
     publisher = Worker("publish", str(tmp_path), "100000")
     workers.append(publisher)
-    publisher.wait_ready()
-    wait(lambda: len(publisher.lines) > 51, timeout=60, message="50 publishes")  # + "ready"
+    await publisher.ready()
+    await wait_until(lambda: len(publisher.lines) > 51, timeout=60, message="50 publishes")
     publisher.kill()
     returned = {line for line in publisher.lines if line != "ready"}
     assert len(returned) > 50

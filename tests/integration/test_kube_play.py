@@ -20,7 +20,7 @@ import yaml
 
 from lumi.targets import kustomize
 from tests.conftest import SHOP
-from tests.containers import BASE_IMAGE
+from tests.engines.podman import BASE_IMAGE
 from tests.integration.harness import copy_app, wait
 from tests.servers import free_port
 

@@ -164,7 +164,8 @@ def test_calls_are_balanced_over_replicas(lumi_run: Start, echo_app: Path) -> No
 def test_sigterm_drains_in_flight_calls_and_leaves_no_process(
     lumi_run: Start, echo_app: Path
 ) -> None:
-    """SIGTERM: the in-flight call completes, everything stops, exit 0, no process left."""
+    """SIGTERM: the in-flight call completes, services stop in reverse dependency order (Front,
+    which calls Echo, before Echo), exit 0, no process left."""
     run = lumi_run(echo_app)
     run.wait_ready()
     pids = run.pids()
@@ -179,7 +180,11 @@ def test_sigterm_drains_in_flight_calls_and_leaves_no_process(
     assert results and results[0].status_code == 200 and results[0].json() == 1.0
     assert not any(alive(pid) for pid in pids)
     assert not (echo_app / ".lumi" / "registry.json").exists()
-    assert run.output.index("Front[0]") < run.output.rindex("stopping")
+    stopping = run.output.index("stopping (services in reverse dependency order)")
+    front_stopped = run.output.index("stopped Front")
+    assert stopping < front_stopped < run.output.index("stopped Echo")
+    # Echo was told to drain only after Front had stopped: its drain line comes later.
+    assert front_stopped < run.output.index("Echo[0] draining", stopping)
 
 
 def test_ctrl_c_stops_cleanly(lumi_run: Start, echo_app: Path) -> None:

@@ -203,7 +203,9 @@ def test_a_100ms_deadline_is_honoured_across_three_hops(lumi_run: Any, chain_app
     took = time.perf_counter() - started
     print(f"100 ms deadline across three hops answered after {took * 1000:.1f} ms")
     assert status == 504 and body["code"] == "DEADLINE_EXCEEDED"
-    assert 0.09 <= took < 0.3
+    # Honoured, not early; and cut long before the 3 s of work (a loaded machine adds latency,
+    # so the upper bound is about not waiting for the work, not about speed).
+    assert 0.09 <= took < 1.5
 
     def inventory(msg: str) -> list[dict[str, Any]]:
         return [

@@ -22,6 +22,9 @@ from lumi.transports.base import ServerSettings
 from lumi.transports.http import HttpChannel, HttpServer
 
 
+SLOW_STARTED = asyncio.Event()  # set when a slow call is being handled
+
+
 class Echo(lumi.Service):
     @lumi.api
     async def echo(self, text: str) -> str:
@@ -29,6 +32,7 @@ class Echo(lumi.Service):
 
     @lumi.api
     async def slow(self, seconds: float) -> float:
+        SLOW_STARTED.set()
         await asyncio.sleep(seconds)
         return seconds
 
@@ -150,10 +154,13 @@ async def test_drain_finishes_in_flight_and_refuses_new(server: HttpServer) -> N
     """aclose() lets a call in flight finish, then nothing is accepted."""
     channel = HttpChannel(server.endpoint)
     try:
+        SLOW_STARTED.clear()
         call = asyncio.create_task(
             channel.call(Call("Echo", "slow", b'{"seconds": 0.5}', Metadata()))
         )
-        await lumi.testing.wait_until(lambda: bool(server._state.connections), message="connected")
+        # In flight means being handled, not merely connected: a request still on its way
+        # when the drain begins finds the server closed, which is another case.
+        await lumi.testing.wait_until(SLOW_STARTED.is_set, message="the call to be handled")
         await server.aclose()
         assert await call == b"0.5"
         late = HttpChannel(server.endpoint)

@@ -192,9 +192,12 @@ def test_new_traces_are_capped_per_second() -> None:
     """max_per_second bounds how many new traces are sampled, then refills over time."""
     from lumi.runtime_services.observability.tracing import Tracing
 
-    tracing = Tracing(sample_ratio=1.0, max_per_second=5)
+    now = [100.0]
+    tracing = Tracing(sample_ratio=1.0, max_per_second=5, clock=lambda: now[0])
     decisions = [tracing.sample_new() for _ in range(50)]
-    assert decisions.count(True) == 5
-    tracing._refilled -= 1.0  # as if a second had passed
-    assert tracing.sample_new() is True
+    assert decisions.count(True) == 5 and decisions[:5] == [True] * 5
+    now[0] += 0.2  # a fifth of a second: one more token
+    assert [tracing.sample_new() for _ in range(3)] == [True, False, False]
+    now[0] += 10.0  # the bucket holds at most a second's worth
+    assert [tracing.sample_new() for _ in range(6)].count(True) == 5
     assert Tracing(sample_ratio=1.0).sample_new() is True  # no limit by default

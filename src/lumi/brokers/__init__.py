@@ -2,11 +2,11 @@
 
 ``create_broker(url, app_dir=...)`` maps a value to a backend by its scheme: ``embedded`` (the
 default: a durable log in ``<app>/.lumi/events.db``), ``memory`` (one process, for tests), and
-the network brokers ``kafka://…``, ``nats://…``, ``redis://…``, ``sns://…`` as their modules
-land (the registry is :data:`lumi.backends.BROKERS`). A backend is one module whose broker
-class has a ``from_url(url, *, app_dir, **options)`` classmethod; third-party packages add
-schemes with a ``lumi.brokers`` entry point naming the class. A backend whose client library
-is missing raises a :class:`ConfigError` that says which extra to install.
+the network brokers ``kafka://…``, ``nats://…``, ``redis://…`` (``rediss://…`` over TLS) and
+``sns://…`` (the registry is :data:`lumi.backends.BROKERS`). A backend is one module whose
+broker class has a ``from_url(url, *, app_dir, **options)`` classmethod; third-party packages
+add schemes with a ``lumi.brokers`` entry point naming the class. A backend whose client
+library is missing raises a :class:`ConfigError` that says which extra to install.
 """
 
 from __future__ import annotations

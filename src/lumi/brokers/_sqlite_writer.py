@@ -43,7 +43,7 @@ _MAX_BATCH = 512
 
 
 @dataclasses.dataclass(slots=True)
-class _Pending:
+class _QueuedOp:
     fn: Op[Any]
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
@@ -88,7 +88,7 @@ class SqliteWriter:
         """Queue ``fn``; returns an awaitable of its result (its exception, if it raised)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Pending(fn, future, loop, durable, read_only))
+        self._queue.put(_QueuedOp(fn, future, loop, durable, read_only))
         return future
 
     async def aclose(self) -> None:
@@ -115,7 +115,7 @@ class SqliteWriter:
                 first = self._queue.get()
                 if first is _STOP:
                     break
-                batch: list[_Pending] = [first]
+                batch: list[_QueuedOp] = [first]
                 while len(batch) < _MAX_BATCH:
                     try:
                         item = self._queue.get_nowait()
@@ -129,8 +129,8 @@ class SqliteWriter:
         finally:
             conn.close()
 
-    def _execute(self, conn: sqlite3.Connection, batch: list[_Pending]) -> None:
-        outcomes: list[tuple[_Pending, Any, BaseException | None]] = []
+    def _execute(self, conn: sqlite3.Connection, batch: list[_QueuedOp]) -> None:
+        outcomes: list[tuple[_QueuedOp, Any, BaseException | None]] = []
         reads = [op for op in batch if op.read_only]
         writes = [op for op in batch if not op.read_only]
         for op in reads:
@@ -152,8 +152,8 @@ class SqliteWriter:
         _settle(outcomes)
 
     def _transaction(
-        self, conn: sqlite3.Connection, ops: list[_Pending]
-    ) -> list[tuple[_Pending, Any, BaseException | None]]:
+        self, conn: sqlite3.Connection, ops: list[_QueuedOp]
+    ) -> list[tuple[_QueuedOp, Any, BaseException | None]]:
         synchronous = "FULL" if any(op.durable for op in ops) else "NORMAL"
         self.wake_topics = set()
         try:
@@ -164,7 +164,7 @@ class SqliteWriter:
         except sqlite3.Error as exc:
             error = Unavailable(f"the event log {self.path} is unavailable: {exc}")
             return [(op, None, error) for op in ops]
-        outcomes: list[tuple[_Pending, Any, BaseException | None]] = []
+        outcomes: list[tuple[_QueuedOp, Any, BaseException | None]] = []
         single = len(ops) == 1
         for op in ops:
             try:
@@ -211,9 +211,9 @@ def _retry_busy(fn: Callable[[], T], timeout: float) -> T:
 _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
-def _settle(outcomes: Iterable[tuple[_Pending, Any, BaseException | None]]) -> None:
+def _settle(outcomes: Iterable[tuple[_QueuedOp, Any, BaseException | None]]) -> None:
     """Hand results back to each caller's event loop, one callback per loop."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Pending, Any, BaseException | None]]] = {}
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_QueuedOp, Any, BaseException | None]]] = {}
     for outcome in outcomes:
         by_loop.setdefault(outcome[0].loop, []).append(outcome)
     for loop, items in by_loop.items():
@@ -223,7 +223,7 @@ def _settle(outcomes: Iterable[tuple[_Pending, Any, BaseException | None]]) -> N
             pass
 
 
-def _resolve(items: list[tuple[_Pending, Any, BaseException | None]]) -> None:
+def _resolve(items: list[tuple[_QueuedOp, Any, BaseException | None]]) -> None:
     for op, result, error in items:
         if op.future.done():
             continue

@@ -43,7 +43,7 @@ _WINDOW = 1000  # pending events per group at most; more are taken as these are 
 
 
 @dataclasses.dataclass(slots=True)
-class _Pending:
+class _PendingEvent:
     key: str | None
     body: bytes
     attempts: int = 0
@@ -60,13 +60,13 @@ class _MemoryGroup(GroupLog):
         self.topic = topic
         self.group = group
         self.next_index = 0 if start == "earliest" else len(broker._log.get(topic, []))
-        self.pending: dict[int, _Pending] = {}
+        self.pending: dict[int, _PendingEvent] = {}
 
     def _take_new(self) -> None:
         entries = self.broker._log.get(self.topic, [])
         while self.next_index < len(entries) and len(self.pending) < _WINDOW:
             seq, envelope, body = entries[self.next_index]
-            self.pending[seq] = _Pending(envelope.partitionkey, body)
+            self.pending[seq] = _PendingEvent(envelope.partitionkey, body)
             self.next_index += 1
 
     async def claim(self, member: str, limit: int, lease: float, max_attempts: int) -> Claim:
@@ -260,7 +260,9 @@ class MemoryBroker(Broker):
                     kept.append(entry)
                     continue
                 revived = entry[1].revived()
-                state.pending[next(self._seq)] = _Pending(revived.partitionkey, revived.to_json())
+                state.pending[next(self._seq)] = _PendingEvent(
+                    revived.partitionkey, revived.to_json()
+                )
                 count += 1
             self._log[name] = kept
             for subscription in self._subscriptions.get(origin[0], ()):

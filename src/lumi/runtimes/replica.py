@@ -22,8 +22,8 @@ from lumi.config import AppConfig
 from lumi.model.errors import AppError
 from lumi.model.interface import ServiceInterface, interface
 from lumi.pipeline.call import Handler, compose
+from lumi.retrying import wait_ready
 from lumi.runtime_services.resilience.balancer import Balancer
-from lumi.runtime_services.resilience.ready import wait_ready
 from lumi.runtimes import stack
 from lumi.runtimes.base import ReplicaSpec
 from lumi.runtimes.host import Host

@@ -292,7 +292,10 @@ class Supervisor:
         self.stopping = True
         grace = self.config.defaults.grace_period
         for name in reversed(self.order):
-            await asyncio.gather(*(slot.stop(grace) for slot in self.slots.get(name, [])))
+            slots = self.slots.get(name, [])
+            if any(slot.replica is not None for slot in slots):
+                await asyncio.gather(*(slot.stop(grace) for slot in slots))
+                self.emit("lumi", f"stopped {name}")
         self._close_sockets()
         for runtime in self._runtimes.values():
             await runtime.aclose()

@@ -24,6 +24,7 @@ import random
 import re
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +182,7 @@ class Tracing:
         batch: bool = True,
         interval: float = 0.5,
         max_queue: int = 20_000,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 0.0 <= sample_ratio <= 1.0:
             raise ValueError(f"sample_ratio must be between 0 and 1, not {sample_ratio!r}")
@@ -190,8 +192,9 @@ class Tracing:
         # load the span store's cost stays bounded (writing every span of 10k requests/s to
         # SQLite took a fifth of a replica's CPU).
         self.max_per_second = max_per_second
+        self._clock = clock
         self._tokens = max_per_second
-        self._refilled = time.monotonic()
+        self._refilled = clock()
         self.recording = bool(self.exporters)
         self.resource = Resource.create({"service.name": service})
         self._queue: collections.deque[Span] = collections.deque(maxlen=max_queue)
@@ -210,7 +213,7 @@ class Tracing:
         limit = self.max_per_second
         if limit <= 0.0:
             return True
-        now = time.monotonic()
+        now = self._clock()
         self._tokens = min(limit, self._tokens + (now - self._refilled) * limit)
         self._refilled = now
         if self._tokens < 1.0:

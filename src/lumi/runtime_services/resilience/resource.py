@@ -32,10 +32,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar, overload
 
+from lumi import retrying
 from lumi.model.errors import Unavailable
 from lumi.model.hints import Retry
-from lumi.runtime_services.resilience import backoff
-from lumi.runtime_services.resilience.ready import wait_ready
+from lumi.retrying import wait_ready
 
 log = logging.getLogger("lumi.resource")
 
@@ -167,8 +167,8 @@ class Resource(Generic[T]):
     async def _heal_loop(self) -> None:
         retry = 0
         while self._needs_healing():
-            ceiling = backoff.ceiling(self.retry, retry)
-            await asyncio.sleep(max(ceiling / 10, backoff.delay(self.retry, retry)))
+            ceiling = retrying.ceiling(self.retry, retry)
+            await asyncio.sleep(max(ceiling / 10, retrying.delay(self.retry, retry)))
             retry += 1
             async with self._lock:
                 if not self._needs_healing():

@@ -10,7 +10,7 @@ For each outbound call:
    idempotency key stays the same on every attempt, so the callee can tell a retry from a new
    call (:mod:`lumi.runtime_services.resilience.idempotency`);
 3. waits grow exponentially with full jitter
-   (:mod:`lumi.runtime_services.resilience.backoff`);
+   (:mod:`lumi.retrying`);
 4. each retry spends a token of the caller's
    :class:`~lumi.runtime_services.resilience.budget.RetryBudget`;
 5. the target's :class:`~lumi.runtime_services.resilience.breaker.CircuitBreaker` sees every
@@ -23,10 +23,10 @@ import asyncio
 import logging
 import time
 
+from lumi import retrying
 from lumi.model.errors import DeadlineExceeded, LumiError, StatusCode, Unavailable
 from lumi.pipeline import Call, Handler
 from lumi.runtime_services.observability.metrics import Metrics
-from lumi.runtime_services.resilience import backoff
 from lumi.runtime_services.resilience.breaker import Breakers, CircuitBreaker, CircuitOpen, State
 from lumi.runtime_services.resilience.budget import RetryBudget
 from lumi.runtime_services.resilience.policies import Policies
@@ -108,7 +108,7 @@ class Resilience:
             breaker.record(error.code)
             if not retryable(error, idempotent) or retry + 1 >= policy.retry.attempts:
                 raise error
-            wait = backoff.delay(policy.retry, retry)
+            wait = retrying.delay(policy.retry, retry)
             remaining = meta.remaining()
             if remaining is not None and remaining <= wait:
                 raise error

@@ -1,9 +1,17 @@
-"""Readiness waits: start-up waits for what a service needs instead of failing.
+"""Waiting with backoff: the primitives every part of Lumi retries with.
 
-``await wait_ready(check, "Inventory")`` calls ``check`` until it reports ready (returns True or
-None without raising), sleeping with exponential backoff and full jitter in between, and logs one
-clear line per failed attempt. After ``timeout`` seconds it raises
-:class:`~lumi.model.errors.AppError` with the last reason.
+* :func:`delay` / :func:`ceiling` — exponential backoff with full jitter (AWS Architecture
+  Blog, "Exponential Backoff And Jitter"): the n-th retry waits a uniformly random time in
+  ``[0, min(max_backoff, backoff * multiplier**n)]``, so many clients retrying at once spread
+  out instead of arriving together.
+* :func:`wait_ready` — start-up waits for what a service needs instead of failing:
+  ``await wait_ready(check, "Inventory")`` calls ``check`` until it reports ready (returns True
+  or None without raising), sleeping with backoff in between, and logs one clear line per failed
+  attempt. After ``timeout`` seconds it raises :class:`~lumi.model.errors.AppError` with the
+  last reason.
+
+It sits below every axis, so a broker or transport connecting to its server retries the same
+way a service waits for its capabilities (the resilience runtime service builds on it).
 """
 
 from __future__ import annotations
@@ -11,12 +19,24 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import random
 import time
 from collections.abc import Callable
 
 from lumi.model.errors import AppError
 from lumi.model.hints import Retry
-from lumi.runtime_services.resilience import backoff
+
+
+def delay(policy: Retry, retry: int) -> float:
+    """Seconds to wait before retry number ``retry`` (0 for the first retry)."""
+    cap = min(policy.max_backoff, policy.backoff * policy.multiplier ** max(0, retry))
+    return random.uniform(0.0, cap)
+
+
+def ceiling(policy: Retry, retry: int) -> float:
+    """The longest :func:`delay` can be for retry number ``retry``."""
+    return float(min(policy.max_backoff, policy.backoff * policy.multiplier ** max(0, retry)))
+
 
 log = logging.getLogger("lumi.ready")
 
@@ -53,9 +73,9 @@ async def wait_ready(
         waited = time.monotonic() - started
         # Grow the delay's ceiling, but never wait less than a tenth of it: polling a dependency
         # that is still starting many times a millisecond helps nobody.
-        ceiling = backoff.ceiling(policy, attempt - 1)
-        delay = max(ceiling / 10, backoff.delay(policy, attempt - 1))
-        if timeout is not None and waited + delay > timeout:
+        cap = ceiling(policy, attempt - 1)
+        pause = max(cap / 10, delay(policy, attempt - 1))
+        if timeout is not None and waited + pause > timeout:
             raise AppError(
                 f"{name} was not ready after {waited:.1f}s ({attempt} attempts): {reason}"
             )
@@ -65,6 +85,6 @@ async def wait_ready(
             attempt,
             waited,
             reason,
-            delay,
+            pause,
         )
-        await asyncio.sleep(delay)
+        await asyncio.sleep(pause)
