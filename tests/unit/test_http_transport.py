@@ -21,7 +21,6 @@ from lumi.runtime_services.resilience.breaker import Breakers
 from lumi.transports.base import ServerSettings
 from lumi.transports.http import HttpChannel, HttpServer
 
-
 SLOW_STARTED = asyncio.Event()  # set when a slow call is being handled
 
 
