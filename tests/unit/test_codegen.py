@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -44,7 +45,8 @@ def test_output_is_deterministic() -> None:
     runs = [
         subprocess.run(
             [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
-            env={"PYTHONHASHSEED": str(seed), "PATH": "/usr/bin:/bin"},
+            env={"PYTHONHASHSEED": str(seed), "PATH": "/usr/bin:/bin",
+                 **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}},  # the tree under test
         ).stdout
         for seed in (1, 2)
     ]  # fmt: skip
