@@ -137,8 +137,12 @@ def test_a_deployment_has_probes_drain_and_config() -> None:
 
 def test_prod_has_a_daemonset_autoscalers_and_a_budget() -> None:
     """In prod the per-node Catalog is a DaemonSet whose Service keeps traffic on the node,
-    Orders has an HPA and a PDB, and the function Mailer an HPA."""
+    Orders has an HPA, a PDB and its broker URL from a Secret, and the function Mailer an
+    HPA."""
     objects = objects_by_kind("prod")
+    orders = objects[("Deployment", "orders")]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in orders["env"]}
+    assert env["LUMI_EVENTS"]["valueFrom"] == {"secretKeyRef": {"name": "shop-broker", "key": "url"}}
     assert ("Deployment", "catalog") not in objects
     assert (
         objects[("DaemonSet", "catalog")]["spec"]["template"]["spec"]["containers"][0]["name"]

@@ -59,19 +59,12 @@ def render(config: AppConfig) -> Rendered:
     classes = {cls.name: cls for cls in config.load_services()}
     interfaces = {name: interface(cls) for name, cls in classes.items()}
     images = read_images(config.root)
-    warnings: list[str] = []
-    events = config.defaults.events or "embedded"
-    scheme = events.split("://", 1)[0].split("?", 1)[0]
-    where = f"env.{config.environment}.defaults" if config.environment else "defaults"
-    if scheme in ("embedded", "memory"):
-        warnings.append(
-            f"events = {events!r} keeps each pod's events to itself; set {where}.events "
-            f"to a broker every pod reaches (kafka://, nats://, redis://, sns://)"
-        )
+    warnings = _events_warnings(config, interfaces)
     config_name = f"{kebab(config.name)}-config"
     data: dict[str, str] = {}
     if len({config.binding(name).events for name in interfaces}) == 1:
-        data[envvars.EVENTS] = events  # one broker for all: operators may point it elsewhere
+        # One broker for all: operators may point it elsewhere without a rebuild.
+        data[envvars.EVENTS] = config.defaults.events or "embedded"
     if config.environment:
         data[envvars.ENV] = config.environment
     for name in interfaces:
@@ -87,6 +80,21 @@ def render(config: AppConfig) -> Rendered:
             f"`lumi build image` would tag (build them before applying)"
         )
     return Rendered(objects, dict(sorted(data.items())), config_name, warnings)
+
+
+def _events_warnings(config: AppConfig, interfaces: dict[str, ServiceInterface]) -> list[str]:
+    """A broker local to each pod is a mistake in a cluster, unless a Secret replaces it."""
+    events = config.defaults.events or "embedded"
+    if events.split("://", 1)[0].split("?", 1)[0] not in ("embedded", "memory"):
+        return []
+    users = [n for n, i in interfaces.items() if i.events or i.subscriptions]
+    if all(envvars.EVENTS in config.service(n).kubernetes.secrets for n in users):
+        return []
+    where = f"env.{config.environment}.defaults" if config.environment else "defaults"
+    return [
+        f"events = {events!r} keeps each pod's events to itself; set {where}.events to a "
+        f"broker every pod reaches (redis://, sns://, ...) or LUMI_EVENTS from a Secret"
+    ]
 
 
 def _transports(config: AppConfig, name: str) -> list[str]:
