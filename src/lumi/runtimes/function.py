@@ -66,6 +66,7 @@ class FunctionReplica(Replica):
         self._servers: list[Server] = []
         self._broker: Broker | None = None
         self._subscriptions: list[Subscription] = []
+        self._warming: asyncio.Task[None] | None = None
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
@@ -124,6 +125,8 @@ class FunctionReplica(Replica):
             await server.start()
             del self._sockets[name]  # the server owns it now
             self._servers.append(server)
+        if isinstance(self.instances, ForkRuntime):  # the template's imports, ahead of calls
+            self._warming = asyncio.create_task(self.instances.prepare())
         topics = sorted({f"{s.options.service}.{s.options.event}" for s in reflected.subscriptions})
         if topics:
             self._broker = create_broker(binding.events or "embedded", app_dir=config.root)
@@ -144,6 +147,9 @@ class FunctionReplica(Replica):
         )
 
     async def _deactivate(self) -> None:
+        if self._warming is not None:
+            with contextlib.suppress(Exception):
+                await self._warming
         for subscription in self._subscriptions:
             with contextlib.suppress(Exception):
                 await subscription.aclose()

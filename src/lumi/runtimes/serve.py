@@ -102,7 +102,10 @@ def serve(
         spec.service,
         replica=spec.replica,
         level=environ.get("LUMI_LOG_LEVEL") or None,
-        stream_json=environ.get("LUMI_LOG_JSON") == "1" or None,
+        # Readable lines for lumi run's terminal; on its own, JSON unless on a terminal.
+        stream_json=True
+        if environ.get("LUMI_LOG_JSON") == "1"
+        else (False if supervised else None),
         colour=False if supervised else None,
         lean=supervised,
     )

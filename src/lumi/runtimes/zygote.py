@@ -185,7 +185,12 @@ class Zygote:
         self._lock = asyncio.Lock()
         self._started: asyncio.Future[None] | None = None
 
-    async def _start(self) -> socket.socket:
+    async def start(self) -> None:
+        """Start the template (once); returns when it has its imports done."""
+        async with self._lock:
+            await self._started_control()
+
+    async def _started_control(self) -> socket.socket:
         if self._control is not None:
             return self._control
         # One message per request and per reply, fds alongside: no framing needed.
@@ -247,7 +252,7 @@ class Zygote:
         err_r, err_w = os.pipe()
         try:
             async with self._lock:
-                control = await self._start()
+                control = await self._started_control()
                 request_id = next(self._ids)
                 request = {"id": request_id, "service": service, "env": dict(env), "cwd": cwd,
                            "sockets": list(sockets)}  # fmt: skip
@@ -292,6 +297,10 @@ class ForkRuntime(Runtime):
 
     def __init__(self) -> None:
         self.zygote = Zygote()
+
+    async def prepare(self) -> None:
+        """Start the template now, so the first replica does not wait for its imports."""
+        await self.zygote.start()
 
     async def start(
         self, spec: ReplicaSpec, sockets: Mapping[str, socket.socket], output: Output
