@@ -17,6 +17,12 @@ from tests.integration.harness import LumiRun, copy_app, wait
 pytestmark = pytest.mark.slow
 
 
+def podman(*args: str, env: dict[str, str]) -> str:
+    done = subprocess.run(["podman", *args], capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def test_a_container_service_serves_the_host_and_calls_processes(
     lumi_run: Callable[..., LumiRun], podman_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -37,7 +43,13 @@ def test_a_container_service_serves_the_host_and_calls_processes(
     assert orders["runtime"] == "container"
     assert registry["services"]["Inventory"]["replicas"][0]["runtime"] == "process"
     label = f"{APP_LABEL}={app}"
-    assert len(containers_of(label, podman_env)) == 1
+    [container] = containers_of(label, podman_env)
+    image = podman("image", "inspect", "localhost/shop-orders:0.1.0", "--format",
+                   "{{.Config.User}}|{{.Config.StopSignal}}|{{json .Config.Healthcheck.Test}}",
+                   env=podman_env)  # fmt: skip
+    assert image.strip() == '10001:10001|SIGTERM|["CMD","python","-m","lumi.runtimes.healthcheck"]'
+    # The image's HEALTHCHECK command, run in the live container, finds it ready.
+    podman("exec", container, "python", "-m", "lumi.runtimes.healthcheck", env=podman_env)
 
     placed = run.post("Orders", "place", {"customer": "ada", "lines": [{"sku": "apple", "qty": 2}]})
     assert placed.status_code == 200, placed.text
@@ -57,3 +69,17 @@ def test_a_container_service_serves_the_host_and_calls_processes(
     assert run.stop() == 0
     assert containers_of(label, podman_env) == []
     assert "Orders[0]" in run.output and "draining" in run.output
+
+
+def test_a_container_service_without_an_image_is_one_line(
+    lumi_run: Callable[..., LumiRun], podman_env: dict[str, str], tmp_path: Path
+) -> None:
+    """lumi run with a container service whose image was never built stops with one line
+    saying how to build it."""
+    app = copy_app(SHOP, tmp_path / "shop")
+    run = lumi_run(app, "--env", "containers", env=podman_env)
+    assert run.proc.wait(timeout=120) == 1
+    assert (
+        f"error: Orders could not start: Orders runs in a container, but no image was built "
+        f"for it: lumi build image Orders --app {app}"
+    ) in run.output

@@ -142,7 +142,9 @@ def test_prod_has_a_daemonset_autoscalers_and_a_budget() -> None:
     objects = objects_by_kind("prod")
     orders = objects[("Deployment", "orders")]["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e for e in orders["env"]}
-    assert env["LUMI_EVENTS"]["valueFrom"] == {"secretKeyRef": {"name": "shop-broker", "key": "url"}}
+    assert env["LUMI_EVENTS"]["valueFrom"] == {
+        "secretKeyRef": {"name": "shop-broker", "key": "url"}
+    }
     assert ("Deployment", "catalog") not in objects
     assert (
         objects[("DaemonSet", "catalog")]["spec"]["template"]["spec"]["containers"][0]["name"]

@@ -197,3 +197,18 @@ def test_state_dir_can_move(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     monkeypatch.setenv("LUMI_STATE_DIR", str(tmp_path))
     assert AppPaths("/app").events == tmp_path / "events.db"
     assert os.environ["LUMI_STATE_DIR"] == str(tmp_path)
+
+
+async def test_the_container_runtime_says_why_docker_will_not_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With only docker (its daemon answering), the container runtime says it needs podman."""
+    from lumi.model.errors import AppError
+    from lumi.runtimes.container import ContainerRuntime
+
+    script = tmp_path / "docker"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(AppError, match=r"needs podman \(docker cannot\): apt install podman"):
+        ContainerRuntime().engine  # noqa: B018 - the property finds the engine
