@@ -212,3 +212,53 @@ async def test_the_container_runtime_says_why_docker_will_not_do(
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(AppError, match=r"needs podman \(docker cannot\): apt install podman"):
         ContainerRuntime().engine  # noqa: B018 - the property finds the engine
+
+
+def test_image_and_lambda_join_an_existing_build_group() -> None:
+    """When `lumi build` is already a group (of artifacts), image and lambda join it."""
+    import typer
+    import typer.main
+
+    from lumi.cli import images
+
+    app = typer.Typer()
+    group = typer.Typer()
+    app.add_typer(group, name="build")
+
+    @group.command("artifacts")
+    def artifacts() -> None:
+        """Build artifacts."""
+
+    images.register(app)
+    command = typer.main.get_command(app)
+    assert set(command.commands["build"].commands) == {"artifacts", "image", "lambda"}  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["image", "Ordrs"],
+            "no service 'Ordrs' in this app; did you mean 'Orders'? (services: Catalog, Inventory, Orders, Mailer)",
+        ),
+        (
+            ["lambda", "Catalog", "--python", "2.7"],
+            "no Lambda runtime python2.7 (choose: 3.9, 3.10, 3.11, 3.12, 3.13)",
+        ),
+        (
+            ["lambda", "Catalog", "--arch", "sparc"],
+            "no Lambda architecture 'sparc' (choose: x86_64, arm64)",
+        ),
+    ],
+)
+def test_build_mistakes_are_one_line(args: list[str], message: str) -> None:
+    """A mistyped service, Python version or architecture: one line, exit 2."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "lumi.cli.main", "build", *args, "--app", str(SHOP)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == f"error: {message}"
