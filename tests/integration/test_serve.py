@@ -58,7 +58,8 @@ def test_two_services_find_each_other_through_the_environment(
     echo_app: Path, served: list[Served], tmp_path: Path
 ) -> None:
     """Echo on LUMI_PORT, Front on --port with LUMI_ENDPOINTS_ECHO: Front relays to Echo, and
-    SIGTERM drains both to exit 0; the endpoints file is written once serving."""
+    SIGTERM drains both to exit 0; the endpoints file is written once serving, and the
+    container HEALTHCHECK command reads it (ready while serving, not after)."""
     echo_port, front_port = free_port(), free_port()
     marks = tmp_path / "echo-endpoints.json"
     echo = Served(
@@ -77,10 +78,22 @@ def test_two_services_find_each_other_through_the_environment(
     )
     assert answer.status_code == 200 and answer.json() == "abab"
     assert json.loads(marks.read_text()) == [f"http://127.0.0.1:{echo_port}"]
+    assert healthcheck(marks).returncode == 0  # the image's HEALTHCHECK command
     for one in (front, echo):
         code, out = one.stop()
         assert code == 0, out
         assert "draining" in out
+    failed = healthcheck(marks)
+    assert failed.returncode == 1 and failed.stderr.startswith("not ready: ")
+    assert healthcheck(tmp_path / "absent.json").stderr.startswith("not serving yet")
+
+
+def healthcheck(endpoints: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lumi.runtimes.healthcheck"],
+        env={**os.environ, "LUMI_ENDPOINTS_FILE": str(endpoints)},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
