@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.engines.kafka",
     "tests.engines.nats",
     "tests.engines.brokers",
+    "tests.engines.podman",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -202,6 +202,66 @@ class TracingConfig(pydantic.BaseModel):
     store: bool = True  # the local span store, <app>/.lumi/traces.db
 
 
+class FunctionConfig(pydantic.BaseModel):
+    """How a ``runtime = "function"`` service scales: ``[services.X.function]``."""
+
+    model_config = _STRICT
+
+    idle_timeout: float = pydantic.Field(
+        default=60.0, gt=0, description="seconds without calls before an instance stops"
+    )
+    concurrency: int = pydantic.Field(default=16, ge=1, description="calls per instance at once")
+    max_instances: int = pydantic.Field(default=4, ge=1, le=64)
+    min_instances: int = pydantic.Field(default=0, ge=0, description="kept warm (0: to zero)")
+    queue_timeout: float = pydantic.Field(
+        default=30.0, gt=0, description="seconds a call may wait for a free instance"
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _check_bounds(self) -> FunctionConfig:
+        if self.min_instances > self.max_instances:
+            raise ValueError(
+                f"min_instances ({self.min_instances}) is above max_instances "
+                f"({self.max_instances})"
+            )
+        return self
+
+
+class AutoscaleConfig(pydantic.BaseModel):
+    """A HorizontalPodAutoscaler for the service on Kubernetes."""
+
+    model_config = _STRICT
+
+    min: int = pydantic.Field(default=1, ge=1)
+    max: int = pydantic.Field(default=5, ge=1)
+    cpu_percent: int = pydantic.Field(default=80, ge=1, le=1000)
+
+    @pydantic.model_validator(mode="after")
+    def _check_bounds(self) -> AutoscaleConfig:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        return self
+
+
+class KubernetesConfig(pydantic.BaseModel):
+    """What ``lumi deploy --target kubernetes`` renders for one service:
+    ``[services.X.kubernetes]``."""
+
+    model_config = _STRICT
+
+    cpu: str = pydantic.Field(default="100m", pattern=r"^[0-9]+(\.[0-9]+)?m?$")
+    memory: str = pydantic.Field(default="128Mi", pattern=r"^[0-9]+(Ki|Mi|Gi|K|M|G)?$")
+    cpu_limit: str | None = pydantic.Field(default=None, pattern=r"^[0-9]+(\.[0-9]+)?m?$")
+    memory_limit: str | None = pydantic.Field(default="256Mi", pattern=r"^[0-9]+(Ki|Mi|Gi|K|M|G)?$")
+    autoscale: AutoscaleConfig | None = None
+    min_available: int | None = pydantic.Field(
+        default=None, ge=0, description="a PodDisruptionBudget keeping this many replicas"
+    )
+    secrets: dict[str, str] = pydantic.Field(
+        default_factory=dict, description="env variable → 'secret-name/key' to read it from"
+    )
+
+
 class ServiceConfig(Binding):
     replicas: int = pydantic.Field(default=1, ge=1, le=64)
     port: int | None = pydantic.Field(default=None, ge=1, le=65535, description="first replica's")
@@ -224,6 +284,9 @@ class ServiceConfig(Binding):
                 raise ValueError(f"{name}: {exc}") from None
         return value
 
+    function: FunctionConfig = pydantic.Field(default_factory=FunctionConfig)
+    kubernetes: KubernetesConfig = pydantic.Field(default_factory=KubernetesConfig)
+
     @pydantic.field_validator("log_level")
     @classmethod
     def _check_level(cls, value: str | None) -> str | None:
@@ -237,6 +300,19 @@ class RepositoryConfig(pydantic.BaseModel):
 
     url: str | None = None  # a folder (OCI image layout) or http(s)/oci://host/namespace
     trust_key: str | None = None  # ed25519 public key (PEM); pulls must be signed by it
+
+
+class ImageConfig(pydantic.BaseModel):
+    """Container images of the app's services (``lumi build image``): ``[image]``."""
+
+    base: str = pydantic.Field(
+        default="docker.io/library/python:3.11-slim-bookworm",
+        min_length=1,
+        description="the image both build stages start from (it needs python3 with venv)",
+    )
+    registry: str = pydantic.Field(
+        default="localhost", min_length=1, description="prefix of image references"
+    )
 
 
 class AppSection(pydantic.BaseModel):
@@ -258,6 +334,7 @@ class _File(pydantic.BaseModel):
     tracing: TracingConfig = pydantic.Field(default_factory=TracingConfig)
     resilience: ResilienceConfig = pydantic.Field(default_factory=ResilienceConfig)
     repository: RepositoryConfig = pydantic.Field(default_factory=RepositoryConfig)
+    image: ImageConfig = pydantic.Field(default_factory=ImageConfig)
     env: dict[str, dict[str, Any]] = pydantic.Field(default_factory=dict)
 
 
@@ -275,6 +352,7 @@ class AppConfig:
     tracing: TracingConfig = dataclasses.field(default_factory=TracingConfig)
     resilience: ResilienceConfig = dataclasses.field(default_factory=ResilienceConfig)
     repository: RepositoryConfig = dataclasses.field(default_factory=RepositoryConfig)
+    image: ImageConfig = dataclasses.field(default_factory=ImageConfig)
 
     @property
     def name(self) -> str:
@@ -399,6 +477,7 @@ def load_config(path: str | Path = ".", env: str | None = None) -> AppConfig:
         tracing=chosen.tracing,
         resilience=chosen.resilience,
         repository=chosen.repository,
+        image=chosen.image,
     )
 
 

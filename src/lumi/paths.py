@@ -7,7 +7,8 @@
     .lumi/logs/<service>.log structured logs, one JSON object per line
 
 Everything under it may hold request data, so the folder is made private (0700) and files in
-it are created private (0600).
+it are created private (0600). ``LUMI_STATE_DIR`` moves it (a Lambda function's app folder is
+read-only; its state goes to ``/tmp``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 from pathlib import Path
 
 STATE_DIR = ".lumi"
+STATE_DIR_VARIABLE = "LUMI_STATE_DIR"
 
 
 class AppPaths:
@@ -23,7 +25,8 @@ class AppPaths:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
-        self.state = self.root / STATE_DIR
+        moved = os.environ.get(STATE_DIR_VARIABLE)
+        self.state = Path(moved) if moved else self.root / STATE_DIR
 
     @property
     def registry(self) -> Path:

@@ -64,9 +64,12 @@ class RuntimeContract:
         opened: list[Started] = []
 
         @contextlib.asynccontextmanager
-        async def start(service: str = "Echo") -> AsyncIterator[Started]:
+        async def start(
+            service: str = "Echo", sock: socket.socket | None = None
+        ) -> AsyncIterator[Started]:
             http = transports.get("http")
-            sock = http.bind("127.0.0.1", 0)
+            own = sock is None
+            sock = http.bind("127.0.0.1", 0) if sock is None else sock
             endpoint = http.endpoint_of(sock)
             spec = ReplicaSpec(
                 app_dir=str(app_dir),
@@ -84,7 +87,8 @@ class RuntimeContract:
                 yield started
             finally:
                 await replica.kill()
-                sock.close()
+                if own:
+                    sock.close()
 
         yield start  # type: ignore[misc]
         await runtime.aclose()
@@ -140,3 +144,20 @@ class RuntimeContract:
             slow.cancel()
             with contextlib.suppress(BaseException):
                 await slow
+
+    async def test_a_new_replica_serves_on_the_same_socket(self, start: Any) -> None:
+        """After a replica is killed, another started on the same socket serves there (how
+        the supervisor restarts replicas on the same ports)."""
+        http = transports.get("http")
+        sock = http.bind("127.0.0.1", 0)
+        try:
+            async with start(sock=sock) as first:
+                await first.replica.ready(30)
+                assert await first.call("echo", b'{"text": "a"}') == b'"a"'
+                await first.replica.kill()
+            async with start(sock=sock) as second:
+                await second.replica.ready(30)
+                assert second.endpoint == first.endpoint
+                assert await second.call("echo", b'{"text": "b"}') == b'"b"'
+        finally:
+            sock.close()

@@ -115,3 +115,12 @@ def test_hop_bench_reports_one_hop_two_hops_and_the_peer() -> None:
         assert figures["rps"] > 0 and figures["errors"] == 0 and figures["cpu_us"] > 0
         assert figures["p90_1c_ms"] > 0
     assert set(result["ratios"]) >= {"two_vs_one_hop", "lumi_vs_bare_2hop"}  # type: ignore[arg-type]
+
+
+def test_function_bench_reports_cold_and_warm_latency() -> None:
+    """bench/function_bench.py measures cold starts and warm calls of the function runtime
+    and its peers."""
+    result = run_bench("bench/function_bench.py", "--rounds", "1", "--calls", "20")
+    for figures in (result["cold_start_ms"], result["warm_us_per_call"]):
+        assert set(figures) == {"lumi_function", "lumi_process", "fastapi_uvicorn"}  # type: ignore[arg-type]
+        assert all(value > 0 for value in figures.values())  # type: ignore[attr-defined]

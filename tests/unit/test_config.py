@@ -26,7 +26,15 @@ services = ["svc:A"]
 def test_example_config_loads_with_and_without_env() -> None:
     """The shop's config loads; the test environment overrides the defaults."""
     config = load_config(SHOP)
-    assert config.name == "shop" and config.environments == ("grpc", "mixed", "test", "thrift")
+    assert config.name == "shop" and config.environments == (
+        "containers",
+        "grpc",
+        "mixed",
+        "prod",
+        "staging",
+        "test",
+        "thrift",
+    )
     assert config.defaults.events == "embedded" and config.service("Catalog").replicas == 2
     test = load_config(SHOP, env="test")
     assert test.defaults.events == "memory" and test.defaults.runtime == "inproc"
@@ -89,7 +97,7 @@ def test_binding_merges_service_over_defaults(tmp_path: Path) -> None:
         ),
         (
             "[bogus]\nx = 1\n",
-            "bogus: unknown key (valid keys here: app, defaults, env, repository, resilience, services, tracing)",
+            "bogus: unknown key (valid keys here: app, defaults, env, image, repository, resilience, services, tracing)",
         ),
     ],
 )

@@ -101,9 +101,12 @@ def register(app: typer.Typer) -> None:
             stdout.print(f"[bold cyan]{name}[/] {iface.version}  [dim]{summary}[/]")
             state = running.services.get(name) if running else None
             for replica in state.replicas if state else []:
+                where = f", {replica.runtime}" if replica.runtime != "process" else ""
+                where += f", {replica.node}" if replica.node else ""
                 stdout.print(
                     f"  [yellow]replica {replica.index}[/] {' '.join(replica.endpoints)} "
-                    f"[dim]{replica.state}, pid {replica.pid}, restarts {replica.restarts}[/]",
+                    f"[dim]{replica.state}, pid {replica.pid}, restarts {replica.restarts}"
+                    f"{where}[/]",
                     highlight=False,
                 )
             for method_name, method in sorted(iface.methods.items()):

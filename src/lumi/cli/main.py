@@ -27,6 +27,9 @@ COMMAND_MODULES = (
     "lumi.cli.ci",
     "lumi.cli.dashboard",
     "lumi.cli.new",
+    "lumi.cli.serve",
+    "lumi.cli.images",
+    "lumi.cli.deploy",
 )
 
 app = typer.Typer(

@@ -62,6 +62,15 @@ def register(app: typer.Typer) -> None:
         dashboard_port: Annotated[
             int, typer.Option(help="The dashboard's port (another if taken).", min=0, max=65535)
         ] = DEFAULT_PORT,
+        nodes: Annotated[
+            int | None,
+            typer.Option(
+                "--nodes",
+                min=1,
+                max=64,
+                help="Simulate N nodes: one replica of each per-node service on every node.",
+            ),
+        ] = None,
     ) -> None:
         """Run an app: every service replica on its runtime (a local process by default), in
         dependency order."""
@@ -70,7 +79,9 @@ def register(app: typer.Typer) -> None:
             raise ConfigError("--reload restarts service processes; it does not work with --inproc")
         colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ
         terminal = Terminal(colour)
-        supervisor = Supervisor(config, emit=terminal, runtime="inproc" if inproc else None)
+        supervisor = Supervisor(
+            config, emit=terminal, runtime="inproc" if inproc else None, nodes=nodes
+        )
         main = run_with_reload(supervisor, terminal) if reload else supervisor.run()
         board = dashboard_port if dashboard else None
         raise typer.Exit(asyncio.run(with_dashboard(config, terminal, board, main, supervisor)))

@@ -2,7 +2,7 @@
 (hot reload) is not an interpreter start away.
 
 Most of a replica's start is Python importing Lumi and its libraries (0.5-1 s on a busy
-laptop); the app's own modules are quick. A spare is ``python -m lumi.runtimes.process`` with
+laptop); the app's own modules are quick. A spare is ``python -m lumi.runtimes.serve`` with
 ``LUMI_SPARE_FD`` set: it imports Lumi, says :data:`SPARE_READY` on stdout, then waits on a Unix
 socket for its assignment — the environment of one replica plus its file descriptors (the ready
 pipe and the listening sockets), passed with ``SCM_RIGHTS`` — and from there starts like any
@@ -78,7 +78,7 @@ async def start_spare() -> Spare:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "lumi.runtimes.process",
+            "lumi.runtimes.serve",
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

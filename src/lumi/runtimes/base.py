@@ -39,7 +39,8 @@ class ReplicaSpec:
     replica: int
     endpoints: dict[str, list[str]]  # service → endpoint URLs of all its replicas, all transports
     environment: dict[str, str] = dataclasses.field(default_factory=dict)  # services.X.environment
-    node: str | None = None  # the node it runs on (per-node placement)
+    node: str | None = None  # the node it runs on (lumi run --nodes, per-node placement)
+    placement: dict[str, str] = dataclasses.field(default_factory=dict)  # endpoint → its node
 
     @property
     def name(self) -> str:
@@ -97,3 +98,22 @@ class Runtime(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release what the runtime holds (after every replica stopped)."""
+
+
+class FailedReplica(Replica):
+    """A replica that could not even be launched: ready() raises StartError with the cause."""
+
+    def __init__(self, cause: str) -> None:
+        self.cause = cause
+
+    async def ready(self, timeout: float) -> None:
+        raise StartError(self.cause)
+
+    async def wait(self) -> int:
+        return 1
+
+    async def stop(self, grace: float) -> None:
+        return None
+
+    async def kill(self) -> None:
+        return None

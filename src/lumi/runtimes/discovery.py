@@ -25,6 +25,7 @@ class ReplicaState(pydantic.BaseModel):
     index: int
     endpoints: list[str]  # one per transport it serves
     runtime: str = "process"
+    node: str | None = None  # with lumi run --nodes
     pid: int | None = None
     state: str = "starting"  # starting | ready | restarting | stopping | stopped
     restarts: int = 0

@@ -1,43 +1,34 @@
 """The local process runtime: one replica in one OS process (the default of ``lumi run``).
 
 The supervisor binds each replica's sockets and passes them in, so a restarted replica serves
-on the same ports and connections wait in the backlog instead of failing. The child gets its
-:class:`~lumi.runtimes.base.ReplicaSpec` and socket fds in ``LUMI_*`` environment variables
-and reports "ready" (or one line of error) on a pipe; it serves until SIGTERM/SIGINT, then
-drains and exits 0. It runs in its own session (a terminal's Ctrl-C reaches only the
-supervisor, which orders the stop) and asks the kernel for SIGTERM when the supervisor dies,
-so no replica is ever orphaned.
+on the same ports and connections wait in the backlog instead of failing. The child is ``lumi
+serve SERVICE`` (:mod:`lumi.runtimes.serve`): it gets its :class:`~lumi.runtimes.base.ReplicaSpec`
+and socket fds in ``LUMI_*`` environment variables and reports "ready" (or one line of error)
+on a pipe; it serves until SIGTERM/SIGINT, then drains and exits 0. It runs in its own
+session (a terminal's Ctrl-C reaches only the supervisor, which orders the stop) and asks the
+kernel for SIGTERM when the supervisor dies, so no replica is ever orphaned.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import gc
 import json
-import logging
 import os
 import signal
 import socket
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, ClassVar
 
-from lumi.config import AppConfig, load_config
-from lumi.model.errors import AppError, ConfigError, DefinitionError
-from lumi.runtimes import stack
-from lumi.runtimes._spares import SparePool, wait_for_assignment
+from lumi.runtimes import serve
+from lumi.runtimes._spares import SparePool
 from lumi.runtimes.base import Output, Replica, ReplicaSpec, Runtime, StartError
-
-log = logging.getLogger("lumi.process")
-
-_PR_SET_PDEATHSIG = 1
 
 
 class ProcessReplica(Replica):
-    """A replica process started by :class:`ProcessRuntime`."""
+    """A replica in a child process (the process runtime's, or a container engine's client)
+    that reports readiness on the pipe ``ready_fd``; its output lines go to ``output``."""
 
     def __init__(self, proc: asyncio.subprocess.Process, ready_fd: int, output: Output) -> None:
         self.proc = proc
@@ -109,7 +100,8 @@ class ProcessReplica(Replica):
 
 
 class ProcessRuntime(Runtime):
-    """Runs each replica as ``python -m lumi.runtimes.process`` in the app folder."""
+    """Runs each replica as ``python -m lumi.runtimes.serve SERVICE`` (``lumi serve``) in the
+    app folder."""
 
     name: ClassVar[str] = "process"
 
@@ -142,8 +134,8 @@ class ProcessRuntime(Runtime):
         own = {
             **self.environment,
             **spec.environment,
-            "LUMI_REPLICA_SPEC": spec.to_json(),
-            "LUMI_PARENT_PID": str(os.getpid()),
+            serve.SPEC: spec.to_json(),
+            serve.PARENT_PID: str(os.getpid()),
         }
         spare = self._spares.take() if self._spares is not None else None
         if spare is not None:
@@ -155,15 +147,16 @@ class ProcessRuntime(Runtime):
         environ = {
             **os.environ,
             **own,
-            "LUMI_LISTEN_FDS": json.dumps(fds),
-            "LUMI_READY_FD": str(write_fd),
+            serve.LISTEN_FDS: json.dumps(fds),
+            serve.READY_FD: str(write_fd),
             "PYTHONUNBUFFERED": "1",
         }
         try:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "lumi.runtimes.process",
+                "lumi.runtimes.serve",
+                spec.service,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -178,109 +171,3 @@ class ProcessRuntime(Runtime):
         finally:
             os.close(write_fd)
         return ProcessReplica(proc, read_fd, output)
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """Ask Linux to SIGTERM us when the supervisor dies (and check it has not already)."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent_pid:
-        sys.exit(0)
-
-
-def settle_gc() -> None:
-    """Once a replica is ready, take what start-up made (modules, schemas, validators: tens of
-    thousands of objects that live as long as the process) out of the cycle collector's view,
-    and collect the young generation less often.
-
-    Why: on bench/hop_bench.py a replica calling another one spent ~6% of its CPU in the cycle
-    collector — full collections walking the start-up objects, and young collections set off
-    by nothing more than the objects of the calls in flight (32 calls awaiting their callee
-    hold more than the default threshold of 700). Calls make no cycles of their own, so
-    collecting less often costs little memory.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
-
-
-def main() -> None:
-    """Entry point of a replica process (``python -m lumi.runtimes.process``)."""
-    if "LUMI_SPARE_FD" in os.environ:  # a warm spare: wait to be told which replica to be
-        _die_with_parent(int(os.environ["LUMI_PARENT_PID"]))
-        wait_for_assignment()
-    spec = ReplicaSpec.from_json(os.environ["LUMI_REPLICA_SPEC"])
-    os.chdir(spec.app_dir)
-    fds: dict[str, int] = json.loads(os.environ["LUMI_LISTEN_FDS"])
-    _die_with_parent(int(os.environ["LUMI_PARENT_PID"]))
-    ready = os.fdopen(int(os.environ["LUMI_READY_FD"]), "w", buffering=1)
-
-    def report(message: dict[str, Any]) -> None:
-        with contextlib.suppress(OSError):
-            ready.write(json.dumps(message) + "\n")
-            ready.flush()
-
-    try:
-        config = load_config(Path(spec.app_dir), spec.env)
-    except ConfigError as exc:
-        report({"error": str(exc)})
-        sys.exit(1)
-    # Lines on stderr go to `lumi run`'s terminal: readable; the log file gets JSON lines.
-    services = stack.setup_process(
-        config,
-        spec.service,
-        replica=spec.replica,
-        level=os.environ.get("LUMI_LOG_LEVEL") or None,
-        stream_json=os.environ.get("LUMI_LOG_JSON") == "1",
-        colour=False,
-        lean=True,  # `lumi run` prefixes each line with the replica's name
-    )
-    sockets = {name: socket.socket(fileno=fd) for name, fd in fds.items()}
-    try:
-        _run_loop(_serve(spec, config, sockets, services, report))
-    except (ConfigError, AppError, DefinitionError) as exc:
-        report({"error": str(exc)})
-        sys.exit(1)
-    except Exception as exc:
-        log.exception("%s failed", spec.name)
-        report({"error": f"{type(exc).__name__}: {exc}"})
-        sys.exit(1)
-
-
-def _run_loop(coro: Any) -> None:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        asyncio.run(coro)
-    else:
-        uvloop.run(coro)
-
-
-async def _serve(
-    spec: ReplicaSpec,
-    config: AppConfig,
-    sockets: dict[str, socket.socket],
-    services: stack.RuntimeServices,
-    report: Any,
-) -> None:
-    from lumi.runtimes.replica import ReplicaRunner
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        runner = ReplicaRunner(spec, config, sockets, services)
-
-        def ready() -> None:
-            settle_gc()
-            report({"ready": True, "pid": os.getpid()})
-
-        await runner.run(stop, ready)
-    finally:
-        services.shutdown()  # flush spans
-
-
-if __name__ == "__main__":
-    main()

@@ -123,7 +123,11 @@ class ReplicaRunner:
             if transport_of(url) == chosen
         ]
         breakers = self.services.resilience(self.spec.service).breakers
-        return Balancer(name, channels, breakers=breakers)
+        local: list[str] = []
+        if self.spec.node and self.config.service(name).placement == "per-node":
+            # A per-node capability: the replica on this node, others only while it is down.
+            local = [url for url, node in self.spec.placement.items() if node == self.spec.node]
+        return Balancer(name, channels, breakers=breakers, local=local)
 
     def _channel_for(self, name: str) -> Handler:
         balancer = self.balancers.get(name)

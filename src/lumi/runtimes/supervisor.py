@@ -46,16 +46,26 @@ class _Slot:
     """One replica position (service, index): its sockets, endpoints and current replica."""
 
     def __init__(
-        self, sup: Supervisor, service: str, index: int, sockets: dict[str, socket.socket]
+        self,
+        sup: Supervisor,
+        service: str,
+        index: int,
+        sockets: dict[str, socket.socket],
+        node: str | None = None,
     ) -> None:
         self.sup = sup
         self.service = service
         self.index = index
         self.sockets = sockets
+        self.node = node
+        self.per_node = sup.config.service(service).placement == "per-node"
         self.endpoints = [transports.get(t).endpoint_of(s) for t, s in sockets.items()]
+        self.addresses = {t: s.getsockname()[:2] for t, s in sockets.items()}
         self.runtime: Runtime = sup.runtime_of(service)
         self.replica: Replica | None = None
-        self.state = ReplicaState(index=index, endpoints=self.endpoints, runtime=self.runtime.name)
+        self.state = ReplicaState(
+            index=index, endpoints=self.endpoints, runtime=self.runtime.name, node=node
+        )
         self.ready_at = 0.0
         self.monitor: asyncio.Task[None] | None = None
 
@@ -73,6 +83,8 @@ class _Slot:
             replica=self.index,
             endpoints=self.sup.endpoints,
             environment=config.service(self.service).environment,
+            node=self.node,
+            placement=self.sup.placement,
         )
         self.state.state = "starting"
         replica: Replica | None = None
@@ -104,6 +116,8 @@ class _Slot:
                 delay = sup.restart_backoff
             self.state.restarts += 1
             self.state.state = "restarting"
+            if self.per_node:
+                self.release()  # callers on this node fail over until it is back
             sup.save()
             sup.emit(
                 "lumi",
@@ -115,6 +129,8 @@ class _Slot:
             if sup.is_stopping():
                 return
             try:
+                if self.per_node:
+                    self.rebind()
                 await self.start()
                 sup.emit("lumi", f"{self.name} is back (pid {self.state.pid})")
             except StartError as exc:
@@ -134,6 +150,20 @@ class _Slot:
         for sock in self.sockets.values():
             sock.close()
 
+    def release(self) -> None:
+        """Close the sockets while the replica is down, so connections are refused (and a
+        caller's balancer moves on) instead of waiting in the backlog."""
+        self.close()
+
+    def rebind(self) -> None:
+        """Bind the released sockets again, on the same ports."""
+        for name, (host, port) in self.addresses.items():
+            if self.sockets[name].fileno() == -1:
+                try:
+                    self.sockets[name] = transports.get(name).bind(host, port)
+                except OSError as exc:
+                    raise StartError(f"cannot listen on {host}:{port} again: {exc}") from None
+
 
 def _describe(code: int) -> str:
     if code < 0:
@@ -151,6 +181,7 @@ class Supervisor:
         *,
         emit: Emit,
         runtime: str | None = None,
+        nodes: int | None = None,
         restart_backoff: float = 0.5,
         max_backoff: float = 30.0,
         stable_after: float = 10.0,
@@ -158,6 +189,8 @@ class Supervisor:
         self.config = config
         self.emit = emit
         self.runtime_override = runtime
+        self.nodes = [f"node-{n}" for n in range(nodes)] if nodes else []
+        self.placement: dict[str, str] = {}  # endpoint → node, with --nodes
         self.restart_backoff = restart_backoff
         self.max_backoff = max_backoff
         self.stable_after = stable_after
@@ -267,9 +300,13 @@ class Supervisor:
                 service = self.config.service(name)
                 names = self.config.binding(name).rpc or ["http"]
                 slots = self.slots[name] = []
-                for index in range(service.replicas):
+                per_node = service.placement == "per-node"
+                count = max(1, len(self.nodes)) if per_node else service.replicas
+                for index in range(count):
+                    # One replica on every node; other services spread over the nodes.
+                    node = self.nodes[index % len(self.nodes)] if self.nodes else None
                     sockets: dict[str, socket.socket] = {}
-                    slots.append(_Slot(self, name, index, sockets))
+                    slots.append(_Slot(self, name, index, sockets, node))
                     for position, transport in enumerate(names):
                         port = 0
                         if service.port is not None and position == 0:
@@ -281,7 +318,9 @@ class Supervisor:
                                 f"{name} could not start: cannot listen on {host}:{port}: "
                                 f"{exc.strerror or exc}"
                             ) from None
-                    slots[-1] = _Slot(self, name, index, sockets)
+                    slots[-1] = _Slot(self, name, index, sockets, node)
+                    if node is not None:
+                        self.placement.update(dict.fromkeys(slots[-1].endpoints, node))
                 # Grouped by transport in the service's order, so the first is its default.
                 self.endpoints[name] = [
                     url
