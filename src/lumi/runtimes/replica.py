@@ -70,6 +70,8 @@ class ReplicaRunner:
             channel_for=self._channel_for,
             app=config.name,
             middlewares=stack.server_middlewares(spec.service, services),
+            guards=stack.server_guards(spec.service, services),
+            settings=lambda name: stack.dispatch_settings(config, name),
             external=self.interface.requires,
             publish_middlewares=lambda name: stack.publish_middlewares(name, services),
         )
@@ -103,8 +105,7 @@ class ReplicaRunner:
             for url in self.spec.endpoints[name]
             if transport_of(url) == chosen
         ]
-        breakers = self.services.resilience(self.spec.service).breakers
-        return Balancer(name, channels, breakers=breakers)
+        return Balancer(name, channels, breakers=self.services.breakers(self.spec.service))
 
     def _channel_for(self, name: str) -> Handler:
         balancer = self.balancers.get(name)
@@ -159,6 +160,8 @@ class ReplicaRunner:
             interfaces={self.interface.name: self.interface},
             health=self.health,
             max_body=self.config.defaults.max_body,
+            header_timeout=self.config.defaults.header_timeout,
+            body_timeout=self.config.defaults.body_timeout,
             grace_period=self.config.defaults.grace_period,
             admin={"/metrics": self.services.metrics.route},
         )

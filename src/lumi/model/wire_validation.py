@@ -1,0 +1,105 @@
+"""Validators for what arrives on the wire: what the published JSON Schema rejects, they reject,
+and a bad request costs no more than parsing it.
+
+pydantic's own validators are built for Python input; on the wire three of their habits hurt:
+
+* they collect *every* error, so a list of a million wrong items makes a million errors (and
+  seconds of work turning them into Python objects) — here every list, tuple, set and dict stops
+  at its first bad item (pydantic's ``fail_fast``);
+* a model that forbids unknown fields makes one error per unknown key — here the unknown keys
+  of such a model become one error naming the first few;
+* JSON has no NaN or Infinity, yet ``NaN``, ``Infinity`` and ``1e400`` arrive as floats and are
+  later written back as ``null`` — here every float must be finite.
+
+:func:`wire_validator` compiles a core schema with those three changes into a
+``SchemaValidator``; the dispatcher validates with it, in strict mode by default, so ``"5"`` is
+not an integer and ``false`` is not ``0``.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from typing import Any
+
+from pydantic_core import CoreConfig, PydanticCustomError, SchemaValidator
+
+_COLLECTIONS = frozenset({"list", "tuple", "set", "frozenset", "dict"})
+_NAMED = 5  # unknown field names quoted in the error
+
+
+def wire_validator(schema: Any, config: CoreConfig | None = None) -> SchemaValidator:
+    """A validator for ``schema`` (a pydantic core schema) hardened as the module says."""
+    hardened = copy.deepcopy(schema)
+    classes: set[type] = set()
+    hardened = _harden(hardened, classes)
+    # pydantic-core reuses the validator a complete model class already has instead of
+    # building one from the schema given; hide completeness while building, so ours is used.
+    hidden = [cls for cls in classes if cls.__dict__.get("__pydantic_complete__") is True]
+    for cls in hidden:
+        type.__setattr__(cls, "__pydantic_complete__", False)
+    try:
+        return SchemaValidator(hardened, config)
+    finally:
+        for cls in hidden:
+            type.__setattr__(cls, "__pydantic_complete__", True)
+
+
+def _harden(node: Any, classes: set[type]) -> Any:
+    if isinstance(node, list):
+        return [_harden(item, classes) for item in node]
+    if not isinstance(node, dict):
+        return node
+    for key, value in node.items():
+        if key not in ("cls", "function", "metadata", "default", "serialization"):
+            node[key] = _harden(value, classes)
+    kind = node.get("type")
+    if kind in _COLLECTIONS:
+        node["fail_fast"] = True
+    elif kind == "float":
+        node["allow_inf_nan"] = False
+    elif kind in ("model", "dataclass"):
+        if isinstance(node.get("cls"), type):
+            classes.add(node["cls"])
+        if kind == "model" and _forbids_extra(node):
+            return _bounded_extras(node)
+    return node
+
+
+def _forbids_extra(model: dict[str, Any]) -> bool:
+    fields = model.get("schema", {})
+    if fields.get("type") != "model-fields":
+        return False
+    behaviour = fields.get("extra_behavior") or model.get("config", {}).get("extra_fields_behavior")
+    return bool(behaviour == "forbid")
+
+
+def _bounded_extras(model: dict[str, Any]) -> dict[str, Any]:
+    """Accept unknown keys into ``__pydantic_extra__``, then refuse them with one error."""
+    model["schema"]["extra_behavior"] = "allow"
+    wrapper: dict[str, Any] = {
+        "type": "function-after",
+        "function": {"type": "no-info", "function": _refuse_extras},
+        "schema": model,
+    }
+    if "ref" in model:  # references (recursive models) must reach the wrapper
+        wrapper["ref"] = model.pop("ref")
+    return wrapper
+
+
+def _refuse_extras(instance: Any) -> Any:
+    extra = instance.__pydantic_extra__
+    if extra:
+        names = ", ".join(repr(_short(name)) for name in itertools.islice(extra, _NAMED))
+        more = len(extra) - min(len(extra), _NAMED)
+        raise PydanticCustomError(
+            "extra_forbidden",
+            "Extra inputs are not permitted: {names}{more}",
+            {"names": names, "more": f" and {more} more" if more else ""},
+        )
+    object.__setattr__(instance, "__pydantic_extra__", None)  # as a model that forbids has
+    return instance
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= 32 else name[:32] + "…"
