@@ -43,7 +43,7 @@ from lumi.model.errors import (
 )
 from lumi.model.interface import ServiceInterface
 from lumi.pipeline.call import Call, Handler
-from lumi.pipeline.edge import CORRELATION_ID, excerpt, inbound_metadata
+from lumi.pipeline.edge import CORRELATION_ID, check_metadata, excerpt, inbound_metadata
 from lumi.transports._http_server import HttpListener, Limits, Request, Response, ServerState
 from lumi.transports.base import (
     AdminRoute,
@@ -221,6 +221,7 @@ class HttpChannel(Channel):
         return self._session
 
     async def call(self, call: Call) -> bytes:
+        check_metadata(call.metadata)  # what the callee's edge would refuse is not sent
         session = self._client()
         headers = _request_headers(call.metadata)
         timeout = None
