@@ -208,7 +208,7 @@ class _Reflector:
             fields=tuple(mapping),
             returns=wire_adapter(hints["return"]),
             options=options,
-            validator=wire_validator(params.__pydantic_core_schema__),
+            validator=wire_validator(params.__pydantic_core_schema__, keep_extras=True),
             returns_model=_model_class(hints["return"]),
         )
 

@@ -7,7 +7,9 @@ pydantic's own validators are built for Python input; on the wire three of their
   seconds of work turning them into Python objects) — here every list, tuple, set and dict stops
   at its first bad item (pydantic's ``fail_fast``);
 * a model that forbids unknown fields makes one error per unknown key — here the unknown keys
-  of such a model become one error naming the first few;
+  of such a model become one error naming the first few (for the top-level model, with
+  ``keep_extras``, they are kept in ``__pydantic_extra__`` for the caller to refuse with
+  :func:`extras_message`: raising from inside the validator would copy the whole input);
 * JSON has no NaN or Infinity, yet ``NaN``, ``Infinity`` and ``1e400`` arrive as floats and are
   later written back as ``null`` — here every float must be finite.
 
@@ -28,10 +30,17 @@ _COLLECTIONS = frozenset({"list", "tuple", "set", "frozenset", "dict"})
 _NAMED = 5  # unknown field names quoted in the error
 
 
-def wire_validator(schema: Any, config: CoreConfig | None = None) -> SchemaValidator:
-    """A validator for ``schema`` (a pydantic core schema) hardened as the module says."""
+def wire_validator(
+    schema: Any, config: CoreConfig | None = None, *, keep_extras: bool = False
+) -> SchemaValidator:
+    """A validator for ``schema`` (a pydantic core schema) hardened as the module says; with
+    ``keep_extras``, a top-level model that forbids unknown fields keeps them in
+    ``__pydantic_extra__`` instead (check it with :func:`extras_message`)."""
     hardened = copy.deepcopy(schema)
     classes: set[type] = set()
+    top = _top_model(hardened)
+    if keep_extras and top is not None and _forbids_extra(top):
+        top["schema"]["extra_behavior"] = "allow"  # so _harden leaves it unwrapped
     hardened = _harden(hardened, classes)
     # pydantic-core reuses the validator a complete model class already has instead of
     # building one from the schema given; hide completeness while building, so ours is used.
@@ -66,12 +75,30 @@ def _harden(node: Any, classes: set[type]) -> Any:
     return node
 
 
+def _top_model(schema: dict[str, Any]) -> dict[str, Any] | None:
+    top = schema["schema"] if schema.get("type") == "definitions" else schema
+    if top.get("type") == "definition-ref":
+        ref = top.get("schema_ref")
+        top = next((d for d in schema.get("definitions", ()) if d.get("ref") == ref), {})
+    return top if top.get("type") == "model" else None
+
+
+def extras_message(extra: dict[str, Any] | None) -> str | None:
+    """What is wrong with a model's unknown fields (None if there are none), kept short."""
+    if not extra:
+        return None
+    names = ", ".join(repr(_short(name)) for name in itertools.islice(extra, _NAMED))
+    more = len(extra) - min(len(extra), _NAMED)
+    return f"Extra inputs are not permitted: {names}{f' and {more} more' if more else ''}"
+
+
 def _forbids_extra(model: dict[str, Any]) -> bool:
     fields = model.get("schema", {})
     if fields.get("type") != "model-fields":
         return False
     behaviour = fields.get("extra_behavior") or model.get("config", {}).get("extra_fields_behavior")
     return bool(behaviour == "forbid")
+
 
 
 def _bounded_extras(model: dict[str, Any]) -> dict[str, Any]:

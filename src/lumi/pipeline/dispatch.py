@@ -31,6 +31,7 @@ from lumi.model.errors import DeadlineExceeded, Internal, InvalidArgument, LumiE
 from lumi.model.redact import redact
 from lumi.model.reflect import MethodSpec, Reflected, SubscriptionSpec, reflect
 from lumi.model.service import Service
+from lumi.model.wire_validation import extras_message
 from lumi.pipeline import Call, Handler, Middleware, compose
 from lumi.pipeline.edge import excerpt
 from lumi.pipeline.threads import DEFAULT_THREADS, ThreadPool
@@ -146,6 +147,12 @@ class Dispatcher:
             )
         except pydantic.ValidationError as exc:
             raise _invalid(f"invalid arguments for {call.service}.{call.method}", exc) from None
+        unknown = extras_message(params.__pydantic_extra__)
+        if unknown is not None:
+            raise InvalidArgument(
+                f"invalid arguments for {call.service}.{call.method}: {unknown}",
+                [{"loc": [], "msg": unknown, "type": "extra_forbidden"}],
+            )
         values = params.__dict__
         kwargs = {param: values[field] for field, param in method.fields}
         if log.isEnabledFor(logging.DEBUG):
