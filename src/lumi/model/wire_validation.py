@@ -13,6 +13,10 @@ pydantic's own validators are built for Python input; on the wire three of their
 * JSON has no NaN or Infinity, yet ``NaN``, ``Infinity`` and ``1e400`` arrive as floats and are
   later written back as ``null`` — here every float must be finite.
 
+And one habit of strict mode: it refuses ``5.0`` for an integer, which JSON Schema calls an
+integer (any number with no fractional part) — here an integer is a JSON integer or such a
+number, and never a string or a boolean.
+
 :func:`wire_validator` compiles a core schema with those three changes into a
 ``SchemaValidator``; the dispatcher validates with it, in strict mode by default, so ``"5"`` is
 not an integer and ``false`` is not ``0``.
@@ -67,12 +71,43 @@ def _harden(node: Any, classes: set[type]) -> Any:
         node["fail_fast"] = True
     elif kind == "float":
         node["allow_inf_nan"] = False
+    elif kind == "int":
+        return _integral(node)
     elif kind in ("model", "dataclass"):
         if isinstance(node.get("cls"), type):
             classes.add(node["cls"])
         if kind == "model" and _forbids_extra(node):
             return _bounded_extras(node)
     return node
+
+
+def _integral(node: dict[str, Any]) -> dict[str, Any]:
+    """An int schema that also takes a finite float with no fractional part (``5.0``)."""
+    bounds = {k: node[k] for k in ("gt", "ge", "lt", "le", "multiple_of") if k in node}
+    as_float: dict[str, Any] = {
+        "type": "chain",
+        "steps": [
+            {"type": "float", "strict": True, "allow_inf_nan": False},
+            {"type": "function-plain", "function": {"type": "no-info", "function": _to_int}},
+        ],
+    }
+    schema: dict[str, Any] = {
+        "type": "union",
+        "choices": [{"type": "int", "strict": True}, as_float],
+        "mode": "left_to_right",
+        "custom_error_type": "int_type",  # one error, not one per way of being an integer
+    }
+    if bounds:  # checked after, so their own messages come through
+        schema = {"type": "chain", "steps": [schema, {"type": "int", "strict": True, **bounds}]}
+    if "ref" in node:
+        schema["ref"] = node["ref"]
+    return schema
+
+
+def _to_int(value: float) -> int:
+    if not value.is_integer():
+        raise PydanticCustomError("int_from_float", "Input should be a valid integer")
+    return int(value)
 
 
 def _top_model(schema: dict[str, Any]) -> dict[str, Any] | None:
@@ -98,7 +133,6 @@ def _forbids_extra(model: dict[str, Any]) -> bool:
         return False
     behaviour = fields.get("extra_behavior") or model.get("config", {}).get("extra_fields_behavior")
     return bool(behaviour == "forbid")
-
 
 
 def _bounded_extras(model: dict[str, Any]) -> dict[str, Any]:
