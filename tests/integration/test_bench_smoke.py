@@ -71,3 +71,14 @@ def test_pipeline_bench_reports_inproc_and_http_cost() -> None:
     assert inproc["bare_us"] > 0 and inproc["full_us"] > 0  # type: ignore[index]
     assert http["bare_rps"] > 0 and http["full_rps"] > 0  # type: ignore[index]
     assert http["bare_errors"] == 0 and http["full_errors"] == 0  # type: ignore[index]
+
+
+def test_soak_bench_reports_good_calls_under_hostile_traffic() -> None:
+    """bench/soak_bench.py runs quiet and hostile rounds, every hostile kind sends, and it
+    reports the good calls' p99 and the replica's memory."""
+    result = run_bench("bench/soak_bench.py", "--rounds", "1", "--seconds", "3")
+    assert result["good_calls"] > 0 and result["good_errors"] == 0
+    assert result["quiet_p99_ms"] > 0 and result["hostile_p99_ms"] > 0  # type: ignore[operator]
+    sent = result["hostile_sent"]
+    assert len(sent) == 12 and all(count > 0 for count in sent.values())  # type: ignore[union-attr, arg-type]
+    assert result["rss_high_water_mb"] > 0  # type: ignore[operator]

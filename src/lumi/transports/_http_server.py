@@ -335,6 +335,10 @@ class Connection(asyncio.Protocol):
                 transport.close()
                 return
             self._maybe_resume()
+            if self.pending:
+                # Pipelined requests that never wait (a 404, a 400) would otherwise be answered
+                # back to back, keeping every other connection waiting: take turns.
+                await asyncio.sleep(0)
 
     def _live(self) -> asyncio.Transport | None:
         return self.transport  # re-read: the connection may have been lost while awaiting

@@ -26,6 +26,7 @@ from lumi.model.errors import LumiError
 from lumi.pipeline import Call, Handler
 from lumi.pipeline.dispatch import UnknownTarget
 from lumi.pipeline.edge import excerpt
+from lumi.runtime_services.observability.log_budget import LogBudget
 from lumi.runtime_services.observability.metrics import UNKNOWN, Metrics
 from lumi.runtime_services.observability.tracing import (
     Tracing,
@@ -53,11 +54,19 @@ def _code_of(exc: BaseException) -> str:
 
 
 class ServerObserver:
-    """Server middleware: correlation, SERVER/CONSUMER span, metrics, access log."""
+    """Server middleware: correlation, SERVER/CONSUMER span, metrics, access log.
 
-    def __init__(self, tracing: Tracing, metrics: Metrics | None = None) -> None:
+    Lines for failed calls are kept to a :class:`LogBudget` (a burst of 100, then 20 a
+    second), so a flood of bad requests cannot flood the log; the next line written says how
+    many were left out.
+    """
+
+    def __init__(
+        self, tracing: Tracing, metrics: Metrics | None = None, budget: LogBudget | None = None
+    ) -> None:
         self.tracing = tracing
         self.metrics = metrics
+        self.budget = budget or LogBudget()
 
     async def __call__(self, call: Call, next_handler: Handler) -> bytes:
         meta = call.metadata
@@ -162,6 +171,8 @@ class ServerObserver:
             level = logging.DEBUG
         else:
             level = logging.WARNING if code in _SERVER_FAULTS or dead else logging.INFO
+            if not self.budget.allow():
+                return
         meta = call.metadata
         tp = meta.traceparent or ""
         service = call.service if known else excerpt(call.service, 64)
@@ -183,7 +194,11 @@ class ServerObserver:
             if meta.caller:
                 fields["caller"] = meta.caller
             what = f"{service}.{fields['method']}"
-        access.log(level, "%s %s in %.1f ms", what, code, elapsed * 1000, extra=fields)
+        dropped = self.budget.take_dropped() if level > logging.DEBUG else 0
+        if dropped:
+            fields["dropped"] = dropped
+        suffix = f" ({dropped} failed calls before it not logged)" if dropped else ""
+        access.log(level, "%s %s in %.1f ms%s", what, code, elapsed * 1000, suffix, extra=fields)
 
 
 class ClientObserver:
