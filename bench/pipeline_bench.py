@@ -138,7 +138,7 @@ async def serve(mode: str, role: str, port: int, back_url: str | None, workdir: 
     if channel is not None:
         # The full pipeline balances over the callee's endpoints behind breakers, as a replica
         # does; the bare one calls the channel directly.
-        breakers = runtime.resilience(name).breakers if runtime else None
+        breakers = runtime.breakers(name) if runtime else None
         send = Balancer("Back", [channel], breakers=breakers) if breakers else channel.call
 
     def channel_for(target: str) -> object:
@@ -150,6 +150,7 @@ async def serve(mode: str, role: str, port: int, back_url: str | None, workdir: 
         broker=MemoryBroker(),
         channel_for=channel_for,  # type: ignore[arg-type]
         middlewares=stack.server_middlewares(name) if runtime else [],
+        guards=stack.server_guards(name) if runtime else [],
         external=["Back"] if role == "front" else [],
         publish_middlewares=stack.publish_middlewares if runtime else None,
     )

@@ -7,6 +7,7 @@ the point, httpx elsewhere.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -232,7 +233,8 @@ def test_a_body_over_the_limit_is_413_before_it_is_sent(run: LumiRun) -> None:
 
 def test_slow_clients_are_cut_off(run_with: Callable[..., LumiRun]) -> None:
     """Headers trickling in (slowloris) and a body trickling in are answered 408 and closed
-    after defaults.header_timeout and defaults.body_timeout."""
+    after defaults.header_timeout and defaults.body_timeout; a client not reading its answers
+    is disconnected after body_timeout."""
     run = run_with(
         "\n[env.slow.defaults]\nheader_timeout = 1.0\nbody_timeout = 1.5\n", "--env", "slow"
     )
@@ -268,6 +270,23 @@ def test_slow_clients_are_cut_off(run_with: Callable[..., LumiRun]) -> None:
             status, _, body = Reader(sock).response()
             assert status == 408 and json.loads(body)["code"] == "DEADLINE_EXCEEDED"
             assert limit <= took < limit + 2.0, (took, limit)
+    # A client that pipelines and never reads its answers is disconnected after body_timeout.
+    with connect(run, timeout=1) as sock:
+        one = request("/Store/pad", {"size": 200_000}, "x-filler: " + "f" * 8192)
+        sent = 0
+        with contextlib.suppress(TimeoutError):
+            while sent < 3000:
+                sock.sendall(one)
+                sent += 1
+        started = time.monotonic()
+        time.sleep(3.0)  # past body_timeout (1.5 s), reading nothing
+        sock.settimeout(5)
+        received = 0
+        with contextlib.suppress(ConnectionResetError):
+            while data := sock.recv(1 << 20):
+                received += len(data)
+        assert time.monotonic() - started < 8.0
+        assert received < sent * 200_000  # cut off before all its answers were sent
 
 
 def test_the_listen_backlog_is_the_documented_one(run: LumiRun) -> None:

@@ -20,7 +20,8 @@ What one connection may cost is bounded, and every limit is enforced before the 
   body within ``body_timeout`` after them, or it is answered 408 and closed (slowloris);
 * at most :attr:`Limits.max_pipelined` requests or ``max_body`` bytes of bodies wait for their
   answers, and an answer is written only when the client reads the previous ones — beyond
-  that, reading pauses and TCP pushes back on the client;
+  that, reading pauses and TCP pushes back on the client; a client that reads nothing for
+  ``body_timeout`` seconds is disconnected;
 * an answer the connection cannot go on from (413, 414, 431, 408, a malformed request) is sent
   *after* the answers of the requests before it, in order; then the connection is half-closed
   and what the client still sends is read and dropped for a moment (so the answer is not lost
@@ -34,6 +35,7 @@ import collections
 import contextlib
 import dataclasses
 import enum
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -79,10 +81,8 @@ def _head(status: int, content_type: bytes, length: int, keep_alive: bool) -> by
 
 
 def _refusal(status: int, code: bytes, message: bytes) -> bytes:
-    body = b'{"code":"%s","message":"%s","details":null}' % (
-        code,
-        message.replace(b"\\", b"/").replace(b'"', b"'"),
-    )
+    error = {"code": code.decode(), "message": message.decode("latin-1"), "details": None}
+    body = json.dumps(error).encode()
     return _head(status, b"application/json", len(body), False) + b"\r\n" + body
 
 
@@ -136,7 +136,8 @@ class Connection(asyncio.Protocol):
         self.refusal: bytes | None = None  # set once the connection cannot go on
         self.linger_until: float | None = None
         self.discarded = 0
-        self._writable: asyncio.Future[None] | None = None
+        self._writable: asyncio.Future[None] | None = None  # set while the client is not reading
+        self.write_paused_at = 0.0
         self._reset()
 
     def _reset(self) -> None:
@@ -167,6 +168,7 @@ class Connection(asyncio.Protocol):
     def pause_writing(self) -> None:
         if self._writable is None:
             self._writable = asyncio.get_running_loop().create_future()
+            self.write_paused_at = time.monotonic()
 
     def resume_writing(self) -> None:
         self._wake_writer()
@@ -382,6 +384,9 @@ class Connection(asyncio.Protocol):
         if self.linger_until is not None:
             if now > self.linger_until:
                 transport.close()
+            return
+        if self._writable is not None and now - self.write_paused_at > self.limits.body_timeout:
+            transport.abort()  # it has not read its answers for that long
             return
         if self.refusal is not None or self.paused:
             return
