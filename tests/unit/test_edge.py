@@ -26,7 +26,9 @@ def test_headers_as_bytes_or_text_become_metadata() -> None:
     text = inbound_metadata(pairs)
     raw = inbound_metadata([(n.encode(), v.encode()) for n, v in pairs])
     assert text == raw
-    assert text.correlation_id == "c-1" and text.caller == "Orders" and text.idempotency_key == "k-1"
+    assert (
+        text.correlation_id == "c-1" and text.caller == "Orders" and text.idempotency_key == "k-1"
+    )
     assert text.deadline == 1767225600.123
 
 
