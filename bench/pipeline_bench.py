@@ -185,7 +185,9 @@ def pair(mode: str, workdir: Path) -> Iterator[tuple[str, list[int]]]:
     both pids."""
     here = str(Path(__file__).resolve())
     back_port, front_port = free_port(), free_port()
-    env = {**os.environ, "PYTHONPATH": str(Path(here).parent)}
+    # the servers import the same lumi as this process (and the benchmark's own module)
+    path = [str(Path(here).parent), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
     base = [*pinned(SERVER_CPU), sys.executable, here, "--serve", mode, "--workdir", str(workdir)]
     procs = [
         subprocess.Popen([*base, "--role", "back", "--port", str(back_port)], env=env),

@@ -213,7 +213,9 @@ def test_a_huge_header_is_refused_as_it_arrives(run: LumiRun) -> None:
     grown = rss_mb(pid) - before
     print(f"431 after {sent / 1e6:.2f} MB of one header; RSS grew {grown:.1f} MB")
     assert status == 431 and headers.get("connection") == "close"
-    assert sent < 2_000_000 and grown < 20
+    # (what the client got into the kernel's socket buffers before it saw the answer varies
+    # with the machine's load; the old server answered nothing until the header ended)
+    assert sent < 16_000_000 and grown < 20
     assert httpx.get(f"{run.endpoint('Store')}/healthz").status_code == 200
 
 

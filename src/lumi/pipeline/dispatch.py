@@ -40,7 +40,7 @@ log = logging.getLogger("lumi.dispatch")
 
 _EMPTY = b""
 _NONE: frozenset[str] = frozenset()
-MAX_ERRORS = 10  # validation errors reported per call (the count says how many there were)
+MAX_ERRORS = 10  # validation errors reported per call (the message says how many more)
 
 
 @dataclasses.dataclass(frozen=True)
