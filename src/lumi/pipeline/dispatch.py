@@ -14,7 +14,6 @@ the exception's text go to the log under that id, and to the caller only when
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import difflib
 import functools
@@ -33,6 +32,7 @@ from lumi.model.reflect import MethodSpec, Reflected, SubscriptionSpec, reflect
 from lumi.model.service import Service
 from lumi.model.wire_validation import extras_message
 from lumi.pipeline import Call, Handler, Middleware, compose
+from lumi.pipeline.deadlines import until
 from lumi.pipeline.edge import excerpt
 from lumi.pipeline.threads import DEFAULT_THREADS, ThreadPool
 
@@ -230,17 +230,16 @@ class Dispatcher:
                 if is_async:
                     return await func(*positional, **kwargs)
                 return await hosted.pool.run(func, *positional, **kwargs)
-            remaining = deadline - time.time()
-            if remaining <= 0:
+            if deadline <= time.time():
                 raise DeadlineExceeded(f"deadline passed before {call.service}.{call.method} ran")
-            limit = asyncio.timeout(remaining)
+            limit = until(deadline)
             try:
-                async with limit:
+                with limit:
                     if is_async:
                         return await func(*positional, **kwargs)
                     return await hosted.pool.run(func, *positional, **kwargs)
             except TimeoutError:
-                if limit.expired():  # ours, not one raised by the method itself
+                if limit.expired:  # ours, not one raised by the method itself
                     raise DeadlineExceeded(
                         f"{call.service}.{call.method} did not finish before its deadline"
                     ) from None

@@ -27,6 +27,7 @@ import time
 
 from lumi.model.errors import DeadlineExceeded, LumiError, StatusCode, Unavailable
 from lumi.pipeline import Call, Handler
+from lumi.pipeline.deadlines import until
 from lumi.runtime_services.observability.metrics import UNKNOWN, Metrics
 from lumi.runtime_services.resilience import backoff
 from lumi.runtime_services.resilience.breaker import CircuitOpen
@@ -110,15 +111,15 @@ class Resilience:
             retry += 1
 
     async def _attempt(self, call: Call, next_handler: Handler) -> bytes:
-        remaining = call.metadata.remaining()
-        if remaining is None:
+        deadline = call.metadata.deadline
+        if deadline is None:
             return await next_handler(call)
-        if remaining <= 0:
+        if deadline <= time.time():
             raise DeadlineExceeded(f"deadline passed before calling {call.service}.{call.method}")
         try:
-            async with asyncio.timeout(remaining):
+            with until(deadline):
                 return await next_handler(call)
-        except TimeoutError:
+        except TimeoutError:  # ours, or a channel's own: the answer did not come in time
             raise DeadlineExceeded(
                 f"{call.service}.{call.method} did not answer before the deadline"
             ) from None
