@@ -455,7 +455,7 @@ def main() -> None:
     for kind, count in sorted(sent.items()):
         print(f"  hostile: {count:7} {kind}")
     print(
-        f"good p99: {quiet_p99} ms quiet, {hostile_p99} ms under attack = "
+        f"good p99: {quiet_p99:.1f} ms quiet, {hostile_p99:.1f} ms under attack = "
         f"{result['p99_ratio']}x (goal <= 2x); replica RSS {result['rss_start_mb']} MB at start, "
         f"{result['rss_end_mb']} MB at the end, {result['rss_high_water_mb']} MB high water"
     )
