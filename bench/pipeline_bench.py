@@ -140,7 +140,7 @@ async def serve(mode: str, role: str, fd: int, back_url: str | None, workdir: Pa
     if channel is not None:
         # The full pipeline balances over the callee's endpoints behind breakers, as a replica
         # does; the bare one calls the channel directly.
-        breakers = runtime.resilience(name).breakers if runtime else None
+        breakers = runtime.breakers(name) if runtime else None
         send = Balancer("Back", [channel], breakers=breakers) if breakers else channel.call
 
     def channel_for(target: str) -> object:
@@ -152,6 +152,7 @@ async def serve(mode: str, role: str, fd: int, back_url: str | None, workdir: Pa
         broker=MemoryBroker(),
         channel_for=channel_for,  # type: ignore[arg-type]
         middlewares=stack.server_middlewares(name) if runtime else [],
+        guards=stack.server_guards(name) if runtime else [],
         external=["Back"] if role == "front" else [],
         publish_middlewares=stack.publish_middlewares if runtime else None,
     )
@@ -189,7 +190,9 @@ def pair(mode: str, workdir: Path) -> Iterator[tuple[str, list[int]]]:
     # the machine can take a port between choosing it and listening on it.
     back_sock, front_sock = (HttpTransport().bind("127.0.0.1", 0) for _ in range(2))
     back_port, front_port = back_sock.getsockname()[1], front_sock.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": str(Path(here).parent)}
+    # the servers import the same lumi as this process (and the benchmark's own module)
+    path = [str(Path(here).parent), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
     base = [*pinned(SERVER_CPU), sys.executable, here, "--serve", mode, "--workdir", str(workdir)]
     back_fd, front_fd = back_sock.fileno(), front_sock.fileno()
     procs = [

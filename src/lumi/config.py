@@ -130,6 +130,21 @@ class Defaults(Binding):
     pool_size: int = pydantic.Field(
         default=256, ge=1, le=65536, description="connections a caller keeps per endpoint"
     )
+    header_timeout: float = pydantic.Field(
+        default=10.0, gt=0, description="seconds for a request's headers to arrive"
+    )
+    body_timeout: float = pydantic.Field(
+        default=30.0, gt=0, description="seconds for a request's body to arrive"
+    )
+    strict: bool = pydantic.Field(
+        default=True, description="validate arguments as strictly as the published schema"
+    )
+    threads: int = pydantic.Field(
+        default=16, ge=1, le=1024, description="threads per service for its sync methods"
+    )
+    expose_errors: bool = pydantic.Field(
+        default=False, description="send an unexpected exception's text to callers"
+    )
     log_level: str = "INFO"
 
     @pydantic.field_validator("log_level")
@@ -173,6 +188,9 @@ class CapabilityConfig(CallPolicyConfig):
 class BreakerConfig(pydantic.BaseModel):
     model_config = _STRICT
 
+    min_deadline: float = pydantic.Field(
+        default=0.1, ge=0, description="seconds an attempt must have had for a timeout to count"
+    )
     failure_rate: float = pydantic.Field(default=0.5, gt=0, le=1, description="to open")
     window: int = pydantic.Field(default=20, ge=1, description="recent calls considered")
     min_calls: int = pydantic.Field(default=10, ge=1, description="before it may open")
@@ -188,9 +206,15 @@ class BudgetConfig(pydantic.BaseModel):
 
 
 class ResilienceConfig(CallPolicyConfig):
+    timeout: float | None = pydantic.Field(
+        default=30.0, gt=0, description="default deadline of an outbound call, seconds"
+    )
     breaker: BreakerConfig = pydantic.Field(default_factory=BreakerConfig)
     budget: BudgetConfig = pydantic.Field(default_factory=BudgetConfig)
     dedupe: bool = True
+    dedupe_max_bytes: int = pydantic.Field(
+        default=64 * 1024 * 1024, ge=0, description="bytes of answers the dedupe cache keeps"
+    )
     ready_timeout: float = pydantic.Field(default=60.0, gt=0, description="start-up waits")
 
 
@@ -266,6 +290,9 @@ class ServiceConfig(Binding):
     replicas: int = pydantic.Field(default=1, ge=1, le=64)
     port: int | None = pydantic.Field(default=None, ge=1, le=65535, description="first replica's")
     placement: Literal["default", "per-node"] = "default"
+    threads: int | None = pydantic.Field(
+        default=None, ge=1, le=1024, description="threads for its sync methods"
+    )
     environment: dict[str, str] = pydantic.Field(default_factory=dict)
     log_level: str | None = None
     capabilities: dict[str, CapabilityConfig] = pydantic.Field(default_factory=dict)

@@ -55,7 +55,35 @@ class AppPaths:
 
 
 def private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) if needed, readable by this user only; returns it."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Create ``path`` (and missing parents) readable by this user only (0700); returns it.
+
+    An existing ``.lumi`` folder on the way (from an older Lumi) is made private too.
+    """
+    missing = []
+    node = path
+    while not node.exists():
+        missing.append(node)
+        if node.parent == node:
+            break
+        node = node.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask
     os.chmod(path, 0o700)
+    for folder in (path, *path.parents):
+        if folder.name == STATE_DIR:
+            os.chmod(folder, 0o700)
+            break
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Create ``path`` if needed (and its folder, private) as a file only this user may read
+    or write (0600), before anything opens it with the umask's mode; returns it."""
+    private_dir(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
     return path

@@ -654,6 +654,37 @@ class TransportContract(_DeepContract):
         assert seen.correlation_id == "corr-123"
         assert (seen.traceparent or "")[:36] == traceparent[:36]  # same trace, the server's span
 
+    @pytest.mark.parametrize(
+        "metadata",
+        [
+            Metadata(correlation_id="x" * 10_000),
+            Metadata(correlation_id="a\x01b"),
+            Metadata(correlation_id=""),
+            Metadata(idempotency_key="k" * 300),
+            Metadata(caller="in valid"),
+            Metadata(deadline=float("nan")),
+            Metadata(deadline=float("inf")),
+        ],
+        ids=["long-id", "control-char", "empty-id", "long-key", "space", "nan", "inf"],
+    )
+    async def test_bad_metadata_is_invalid_argument(
+        self, wire: Wire, served: tuple, metadata: Metadata
+    ) -> None:
+        """Metadata that breaks the shared limits (lumi.pipeline.edge) is INVALID_ARGUMENT on
+        every transport — refused by the channel or by the server's edge, never UNAVAILABLE —
+        and the method does not run."""
+        channel = wire.channel(served[1])
+        try:
+            with pytest.raises(lumi.InvalidArgument):
+                await channel.call(Call("Probe", "context", b"{}", metadata))
+            longest = Metadata(correlation_id="c" * 128)  # the limit itself is fine
+            seen = Seen.model_validate_json(
+                await channel.call(Call("Probe", "context", b"{}", longest))
+            )
+            assert seen.correlation_id == "c" * 128
+        finally:
+            await channel.aclose()
+
     async def test_deadline_is_honoured(self, client: Any) -> None:
         """A call that outlives its deadline ends with DEADLINE_EXCEEDED, promptly."""
         started = asyncio.get_running_loop().time()

@@ -124,3 +124,14 @@ def test_function_bench_reports_cold_and_warm_latency() -> None:
     for figures in (result["cold_start_ms"], result["warm_us_per_call"]):
         assert set(figures) == {"lumi_function", "lumi_process", "fastapi_uvicorn"}  # type: ignore[arg-type]
         assert all(value > 0 for value in figures.values())  # type: ignore[attr-defined]
+
+
+def test_soak_bench_reports_good_calls_under_hostile_traffic() -> None:
+    """bench/soak_bench.py runs quiet and hostile rounds, every hostile kind sends, and it
+    reports the good calls' p99 and the replica's memory."""
+    result = run_bench("bench/soak_bench.py", "--rounds", "1", "--seconds", "3")
+    assert result["good_calls"] > 0 and result["good_errors"] == 0
+    assert result["quiet_p99_ms"] > 0 and result["hostile_p99_ms"] > 0  # type: ignore[operator]
+    sent = result["hostile_sent"]
+    assert len(sent) == 12 and all(count > 0 for count in sent.values())  # type: ignore[union-attr, arg-type]
+    assert result["rss_high_water_mb"] > 0  # type: ignore[operator]

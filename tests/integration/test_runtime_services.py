@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -177,7 +178,11 @@ def test_an_always_failing_dependency_opens_the_breaker_within_budget(
     assert amplification <= 1.2
     assert sorted(elapsed)[calls // 2] < 0.05  # the median call failed fast
     metrics = httpx.get(f"{run.endpoint('Orders')}/metrics").text
-    assert 'lumi_circuit_state{endpoint="Inventory"} 2.0' in metrics
+    # the breaker of that method at Inventory's endpoint (per endpoint and method)
+    assert re.search(
+        r'lumi_circuit_state\{endpoint="http://[^"]+",method="broken",service="Inventory"\} 2.0',
+        metrics,
+    ), metrics
     assert 'reason="circuit_open"' in metrics
 
 

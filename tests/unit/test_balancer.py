@@ -1,4 +1,5 @@
-"""The client-side balancer: endpoint choice, failover on NotSent, per-endpoint breakers."""
+"""The client-side balancer: endpoint choice, failover on NotSent, breakers per endpoint and
+method (a call without the callee's interface uses the method "*")."""
 
 from __future__ import annotations
 
@@ -46,7 +47,9 @@ def a_call() -> Call:
 def breakers(clock: list[float] | None = None) -> Breakers:
     now = clock or [0.0]
     return Breakers(
-        lambda e: CircuitBreaker(e, min_calls=2, window=4, reset_timeout=1, clock=lambda: now[0])
+        lambda e, s, m: CircuitBreaker(
+            e, s, m, min_calls=2, window=4, reset_timeout=1, clock=lambda: now[0]
+        )
     )
 
 
@@ -67,7 +70,7 @@ async def test_a_refused_endpoint_is_skipped_and_counted() -> None:
     shared = breakers()
     balancer = Balancer("Svc", [dead, live], breakers=shared)
     assert [await balancer(a_call()) for _ in range(6)] == [b"live"] * 6
-    assert shared.get("dead").state is State.OPEN
+    assert shared.get("dead", "Svc", "*").state is State.OPEN
     tried = dead.calls
     await balancer(a_call())
     assert dead.calls == tried  # skipped while open
@@ -90,7 +93,7 @@ async def test_every_circuit_open_fails_fast_with_circuit_open() -> None:
         with pytest.raises(lumi.Internal):
             await balancer(a_call())
     sent = sum(e.calls for e in eps)
-    with pytest.raises(CircuitOpen, match="every endpoint of Svc"):
+    with pytest.raises(CircuitOpen, match=r"circuit open for Svc\.\* at every endpoint \(a, b\)"):
         await balancer(a_call())
     assert sum(e.calls for e in eps) == sent
 
@@ -102,7 +105,7 @@ async def test_caller_errors_do_not_open_the_circuit() -> None:
     for _ in range(10):
         with pytest.raises(lumi.InvalidArgument):
             await balancer(a_call())
-    assert shared.get("a").state is State.CLOSED
+    assert shared.get("a", "Svc", "*").state is State.CLOSED
 
 
 async def test_local_endpoints_are_preferred_while_healthy() -> None:
@@ -115,11 +118,11 @@ async def test_local_endpoints_are_preferred_while_healthy() -> None:
     assert [await balancer(a_call()) for _ in range(4)] == [b"local"] * 4
     local.behaviour = "refuse"
     assert [await balancer(a_call()) for _ in range(4)] == [b"far"] * 4
-    assert shared.get("local").state is State.OPEN
+    assert shared.get("local", "Svc", "*").state is State.OPEN
     local.behaviour = "ok"
     clock[0] += 2  # past the reset timeout: the next call is a trial on the local endpoint
     assert await balancer(a_call()) == b"local"
-    assert shared.get("local").state is State.CLOSED
+    assert shared.get("local", "Svc", "*").state is State.CLOSED
 
 
 async def test_a_cancelled_trial_gives_its_slot_back() -> None:
@@ -131,7 +134,7 @@ async def test_a_cancelled_trial_gives_its_slot_back() -> None:
     for _ in range(2):
         with pytest.raises(lumi.Unavailable):
             await balancer(a_call())
-    assert shared.get("a").state is State.OPEN
+    assert shared.get("a", "Svc", "*").state is State.OPEN
     clock[0] += 2
     ep.behaviour = "hang"
     trial = asyncio.create_task(balancer(a_call()))
@@ -141,4 +144,4 @@ async def test_a_cancelled_trial_gives_its_slot_back() -> None:
         await trial
     ep.behaviour = "ok"
     assert await balancer(a_call()) == b"a"  # the slot came back: another trial went through
-    assert shared.get("a").state is State.CLOSED
+    assert shared.get("a", "Svc", "*").state is State.CLOSED

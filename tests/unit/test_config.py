@@ -68,7 +68,7 @@ def test_binding_merges_service_over_defaults(tmp_path: Path) -> None:
     [
         (
             "[defaults]\nrcp = 'http'\n",
-            "defaults.rcp: unknown key; did you mean 'rpc'? (valid keys here: events, grace_period, host, log_level, max_body, pool_size, rpc, runtime, start_timeout)",
+            "defaults.rcp: unknown key; did you mean 'rpc'? (valid keys here: body_timeout, events, expose_errors, grace_period, header_timeout, host, log_level, max_body, pool_size, rpc, runtime, start_timeout, strict, threads)",
         ),
         (
             "[defaults]\nrpc = 'grcp'\n",

@@ -378,15 +378,19 @@ async def test_waiting_for_a_free_connection_respects_the_deadline() -> None:
 
 
 async def test_metadata_that_would_break_a_header_is_refused_before_sending() -> None:
-    """A line break in metadata is INVALID_ARGUMENT naming the field; nothing is sent."""
+    """A line break in metadata is INVALID_ARGUMENT naming the field (the edge's rule, checked
+    before sending); nothing is sent."""
     async with lumi_server() as server:
         channel = HttpChannel(server.endpoint)
         try:
             bad = Call("Echo", "echo", b"{}", Metadata(correlation_id="a\r\nx-lumi-caller: me"))
-            with pytest.raises(lumi.InvalidArgument, match="correlation_id contains a line"):
+            rule = "x-correlation-id must be 1-128 visible ASCII"
+            with pytest.raises(lumi.InvalidArgument, match=rule):
                 await channel.call(bad)
             accented = Call("Echo", "echo", b"{}", Metadata(caller="søren ✓"))
-            with pytest.raises(lumi.InvalidArgument, match="caller is not latin-1"):
+            with pytest.raises(
+                lumi.InvalidArgument, match="x-lumi-caller must be 1-255 visible ASCII"
+            ):
                 await channel.call(accented)
             assert channel.pool.connections == 0
         finally:
@@ -496,7 +500,7 @@ async def test_500_concurrent_calls_through_one_channel(pool_size: int | None) -
         await server.start()
         runtime = stack.RuntimeServices()
         channel = HttpChannel(server.endpoint, settings)
-        balancer = Balancer("Gate", [channel], breakers=runtime.resilience("Caller").breakers)
+        balancer = Balancer("Gate", [channel], breakers=runtime.breakers("Caller"))
         handler = compose(balancer, stack.client_middlewares("Caller", runtime))
         client = Client.for_service(Gate, handler)
         gate = app.service(Gate)

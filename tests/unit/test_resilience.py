@@ -16,6 +16,7 @@ from lumi.model.hints import Retry
 from lumi.model.interface import MethodInfo
 from lumi.pipeline import Call
 from lumi.retrying import wait_ready
+from lumi.runtime_services.resilience.balancer import Balancer
 from lumi.runtime_services.resilience.breaker import CircuitBreaker, CircuitOpen, State
 from lumi.runtime_services.resilience.budget import RetryBudget
 from lumi.runtime_services.resilience.idempotency import IdempotencyCache
@@ -26,6 +27,7 @@ from lumi.runtime_services.resilience.policies import (
     Policies,
 )
 from lumi.runtime_services.resilience.retry import Resilience
+from lumi.runtimes import stack
 
 FAST = Retry(attempts=5, backoff=0.001, max_backoff=0.002)
 
@@ -185,30 +187,39 @@ async def test_method_and_capability_timeouts_set_the_deadline() -> None:
 
 
 async def test_breaker_fails_fast_and_the_budget_caps_amplification() -> None:
-    """Against an always-failing dependency, attempts/calls stays under 1.2 and calls fail fast."""
-    attempts = 0
+    """Against an always-failing dependency, attempts/calls stays under 1.2 and calls fail fast
+    (the balancer's breaker for the endpoint and method opens)."""
 
-    async def broken(c: Call) -> bytes:
-        nonlocal attempts
-        attempts += 1
-        raise lumi.Unavailable("always down")
+    class Broken:
+        endpoint = "test://dep"
+        attempts = 0
+
+        async def call(self, c: Call) -> bytes:
+            self.attempts += 1
+            raise lumi.Unavailable("always down")
+
+        async def aclose(self) -> None:
+            pass
 
     policies = Policies(
         retry=FAST,
         breaker=BreakerSettings(min_calls=10, reset_timeout=60),
         budget=BudgetSettings(ratio=0.2, reserve=2),
     )
+    services = stack.RuntimeServices(policies=policies)
+    channel = Broken()
+    balancer = Balancer("Dep", [channel], breakers=services.breakers("Front"))
     mw = Resilience("Front", policies)
     errors: list[Exception] = []
     for _ in range(200):
         try:
-            await mw(call(), broken)
+            await mw(call(), balancer)
         except lumi.Unavailable as exc:
             errors.append(exc)
     assert len(errors) == 200
-    assert attempts / 200 <= 1.2
+    assert channel.attempts / 200 <= 1.2
     assert isinstance(errors[-1], CircuitOpen)
-    assert mw.breakers.get("Dep").state is State.OPEN
+    assert services.breakers("Front").get("test://dep", "Dep", "m").state is State.OPEN
 
 
 async def test_dedupe_answers_a_retry_from_the_first_result() -> None:

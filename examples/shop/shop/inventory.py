@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 import lumi
 from shop.catalog import Catalog
 
@@ -21,7 +25,7 @@ class Inventory(lumi.Service):
         return self.stock.get(sku, 0)
 
     @lumi.api
-    async def reserve(self, sku: str, qty: int) -> int:
+    async def reserve(self, sku: str, qty: Annotated[int, Field(gt=0)]) -> int:
         """Take ``qty`` units out of stock; returns their price in cents.
 
         FAILED_PRECONDITION when there is not enough stock.

@@ -24,6 +24,8 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from lumi.paths import private_dir
+
 log = logging.getLogger("lumi.brokers.embedded")
 
 _ABSTRACT = sys.platform.startswith("linux")
@@ -56,7 +58,7 @@ class Wakeup:
 
     def listen(self, on_wake: Callable[[set[str] | None], None]) -> None:
         """Receive wake-ups in the running loop; ``on_wake(topics or None for all)``."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         address = self._address(self.token)
         if not _ABSTRACT and len(address.encode()) > _MAX_PATH:
             log.info("event log wake-ups are off (path too long): consumers poll instead")
@@ -65,7 +67,7 @@ class Wakeup:
         listener.setblocking(False)
         listener.bind(address)
         if _ABSTRACT:
-            (self.directory / self.token).touch()
+            (self.directory / self.token).touch(mode=0o600)
         self._listener = listener
         self._loop = asyncio.get_running_loop()
 

@@ -48,7 +48,7 @@ from lumi.brokers.log_consumer import (
 from lumi.model.context import new_id
 from lumi.model.envelope import Envelope
 from lumi.model.errors import ConfigError, Unavailable
-from lumi.paths import AppPaths
+from lumi.paths import AppPaths, private_file
 from lumi.pipeline.consumer_dedupe import DedupeStore
 
 log = logging.getLogger("lumi.brokers.embedded")
@@ -124,7 +124,7 @@ class EmbeddedBroker(Broker):
         if self.started:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(self.path)  # SQLite gives its -wal and -shm files this file's mode
         except OSError as exc:
             raise Unavailable(
                 f"cannot create the event log folder {self.path.parent}: {exc.strerror}"

@@ -13,29 +13,51 @@ from typing import Any
 from lumi.codegen.base import GenerateRequest, Generator, dump_json
 from lumi.model.errors import StatusCode
 from lumi.model.interface import ServiceInterface
+from lumi.pipeline import edge
 
 _REF_FROM, _REF_TO = "#/$defs/", "#/components/schemas/"
 _JSON = "application/json"
 
+
+def _token(limit: int) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "maxLength": limit, "pattern": edge.TOKEN_PATTERN}
+
+
+# The metadata headers with the rules the server's edge enforces (lumi.pipeline.edge).
 _HEADERS = {
     "CorrelationId": (
-        "x-correlation-id",
+        edge.CORRELATION_ID,
         "Correlation id; one is made when absent.",
-        {"type": "string"},
+        _token(edge.MAX_CORRELATION_ID),
     ),
-    "TraceParent": ("traceparent", "W3C trace context.", {"type": "string"}),
+    "TraceParent": (
+        edge.TRACEPARENT,
+        "W3C trace context (a malformed one starts a new trace).",
+        _token(edge.MAX_TRACEPARENT),
+    ),
     "Deadline": (
-        "x-lumi-deadline",
+        edge.DEADLINE,
         "Absolute deadline, Unix epoch milliseconds; the callee stops working at it.",
-        {"type": "integer"},
+        {"type": "integer", "minimum": 0, "maximum": 10**edge.MAX_DEADLINE_DIGITS - 1},
     ),
     "IdempotencyKey": (
-        "idempotency-key",
-        "Identifies one logical call across retries.",
-        {"type": "string"},
+        edge.IDEMPOTENCY_KEY,
+        "Identifies one logical call across retries; reused with other arguments it is "
+        "FAILED_PRECONDITION.",
+        _token(edge.MAX_IDEMPOTENCY_KEY),
     ),
+    "Caller": (edge.CALLER, "The calling service.", _token(edge.MAX_CALLER)),
 }
-_EXTRA_STATUSES = {413: "Request body too large", 415: "Content type is not JSON"}
+_EXTRA_STATUSES = {
+    408: "Request not received in time",
+    413: "Request body too large",
+    414: "Request URL too long",
+    415: "Content type is not JSON",
+    431: "Request headers too large",
+}
+
+
+_EXTRA_CODES = {408: "DEADLINE_EXCEEDED", 413: "RESOURCE_EXHAUSTED"}
 
 
 def relink(schema: Any) -> Any:
@@ -187,9 +209,7 @@ def _error_responses() -> dict[str, Any]:
     responses = {}
     statuses = error_statuses()
     for status in sorted({*statuses, *_EXTRA_STATUSES}):
-        codes = statuses.get(
-            status, ["RESOURCE_EXHAUSTED" if status == 413 else "INVALID_ARGUMENT"]
-        )
+        codes = statuses.get(status, [_EXTRA_CODES.get(status, "INVALID_ARGUMENT")])
         text = _EXTRA_STATUSES.get(status, " or ".join(codes))
         responses[f"Error{status}"] = {
             "description": text,

@@ -48,7 +48,7 @@ class Caller:
             self._stale.append(found[1])
         transport = transports.get(chosen)
         channels = [transport.channel(url, iface) for url in urls]
-        breakers = self.runtime.resilience(CALLER).breakers
+        breakers = self.runtime.breakers(CALLER)
         balancer = Balancer(iface.name, channels, breakers=breakers)
         self._channels[iface.name] = (urls, balancer)
         return balancer

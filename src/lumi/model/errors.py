@@ -13,7 +13,7 @@ Two families, never mixed:
     ├── AlreadyExists              ALREADY_EXISTS   409
     ├── PermissionDenied           PERMISSION_DENIED 403
     ├── ResourceExhausted          RESOURCE_EXHAUSTED 429
-    ├── FailedPrecondition         FAILED_PRECONDITION 400
+    ├── FailedPrecondition         FAILED_PRECONDITION 409
     ├── Aborted                    ABORTED          409
     ├── OutOfRange                 OUT_OF_RANGE     400
     ├── Unimplemented              UNIMPLEMENTED    501
@@ -70,7 +70,10 @@ class StatusCode(enum.StrEnum):
         return list(StatusCode).index(self) + 1
 
 
-# The mapping used by Google APIs (google.rpc.Code → HTTP).
+# The mapping used by Google APIs (google.rpc.Code → HTTP), but for FAILED_PRECONDITION: 409
+# Conflict rather than 400, so that 400 always means "this request is malformed" (what the
+# published schema rejects) and a valid request refused for the state of the system is told
+# apart by plain HTTP clients and schema-driven fuzzers alike.
 _HTTP_STATUS: dict[StatusCode, int] = {
     StatusCode.CANCELLED: 499,
     StatusCode.UNKNOWN: 500,
@@ -80,7 +83,7 @@ _HTTP_STATUS: dict[StatusCode, int] = {
     StatusCode.ALREADY_EXISTS: 409,
     StatusCode.PERMISSION_DENIED: 403,
     StatusCode.RESOURCE_EXHAUSTED: 429,
-    StatusCode.FAILED_PRECONDITION: 400,
+    StatusCode.FAILED_PRECONDITION: 409,
     StatusCode.ABORTED: 409,
     StatusCode.OUT_OF_RANGE: 400,
     StatusCode.UNIMPLEMENTED: 501,

@@ -14,6 +14,7 @@ from typing import Any
 
 import pydantic
 from pydantic.errors import PydanticUserError
+from pydantic_core import CoreConfig, SchemaValidator
 
 from lumi.model.errors import DefinitionError
 from lumi.model.interface import EventInfo, MethodInfo, ServiceInterface, SubscriptionInfo
@@ -26,6 +27,7 @@ from lumi.model.service import (
     SubscribeOptions,
 )
 from lumi.model.types import WIRE_CONFIG, check_type, is_sensitive
+from lumi.model.wire_validation import wire_validator
 
 _PARAMS_PREFIX = "__lumi_params__"
 _RESERVED_FIELD_NAMES = frozenset(dir(pydantic.BaseModel))
@@ -42,6 +44,7 @@ class MethodSpec:
     fields: tuple[tuple[str, str], ...]  # (model field, python parameter)
     returns: pydantic.TypeAdapter[Any]
     options: ApiOptions
+    validator: SchemaValidator  # JSON arguments → ``params`` (lumi.model.wire_validation)
     returns_model: type | None = None  # the declared return type, when it is a pydantic model
 
 
@@ -51,6 +54,7 @@ class SubscriptionSpec:
     is_async: bool
     options: SubscribeOptions
     payload: pydantic.TypeAdapter[Any]
+    validator: SchemaValidator  # JSON payload → value (lumi.model.wire_validation)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +68,7 @@ class Reflected:
 
 
 _CACHE_ATTR = "__lumi_reflected__"
+_BASE64_CONFIG = CoreConfig(ser_json_bytes="base64", val_json_bytes="base64")
 
 
 def reflect(cls: type) -> Reflected:
@@ -203,6 +208,7 @@ class _Reflector:
             fields=tuple(mapping),
             returns=wire_adapter(hints["return"]),
             options=options,
+            validator=wire_validator(params.__pydantic_core_schema__, keep_extras=True),
             returns_model=_model_class(hints["return"]),
         )
 
@@ -224,11 +230,13 @@ class _Reflector:
                 )
             payload_type = options.model
         check_type(payload_type, f"{where}: parameter '{params[0].name}'")
+        payload = wire_adapter(payload_type)
         return SubscriptionSpec(
             attr=attr,
             is_async=inspect.iscoroutinefunction(func),
             options=options,
-            payload=wire_adapter(payload_type),
+            payload=payload,
+            validator=wire_validator(payload.core_schema, _BASE64_CONFIG),
         )
 
     def _interface(

@@ -5,8 +5,9 @@
 
 Calls go through the same dispatcher, validation and middleware as over a network (arguments and
 results cross as JSON), events through a broker (memory by default). The runtime services
-(correlation, tracing, metrics, access logs, deadlines, retries, breakers) wrap every call as in
-any other runtime; ``observe=False`` leaves them out (a bare pipeline, for benchmarks).
+(correlation, tracing, metrics, access logs, deadlines, retries, idempotency, and circuit
+breakers per method, behind a balancer over the in-process channel) wrap every call as in any
+other runtime; ``observe=False`` leaves them out (a bare pipeline, for benchmarks).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from lumi.model.reflect import reflect
 from lumi.model.service import Service
 from lumi.pipeline import Handler, Middleware, compose
 from lumi.pipeline.client import Client
+from lumi.runtime_services.resilience.balancer import Balancer
 from lumi.runtimes import stack
 from lumi.runtimes.host import Host
 from lumi.transports.local import LocalChannel
@@ -50,12 +52,14 @@ class App:
         self.runtime = runtime if runtime is not None else stack.current().fresh()
         server = list(middlewares)
         client = list(client_middlewares)
+        guards: list[Middleware] = []
         publish = None
         if observe:
             # One dispatcher serves every service here, so the server stack is per app; the
             # observer reads the service name from each call.
             server = [*stack.server_middlewares("", self.runtime), *server]
             client = [*stack.client_middlewares(None, self.runtime), *client]
+            guards = stack.server_guards("", self.runtime)
 
             def publish(service: str) -> list[Middleware]:
                 return stack.publish_middlewares(service, self.runtime)
@@ -73,10 +77,13 @@ class App:
             middlewares=server,
             fakes=fake_by_name,
             publish_middlewares=publish,
+            guards=guards,
         )
-        self._invoke: Handler = compose(
-            LocalChannel(self.host.dispatcher.handle).call, self._client_middlewares
-        )
+        channel = LocalChannel(self.host.dispatcher.handle)
+        inner: Handler = channel.call
+        if observe:
+            inner = Balancer(name, [channel], breakers=self.runtime.breakers(None))
+        self._invoke = compose(inner, self._client_middlewares)
         self._running = False
 
     def _channel_for(self, service: str) -> Handler:

@@ -149,7 +149,7 @@ class LambdaService:
             raise AppError(f"{name} has no endpoint: set {envvars.endpoints_variable(name)}")
         transport = transports.get(transports_of(urls)[0])
         channels = [transport.channel(u, self.interfaces.get(name)) for u in urls]
-        breakers = self.services.resilience(self.interface.name).breakers
+        breakers = self.services.breakers(self.interface.name)
         balancer = Balancer(name, channels, breakers=breakers)
         return compose(balancer, stack.client_middlewares(self.interface.name, self.services))
 

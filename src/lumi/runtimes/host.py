@@ -23,7 +23,7 @@ from lumi.model.service import Service
 from lumi.pipeline import Call, Handler, Middleware
 from lumi.pipeline.client import Client
 from lumi.pipeline.consumer_dedupe import DedupeStore, idempotent_options
-from lumi.pipeline.dispatch import Dispatcher
+from lumi.pipeline.dispatch import Dispatcher, DispatchSettings
 from lumi.pipeline.publish import EventSink
 from lumi.runtime_services.resilience.resource import Resource, resources_of
 
@@ -47,6 +47,8 @@ class Host:
         fakes: Mapping[str, object] | None = None,
         external: Iterable[str] = (),
         publish_middlewares: Callable[[str], Iterable[Middleware]] | None = None,
+        guards: Iterable[Middleware] = (),
+        settings: Callable[[str], DispatchSettings] | None = None,
     ) -> None:
         self.reflected: dict[str, Reflected] = {}
         for cls in services:
@@ -62,7 +64,8 @@ class Host:
         self.broker = broker
         self.channel_for = channel_for
         self.app = app
-        self.dispatcher = Dispatcher(middlewares)
+        self.dispatcher = Dispatcher(middlewares, guards=guards)
+        self._settings = settings
         self.instances: dict[str, Service] = {}
         self.resources: dict[str, dict[str, Resource[Any]]] = {}
         self._publish_middlewares = publish_middlewares
@@ -81,7 +84,7 @@ class Host:
             for attr, capability in reflected.capabilities.items():
                 setattr(instance, attr, self._capability(capability))
             self.instances[name] = instance
-            self.dispatcher.add(instance)
+            self.dispatcher.add(instance, self._settings(name) if self._settings else None)
         for name in self.order:
             await self._open_resources(name)
             try:
@@ -110,6 +113,7 @@ class Host:
             for resource in resources.values():
                 await resource.aclose()
         self.resources.clear()
+        self.dispatcher.close()
 
     async def _open_resources(self, name: str) -> None:
         """Open the service's declared resources, each waiting with backoff until it answers."""

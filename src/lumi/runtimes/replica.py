@@ -80,6 +80,8 @@ class ReplicaRunner:
             channel_for=self._channel_for,
             app=config.name,
             middlewares=stack.server_middlewares(spec.service, services),
+            guards=stack.server_guards(spec.service, services),
+            settings=lambda name: stack.dispatch_settings(config, name),
             external=self.interface.requires,
             publish_middlewares=lambda name: stack.publish_middlewares(name, services),
         )
@@ -122,7 +124,7 @@ class ReplicaRunner:
             for url in self.spec.endpoints[name]
             if transport_of(url) == chosen
         ]
-        breakers = self.services.resilience(self.spec.service).breakers
+        breakers = self.services.breakers(self.spec.service)
         local: list[str] = []
         if self.spec.node and self.config.service(name).placement == "per-node":
             # A per-node capability: the replica on this node, others only while it is down.
@@ -182,6 +184,8 @@ class ReplicaRunner:
             interfaces={self.interface.name: self.interface},
             health=self.health,
             max_body=self.config.defaults.max_body,
+            header_timeout=self.config.defaults.header_timeout,
+            body_timeout=self.config.defaults.body_timeout,
             grace_period=self.config.defaults.grace_period,
             admin={"/metrics": self.services.metrics.route},
         )

@@ -5,9 +5,10 @@ stack (around each handled call and event delivery), the client-side stack (arou
 outbound call) and the publish stack, so logging, correlation, tracing, metrics, deadlines and
 retries are added once and inherited by every transport and broker::
 
-    server:  ServerObserver (correlation, span, metrics, access log) → IdempotencyCache → dispatcher
-    client:  ClientObserver (span, metrics) → Resilience (deadline, retry, budget, breaker)
-             → channel
+    server:  ServerObserver (correlation, span, metrics, access log) → dispatcher, which
+             validates the arguments, then IdempotencyCache (a guard) → the method
+    client:  ClientObserver (span, metrics) → Resilience (deadline, retry, budget)
+             → Balancer (endpoint, failover, breaker per endpoint and method) → channel
     publish: PublishObserver (span, traceparent into the envelope, counter) → broker
 
 The state behind them (tracer, metrics registry, policies, retry budgets, circuit breakers, the
@@ -25,6 +26,7 @@ from pathlib import Path
 from lumi.config import AppConfig, ResilienceConfig
 from lumi.paths import AppPaths
 from lumi.pipeline import Middleware
+from lumi.pipeline.dispatch import DispatchSettings
 from lumi.runtime_services.observability.logs import configure_logging
 from lumi.runtime_services.observability.metrics import Metrics
 from lumi.runtime_services.observability.middleware import (
@@ -33,6 +35,7 @@ from lumi.runtime_services.observability.middleware import (
     ServerObserver,
 )
 from lumi.runtime_services.observability.tracing import Tracing, setup_tracing
+from lumi.runtime_services.resilience.breaker import Breakers, CircuitBreaker, State
 from lumi.runtime_services.resilience.idempotency import IdempotencyCache
 from lumi.runtime_services.resilience.policies import (
     BreakerSettings,
@@ -55,13 +58,44 @@ class RuntimeServices:
     dedupe: IdempotencyCache | None = dataclasses.field(default_factory=IdempotencyCache)
     ready_timeout: float = 60.0
     _clients: dict[str | None, Resilience] = dataclasses.field(default_factory=dict)
+    _breakers: dict[str | None, Breakers] = dataclasses.field(default_factory=dict)
 
     def resilience(self, caller: str | None) -> Resilience:
-        """The resilience middleware (one retry budget, one set of breakers) of ``caller``."""
+        """The resilience middleware (one retry budget) of ``caller``."""
         found = self._clients.get(caller)
         if found is None:
             found = self._clients[caller] = Resilience(caller, self.policies, metrics=self.metrics)
         return found
+
+    def breakers(self, caller: str | None) -> Breakers:
+        """The circuit breakers of ``caller``'s balancers (one per endpoint and method)."""
+        found = self._breakers.get(caller)
+        if found is None:
+            s = self.policies.breaker
+
+            def make(endpoint: str, service: str, method: str) -> CircuitBreaker:
+                return CircuitBreaker(
+                    endpoint,
+                    service,
+                    method,
+                    min_deadline=s.min_deadline,
+                    failure_rate=s.failure_rate,
+                    window=s.window,
+                    min_calls=s.min_calls,
+                    reset_timeout=s.reset_timeout,
+                    max_reset_timeout=s.max_reset_timeout,
+                    on_change=self._breaker_changed,
+                )
+
+            found = self._breakers[caller] = Breakers(make)
+        return found
+
+    def _breaker_changed(self, breaker: CircuitBreaker, state: State) -> None:
+        level = logging.INFO if state is State.CLOSED else logging.WARNING
+        log.log(
+            level, "circuit for %s is now %s", breaker.name, state.name.lower().replace("_", "-")
+        )
+        self.metrics.circuit_state(breaker.endpoint, breaker.service, breaker.method, int(state))
 
     def fresh(self) -> RuntimeServices:
         """Same tracer and policies; new metrics, budgets, breakers and dedupe cache."""
@@ -69,7 +103,9 @@ class RuntimeServices:
             tracing=self.tracing,
             metrics=Metrics(),
             policies=self.policies,
-            dedupe=None if self.dedupe is None else IdempotencyCache(),
+            dedupe=None
+            if self.dedupe is None
+            else IdempotencyCache(max_bytes=self.dedupe.max_bytes),
             ready_timeout=self.ready_timeout,
         )
 
@@ -99,10 +135,23 @@ def configure(services: RuntimeServices) -> None:
 def server_middlewares(service: str, runtime: RuntimeServices | None = None) -> list[Middleware]:
     """Middleware around calls and event deliveries handled by ``service`` (outermost first)."""
     r = runtime or current()
-    stack: list[Middleware] = [ServerObserver(r.tracing, r.metrics)]
-    if r.dedupe is not None:
-        stack.append(r.dedupe)
-    return stack
+    return [ServerObserver(r.tracing, r.metrics)]
+
+
+def server_guards(service: str, runtime: RuntimeServices | None = None) -> list[Middleware]:
+    """Guards around the running of ``service``'s methods, after their arguments validated."""
+    r = runtime or current()
+    return [] if r.dedupe is None else [r.dedupe]
+
+
+def dispatch_settings(config: AppConfig, service: str) -> DispatchSettings:
+    """How ``service`` is served, from ``defaults.*`` and ``services.<service>.*``."""
+    own = config.service(service)
+    return DispatchSettings(
+        strict=config.defaults.strict,
+        threads=own.threads or config.defaults.threads,
+        expose_errors=config.defaults.expose_errors,
+    )
 
 
 def client_middlewares(
@@ -125,6 +174,7 @@ def policies_from(config: ResilienceConfig, capabilities: dict[str, Override]) -
         timeout=config.timeout,
         capabilities=capabilities,
         breaker=BreakerSettings(
+            min_deadline=config.breaker.min_deadline,
             failure_rate=config.breaker.failure_rate,
             window=config.breaker.window,
             min_calls=config.breaker.min_calls,
@@ -142,7 +192,9 @@ def runtime_for(config: AppConfig, service: str | None, *, tracing: Tracing) -> 
     return RuntimeServices(
         tracing=tracing,
         policies=policies_from(config.resilience, overrides),
-        dedupe=IdempotencyCache() if config.resilience.dedupe else None,
+        dedupe=IdempotencyCache(max_bytes=config.resilience.dedupe_max_bytes)
+        if config.resilience.dedupe
+        else None,
         ready_timeout=config.resilience.ready_timeout,
     )
 

@@ -43,7 +43,7 @@ AdminRoute = Callable[[], Awaitable[tuple[int, str, bytes]]]
 """An operator endpoint (``/metrics``): returns (status, content type, body)."""
 
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
-DEFAULT_BACKLOG = 1024
+DEFAULT_BACKLOG = 1024  # connections waiting to be accepted (the kernel caps it at somaxconn)
 
 
 class Health:
@@ -66,11 +66,20 @@ class Health:
 
 @dataclasses.dataclass(frozen=True)
 class ServerSettings:
-    """What a server needs besides its handler and socket."""
+    """What a server needs besides its handler and socket.
+
+    The limits hold on every transport: ``max_body`` bytes of arguments per call, enforced
+    before they are buffered; a request's metadata (headers) must arrive within
+    ``header_timeout`` seconds of its first byte and its body within ``body_timeout`` seconds
+    after that, or the connection is closed. Metadata values are checked by
+    :func:`lumi.pipeline.edge.inbound_metadata`.
+    """
 
     interfaces: Mapping[str, ServiceInterface] = dataclasses.field(default_factory=dict)
     health: Health = dataclasses.field(default_factory=Health)
     max_body: int = DEFAULT_MAX_BODY
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
     grace_period: float = 10.0
     admin: Mapping[str, AdminRoute] = dataclasses.field(default_factory=dict)
 

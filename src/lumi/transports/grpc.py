@@ -51,6 +51,7 @@ from lumi.model.errors import (
 )
 from lumi.model.interface import ServiceInterface
 from lumi.pipeline import Call, Handler
+from lumi.pipeline.edge import check_metadata, inbound_metadata
 from lumi.transports import idl
 from lumi.transports._proto_codec import MessageCodec, ServiceCodec
 from lumi.transports.base import (
@@ -68,12 +69,6 @@ log = logging.getLogger("lumi.grpc")
 
 _DETAILS_KEY = "grpc-status-details-bin"
 _DOMAIN = "lumi"
-_METADATA_FIELDS = {
-    "x-correlation-id": "correlation_id",
-    "traceparent": "traceparent",
-    "idempotency-key": "idempotency_key",
-    "x-lumi-caller": "caller",
-}
 _TO_GRPC = {code: grpc.StatusCode[code.value] for code in StatusCode}
 _FROM_GRPC = {grpc_code.value[0]: code for code, grpc_code in _TO_GRPC.items()}
 _SAFE_INT = 2**53
@@ -243,11 +238,12 @@ class _Method:
         self.wraps_value = "value" in response.cls.DESCRIPTOR.fields_by_name
 
     async def __call__(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
-        metadata = Metadata()
-        for key, value in context.invocation_metadata() or ():
-            field = _METADATA_FIELDS.get(key)
-            if field is not None and isinstance(value, str):
-                setattr(metadata, field, value)
+        try:
+            metadata = inbound_metadata(context.invocation_metadata() or ())
+        except LumiError as exc:  # the caller's bad metadata: refused before any work
+            details = ((_DETAILS_KEY, status_details(exc)),)
+            await context.abort(_TO_GRPC[exc.code], exc.message, trailing_metadata=details)
+            raise
         remaining = context.time_remaining()
         if remaining is not None:
             metadata.deadline = time.time() + remaining
@@ -404,6 +400,7 @@ class GrpcChannel(Channel):
         return found
 
     async def call(self, call: Call) -> bytes:
+        check_metadata(call.metadata)  # what the callee's edge would refuse is not sent
         stub, request, response = self._stub(call.method)
         try:
             arguments = pydantic_core.from_json(call.body or _EMPTY_ARGS)

@@ -5,10 +5,11 @@ Wire contract::
     POST /<service>/<method>        body: the JSON arguments object (empty body = {})
       request headers   content-type: application/json, x-correlation-id, traceparent,
                         x-lumi-deadline (absolute, unix epoch milliseconds), idempotency-key,
-                        x-lumi-caller
+                        x-lumi-caller — checked by :func:`lumi.pipeline.edge.inbound_metadata`
       200               the JSON result
       4xx/5xx           {"code": "NOT_FOUND", "message": "...", "details": ...}; the HTTP status
-                        is ``StatusCode.http_status`` (413 body too large, 415 not JSON)
+                        is ``StatusCode.http_status`` (408 too slow, 413 body too large, 414 URL
+                        too long, 415 not JSON, 431 headers too large)
     GET /healthz   200 while the process is alive
     GET /readyz    200 when ready to serve, 503 otherwise (starting, draining, a check failing)
     GET /interface the interfaces served here: {"<service>": <interface JSON>, ...}
@@ -44,13 +45,14 @@ from lumi.model.errors import (
 )
 from lumi.model.interface import ServiceInterface
 from lumi.pipeline.call import Call, Handler
+from lumi.pipeline.edge import CORRELATION_ID, check_metadata, excerpt, inbound_metadata
 from lumi.transports._http_client import (
     ConnectFailed,
     ConnectionPool,
     ResponseTimeout,
     ResponseTooLarge,
 )
-from lumi.transports._http_server import HttpListener, Request, Response, ServerState
+from lumi.transports._http_server import HttpListener, Limits, Request, Response, ServerState
 from lumi.transports.base import (
     AdminRoute,
     Channel,
@@ -65,12 +67,7 @@ from lumi.transports.base import (
 log = logging.getLogger("lumi.http")
 
 _JSON = b"application/json"
-_HEADER_FIELDS = {
-    b"x-correlation-id": "correlation_id",
-    b"traceparent": "traceparent",
-    b"idempotency-key": "idempotency_key",
-    b"x-lumi-caller": "caller",
-}
+_CORRELATION = CORRELATION_ID.encode()
 
 
 def error_body(error: LumiError) -> bytes:
@@ -83,7 +80,6 @@ class _Router:
     def __init__(self, handler: Handler, settings: ServerSettings) -> None:
         self.handler = handler
         self.health = settings.health
-        self.max_body = settings.max_body
         interfaces = settings.interfaces
         body = json.dumps({n: i.to_dict() for n, i in interfaces.items()}, sort_keys=True)
         self.routes: dict[bytes, AdminRoute] = {
@@ -103,38 +99,32 @@ class _Router:
             return status, content_type.encode(), payload, []
         if route is not None:
             return _error(InvalidArgument(f"use GET {path.decode('latin-1')}"), 405)
-        error = InvalidArgument(f"use POST /<service>/<method> (got {method.decode('latin-1')})")
-        return _error(error, 405)
+        got = excerpt(method.decode("latin-1"))
+        return _error(InvalidArgument(f"use POST /<service>/<method> (got {got})"), 405)
 
-    async def _call(
-        self, path: bytes, headers: list[tuple[bytes, bytes]], body: bytes | None
-    ) -> Response:
-        metadata = Metadata()
+    async def _call(self, path: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> Response:
         content_type = b""
-        correlation: list[tuple[bytes, bytes]] = []
         for name, value in headers:
-            field = _HEADER_FIELDS.get(name)
-            if field is not None:
-                setattr(metadata, field, value.decode("latin-1"))
-                if field == "correlation_id":
-                    correlation = [(b"x-correlation-id", value)]
-            elif name == b"content-type":
+            if name == b"content-type":
                 content_type = value
-            elif name == b"x-lumi-deadline":
-                try:
-                    metadata.deadline = float(value) / 1000.0
-                except ValueError:
-                    return _error(
-                        InvalidArgument("x-lumi-deadline is not a number"), None, correlation
-                    )
+        try:
+            metadata = inbound_metadata(headers)
+        except LumiError as exc:
+            return _error(exc)
+        # Echoed only once valid: what a Lumi client reads back is what the edge accepted.
+        correlation = (
+            [(_CORRELATION, metadata.correlation_id.encode())] if metadata.correlation_id else []
+        )
         parts = path.decode("utf-8", "replace").split("/")
         if len(parts) != 3 or not parts[1] or not parts[2]:
-            return _error(NotFound(f"no route {'/'.join(parts)!r}; use /<service>/<method>"))
-        if body is None:
-            return _error(_too_large(self.max_body), 413, correlation)
+            where = excerpt("/".join(parts), 64)
+            return _error(
+                NotFound(f"no route {where!r}; use /<service>/<method>"), None, correlation
+            )
         if body and content_type and not _is_json(content_type):
             error = InvalidArgument(
-                f"content-type must be application/json, not {content_type.decode('latin-1')!r}"
+                f"content-type must be application/json, not "
+                f"{excerpt(content_type.decode('latin-1'))!r}"
             )
             return _error(error, 415, correlation)
         try:
@@ -153,12 +143,6 @@ def _static(status: int, content_type: str, body: bytes) -> AdminRoute:
         return status, content_type, body
 
     return route
-
-
-def _too_large(limit: int) -> LumiError:
-    return LumiError.for_code(StatusCode.RESOURCE_EXHAUSTED)(
-        f"request body is larger than the limit of {limit} bytes"
-    )
 
 
 def _is_json(content_type: bytes) -> bool:
@@ -188,7 +172,13 @@ class HttpServer(Server):
     ) -> None:
         self.settings = settings or ServerSettings()
         self.router = _Router(handler, self.settings)
-        self._state = ServerState(self.router, self.settings.max_body, keep_alive_timeout)
+        limits = Limits(
+            max_body=self.settings.max_body,
+            header_timeout=self.settings.header_timeout,
+            body_timeout=self.settings.body_timeout,
+            keep_alive_timeout=keep_alive_timeout,
+        )
+        self._state = ServerState(self.router, limits)
         self._listener: HttpListener | None = None
         self._sock = sock
         self._host, self._port = host, port
@@ -267,6 +257,7 @@ class HttpChannel(Channel):
 
     async def call(self, call: Call) -> bytes:
         meta = call.metadata
+        check_metadata(meta)  # what the callee's edge would refuse is not sent
         timeout = None  # the pool's request_timeout
         if meta.deadline is not None:
             timeout = meta.deadline - time.time()
@@ -333,43 +324,21 @@ class HttpTransport(Transport):
 
 
 def _metadata_headers(meta: Metadata) -> bytes:
-    """The metadata as header lines, each after a CRLF (refusing values that would break out
-    of their header line)."""
+    """The metadata as header lines, each after a CRLF. The values passed
+    :func:`~lumi.pipeline.edge.check_metadata` (visible ASCII only), so none can break out of
+    its line."""
     text = ""
-    lines = 0
     if meta.correlation_id:
         text += "\r\nx-correlation-id: " + meta.correlation_id
-        lines += 1
     if meta.traceparent:
         text += "\r\ntraceparent: " + meta.traceparent
-        lines += 1
     if meta.deadline is not None:
         text += f"\r\nx-lumi-deadline: {int(meta.deadline * 1000)}"
-        lines += 1
     if meta.idempotency_key:
         text += "\r\nidempotency-key: " + meta.idempotency_key
-        lines += 1
     if meta.caller:
         text += "\r\nx-lumi-caller: " + meta.caller
-        lines += 1
-    try:
-        if text.count("\n") == lines and text.count("\r") == lines:
-            return text.encode("latin-1")
-    except UnicodeEncodeError:
-        pass
-    raise InvalidArgument(f"cannot send this call's metadata as HTTP headers: {_problem(meta)}")
-
-
-def _problem(meta: Metadata) -> str:
-    for field in ("correlation_id", "traceparent", "idempotency_key", "caller"):
-        value = getattr(meta, field) or ""
-        if "\r" in value or "\n" in value:
-            return f"{field} contains a line break"
-        try:
-            value.encode("latin-1")
-        except UnicodeEncodeError:
-            return f"{field} is not latin-1 text"
-    return "unknown"
+    return text.encode("ascii")
 
 
 def _remote_error(status: int, body: bytes) -> LumiError:

@@ -55,6 +55,7 @@ from lumi.model.errors import (
 )
 from lumi.model.interface import ServiceInterface
 from lumi.pipeline import Call, Handler
+from lumi.pipeline.edge import check_metadata, inbound_metadata
 from lumi.transports import idl
 from lumi.transports._thrift_codec import MethodPlan, ServiceCodec
 from lumi.transports.base import Channel, ChannelSettings, Server, ServerSettings, Transport
@@ -67,12 +68,6 @@ META_FIELD = 32767
 PROTOCOLS = ("binary", "compact")
 
 _META_SPEC = (TType.MAP, "lumi_meta", (TType.STRING, TType.STRING), False)
-_FIELDS = {
-    "x-correlation-id": "correlation_id",
-    "traceparent": "traceparent",
-    "idempotency-key": "idempotency_key",
-    "x-lumi-caller": "caller",
-}
 _BINARY, _COMPACT = 0x80, 0x82
 HEALTH = "__lumi_health__"
 """A function no IDL declares: REPLY when ready, an EXCEPTION saying why not otherwise."""
@@ -402,15 +397,8 @@ class ThriftServer(Server):
     async def answer(self, codec: ServiceCodec, plan: MethodPlan, args: Any) -> Any:
         """Run one call through the handler; the result struct to send back."""
         metadata = Metadata()
-        meta = getattr(args, "lumi_meta", None) or {}
-        for key, value in meta.items():
-            field = _FIELDS.get(key)
-            if field is not None:
-                setattr(metadata, field, value)
-            elif key == "x-lumi-deadline":
-                with contextlib.suppress(ValueError):
-                    metadata.deadline = float(value) / 1000.0
         try:
+            metadata = inbound_metadata((getattr(args, "lumi_meta", None) or {}).items())
             body = pydantic_core.to_json(plan.args.to_json(args))
             result = await self.handler(Call(codec.iface.name, plan.lumi, body, metadata))
             reply = plan.result()
@@ -528,6 +516,7 @@ class ThriftChannel(Channel):
             arguments = pydantic_core.from_json(call.body or b"{}")
         except ValueError as exc:
             raise InvalidArgument(f"arguments are not JSON: {exc}") from None
+        check_metadata(call.metadata)  # what the callee's edge would refuse is not sent
         args = plan.args.to_thrift(arguments)
         args.lumi_meta = _outbound(call.metadata)
         self._seqid = (self._seqid + 1) & 0x7FFFFFFF

@@ -28,6 +28,7 @@ from lumi.model.errors import (
 )
 from lumi.model.interface import ServiceInterface
 from lumi.pipeline.call import Call, Handler
+from lumi.pipeline.edge import check_metadata
 from lumi.transports.base import Channel, ChannelSettings, Server, ServerSettings, Transport
 
 _FIELDS = ("correlation_id", "traceparent", "deadline", "idempotency_key", "caller")
@@ -79,7 +80,8 @@ class JsonlServer(Server):
                         f"request body is larger than the limit of {self.settings.max_body} bytes"
                     )
                 meta = frame.get("metadata") or {}
-                metadata = Metadata(**{k: meta.get(k) for k in _FIELDS})
+                # the edge every server calls: Lumi's limits on metadata, shared by all
+                metadata = check_metadata(Metadata(**{k: meta.get(k) for k in _FIELDS}))
                 call = Call(frame["service"], frame["method"], body, metadata)
                 reply = {"result": (await self.handler(call)).decode()}
         except LumiError as exc:
@@ -160,6 +162,7 @@ class JsonlChannel(Channel):
 
     async def call(self, call: Call) -> bytes:
         meta = call.metadata
+        check_metadata(meta)  # what the callee's edge would refuse is not sent
         timeout = None if meta.deadline is None else meta.deadline - time.time()
         if timeout is not None and timeout <= 0:
             raise DeadlineExceeded(f"deadline passed before calling {call.service}.{call.method}")

@@ -26,6 +26,7 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from lumi.model.context import context
 from lumi.model.redact import redact_event
+from lumi.paths import private_file
 
 _process: dict[str, Any] = {"service": None, "replica": None}
 _HANDLER_MARK = "_lumi_handler"
@@ -161,7 +162,7 @@ def configure_logging(
     console.setFormatter(_formatter(stream_json, shared, colour, lean))
     handlers.append(console)
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
+        private_file(log_file)  # logs hold request data: 0600 in a 0700 folder
         file_handler = logging.FileHandler(log_file, encoding="utf-8")
         file_handler.setFormatter(_formatter(True, shared))
         handlers.append(file_handler)

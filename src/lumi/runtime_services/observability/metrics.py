@@ -7,12 +7,18 @@
 ``lumi_client_request_duration_seconds``   outbound-call latency histogram (retries included)
 ``lumi_client_retries_total``              retry attempts, by caller, service, method, code
 ``lumi_client_rejected_total``             calls refused locally (breaker open, budget spent)
-``lumi_circuit_state``                     0 closed, 1 half-open, 2 open, by endpoint
+``lumi_circuit_state``                     0 closed, 1 half-open, 2 open, by endpoint,
+                                           service and method
 ``lumi_events_published_total``            events published, by topic
 ``lumi_events_delivered_total``            deliveries handled, by topic, group and outcome
 ``lumi_events_redelivered_total``          deliveries that were a retry (attempt > 1)
 ``lumi_events_dead_lettered_total``        events given up on (moved to the dead-letter topic)
 =========================================  ==============================================
+
+Label values never come from unchecked input: a call to a service or method that does not exist
+is counted under ``(unknown)`` (the observers see to that), and as a last guard each metric
+keeps at most :data:`MAX_SERIES` label sets — any more are counted together under ``(other)``
+— so nothing a caller sends can make ``/metrics`` grow without bound.
 
 Recording happens on every call, so it is plain arithmetic on per-label-set slots held in
 dicts (the middleware runs on the event loop, so no lock is needed); prometheus-client only
@@ -56,6 +62,10 @@ class _Series:
 
 Labels = tuple[str, ...]
 
+MAX_SERIES = 2000  # label sets per metric
+UNKNOWN = "(unknown)"  # the service/method label of calls to names that do not exist
+OTHER = "(other)"  # every label of the label sets past MAX_SERIES
+
 _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "lumi_client_retries": (
         "Retry attempts of outbound calls",
@@ -77,14 +87,14 @@ class Metrics:
         self.requests: dict[Labels, _Series] = {}
         self.client_requests: dict[Labels, _Series] = {}
         self.counters: dict[str, dict[Labels, float]] = {name: {} for name in _COUNTERS}
-        self.circuits: dict[str, int] = {}
+        self.circuits: dict[Labels, int] = {}
         self.registry.register(_Collector(self))
 
     def request(self, service: str, method: str, code: str, seconds: float) -> None:
         key = (service, method, code)
         series = self.requests.get(key)
         if series is None:
-            series = self.requests[key] = _Series()
+            series = _new_series(self.requests, key)
         series.observe(seconds)
 
     def client_request(
@@ -93,11 +103,13 @@ class Metrics:
         key = (caller, service, method, code)
         series = self.client_requests.get(key)
         if series is None:
-            series = self.client_requests[key] = _Series()
+            series = _new_series(self.client_requests, key)
         series.observe(seconds)
 
     def _add(self, name: str, labels: Labels, amount: float = 1.0) -> None:
         counter = self.counters[name]
+        if labels not in counter and len(counter) >= MAX_SERIES:
+            labels = (OTHER,) * len(labels)
         counter[labels] = counter.get(labels, 0.0) + amount
 
     def retry(self, caller: str, service: str, method: str, code: str) -> None:
@@ -106,8 +118,11 @@ class Metrics:
     def reject(self, caller: str, service: str, reason: str) -> None:
         self._add("lumi_client_rejected", (caller, service, reason))
 
-    def circuit_state(self, endpoint: str, state: int) -> None:
-        self.circuits[endpoint] = state
+    def circuit_state(self, endpoint: str, service: str, method: str, state: int) -> None:
+        key = (endpoint, service, method)
+        if key not in self.circuits and len(self.circuits) >= MAX_SERIES:
+            key = (OTHER, OTHER, OTHER)
+        self.circuits[key] = state
 
     def publish(self, topic: str, count: int) -> None:
         self._add("lumi_events_published", (topic,), count)
@@ -163,11 +178,21 @@ class _Collector(Collector):
         gauge = GaugeMetricFamily(
             "lumi_circuit_state",
             "Circuit breaker state: 0 closed, 1 half-open, 2 open",
-            labels=["endpoint"],
+            labels=["endpoint", "service", "method"],
         )
-        for endpoint, state in list(m.circuits.items()):
-            gauge.add_metric([endpoint], state)
+        for labels, state in list(m.circuits.items()):
+            gauge.add_metric(list(labels), state)
         yield gauge
+
+
+def _new_series(data: dict[Labels, _Series], key: Labels) -> _Series:
+    if len(data) >= MAX_SERIES:
+        key = (OTHER,) * len(key)
+        found = data.get(key)
+        if found is not None:
+            return found
+    series = data[key] = _Series()
+    return series
 
 
 def _histogram(

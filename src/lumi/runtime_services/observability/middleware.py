@@ -24,7 +24,10 @@ from opentelemetry.trace import SpanKind
 from lumi.model.context import Metadata, new_id
 from lumi.model.errors import LumiError
 from lumi.pipeline import Call, Handler
-from lumi.runtime_services.observability.metrics import Metrics
+from lumi.pipeline.dispatch import UnknownTarget
+from lumi.pipeline.edge import excerpt
+from lumi.runtime_services.observability.log_budget import LogBudget
+from lumi.runtime_services.observability.metrics import UNKNOWN, Metrics
 from lumi.runtime_services.observability.tracing import (
     Tracing,
     format_traceparent,
@@ -51,11 +54,19 @@ def _code_of(exc: BaseException) -> str:
 
 
 class ServerObserver:
-    """Server middleware: correlation, SERVER/CONSUMER span, metrics, access log."""
+    """Server middleware: correlation, SERVER/CONSUMER span, metrics, access log.
 
-    def __init__(self, tracing: Tracing, metrics: Metrics | None = None) -> None:
+    Lines for failed calls are kept to a :class:`LogBudget` (a burst of 100, then 20 a
+    second), so a flood of bad requests cannot flood the log; the next line written says how
+    many were left out.
+    """
+
+    def __init__(
+        self, tracing: Tracing, metrics: Metrics | None = None, budget: LogBudget | None = None
+    ) -> None:
         self.tracing = tracing
         self.metrics = metrics
+        self.budget = budget or LogBudget()
 
     async def __call__(self, call: Call, next_handler: Handler) -> bytes:
         meta = call.metadata
@@ -102,10 +113,12 @@ class ServerObserver:
         token = None if span is None else otel_context.attach(span.otel_context())
         started = time.perf_counter()
         code = "OK"
+        known = True
         try:
             return await next_handler(inner)
         except BaseException as exc:
             code = _code_of(exc)
+            known = not isinstance(exc, UnknownTarget)
             raise
         finally:
             elapsed = time.perf_counter() - started
@@ -113,18 +126,18 @@ class ServerObserver:
                 otel_context.detach(token)
             if span is not None:
                 tracing.end(span, code)
-            self._record(inner, code, elapsed)
+            self._record(inner, code, elapsed, known)
 
     @staticmethod
     def _span_name(call: Call) -> str:
         if call.kind == "event":
             return f"{call.service}.{call.method} ← {call.topic}"
-        return f"{call.service}/{call.method}"
+        return f"{excerpt(call.service, 64)}/{excerpt(call.method, 64)}"
 
     @staticmethod
     def _attributes(call: Call, correlation: str) -> dict[str, Any]:
         attributes: dict[str, Any] = {
-            "lumi.service": call.service,
+            "lumi.service": excerpt(call.service, 64),
             "lumi.correlation_id": correlation,
         }
         if call.kind == "event":
@@ -132,12 +145,12 @@ class ServerObserver:
             attributes["messaging.message.id"] = call.event_id or ""
             attributes["lumi.attempt"] = call.attempt
         else:
-            attributes["rpc.method"] = call.method
+            attributes["rpc.method"] = excerpt(call.method, 64)
             if call.metadata.caller:
                 attributes["lumi.caller"] = call.metadata.caller
         return attributes
 
-    def _record(self, call: Call, code: str, elapsed: float) -> None:
+    def _record(self, call: Call, code: str, elapsed: float, known: bool = True) -> None:
         metrics = self.metrics
         is_event = call.kind == "event"
         dead = False
@@ -148,17 +161,23 @@ class ServerObserver:
             if metrics is not None:
                 metrics.delivery(call.topic or "", call.service, code == "OK", call.attempt, dead)
         elif metrics is not None:
-            metrics.request(call.service, call.method, code, elapsed)
+            if known:
+                metrics.request(call.service, call.method, code, elapsed)
+            else:  # names from the caller: never a label
+                metrics.request(UNKNOWN, UNKNOWN, code, elapsed)
         if code == "OK" or code == "CANCELLED":  # cancelled: the caller went away
             if not access.isEnabledFor(logging.DEBUG):
                 return
             level = logging.DEBUG
         else:
             level = logging.WARNING if code in _SERVER_FAULTS or dead else logging.INFO
+            if not self.budget.allow():
+                return
         meta = call.metadata
         tp = meta.traceparent or ""
+        service = call.service if known else excerpt(call.service, 64)
         fields: dict[str, Any] = {
-            "service": call.service,
+            "service": service,
             "code": code,
             "duration_ms": round(elapsed * 1000, 3),
             "correlation_id": meta.correlation_id,
@@ -171,11 +190,15 @@ class ServerObserver:
             if dead:
                 what += " (dead-lettered)"
         else:
-            fields["method"] = call.method
+            fields["method"] = call.method if known else excerpt(call.method, 64)
             if meta.caller:
                 fields["caller"] = meta.caller
-            what = f"{call.service}.{call.method}"
-        access.log(level, "%s %s in %.1f ms", what, code, elapsed * 1000, extra=fields)
+            what = f"{service}.{fields['method']}"
+        dropped = self.budget.take_dropped() if level > logging.DEBUG else 0
+        if dropped:
+            fields["dropped"] = dropped
+        suffix = f" ({dropped} failed calls before it not logged)" if dropped else ""
+        access.log(level, "%s %s in %.1f ms%s", what, code, elapsed * 1000, suffix, extra=fields)
 
 
 class ClientObserver:
@@ -220,8 +243,10 @@ class ClientObserver:
             if span is not None:
                 tracing.end(span, code)
             if self.metrics is not None:
+                # A method the client does not know (no info) may be any name: not a label.
+                method = call.method if call.info is not None else UNKNOWN
                 self.metrics.client_request(
-                    self.caller, call.service, call.method, code, time.perf_counter() - started
+                    self.caller, call.service, method, code, time.perf_counter() - started
                 )
 
 

@@ -20,6 +20,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from lumi.paths import private_file
 from lumi.runtime_services.observability.tracing import Span
 
 _SCHEMA = """
@@ -43,7 +44,7 @@ CREATE INDEX IF NOT EXISTS spans_start ON spans (start_ns);
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_file(path)  # SQLite gives its -wal and -shm files the database file's mode
     conn = sqlite3.connect(path, timeout=10.0, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")

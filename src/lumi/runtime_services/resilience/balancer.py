@@ -7,20 +7,27 @@ circuit is open, and when a channel raises :class:`~lumi.model.errors.NotSent` (
 this process, so any method may go elsewhere) tries the next endpoint. Failures after sending
 are not retried here; :mod:`~lumi.runtime_services.resilience.retry` decides those.
 
-Each endpoint's :class:`~lumi.runtime_services.resilience.breaker.CircuitBreaker` sees only what
-the endpoint is responsible for: connection failures and the callee's own faults. Caller-side
-outcomes (its own bad arguments or metadata) count as answers, not failures.
+Each endpoint has a :class:`~lumi.runtime_services.resilience.breaker.CircuitBreaker` per
+method, which sees only what the endpoint is responsible for: connection failures and the
+callee's own faults. Caller-side outcomes (its own bad arguments or metadata, a deadline too
+close to meet) are answers, not failures. An attempt cancelled at its deadline (by the retry
+middleware's timer) is recorded as the DEADLINE_EXCEEDED it is.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from lumi.model.errors import LumiError, NotSent, Unavailable
+from lumi.model.errors import LumiError, NotSent, StatusCode, Unavailable
 from lumi.pipeline.call import Call
 from lumi.runtime_services.resilience.breaker import Breakers, CircuitOpen
+
+_AT_DEADLINE = 0.005  # seconds: a cancellation this close to the deadline is its timer (which
+# may fire a millisecond early)
 
 
 class EndpointChannel(Protocol):
@@ -58,8 +65,6 @@ class Balancer:
         self.local = [i for i, e in enumerate(self.endpoints) if e in on_node]
         self.remote = [i for i, e in enumerate(self.endpoints) if e not in on_node]
         self._turn = itertools.count()
-        # Looked up once: a breaker lives as long as its Breakers, and this is every call's path.
-        self._breakers = [breakers.get(endpoint) for endpoint in self.endpoints]
         self._only: list[int] | None = [0] if len(self.channels) == 1 else None
 
     def _order(self) -> list[int]:
@@ -77,12 +82,17 @@ class Balancer:
     async def __call__(self, call: Call) -> bytes:
         failures: list[str] = []
         open_circuits = 0
+        # Breakers are per method the caller knows; a name it does not know shares one.
+        method = call.method if call.info is not None else "*"
+        meta = call.metadata
         for index in self._order():
-            breaker = self._breakers[index]
+            breaker = self.breakers.get(self.endpoints[index], call.service, method)
             if not breaker.allow():
                 open_circuits += 1
                 failures.append(f"{self.endpoints[index]}: circuit open")
                 continue
+            budget = meta.remaining()
+            started = time.monotonic()
             try:
                 result = await self.channels[index].call(call)
             except NotSent as exc:
@@ -90,17 +100,25 @@ class Balancer:
                 failures.append(f"{self.endpoints[index]}: {exc.message}")
                 continue
             except LumiError as exc:
-                breaker.record(exc.code)
+                breaker.record(exc.code, budget=budget, elapsed=time.monotonic() - started)
+                raise
+            except asyncio.CancelledError:
+                left = meta.remaining()
+                if left is not None and left < _AT_DEADLINE:  # timed out, not called off
+                    breaker.record(StatusCode.DEADLINE_EXCEEDED, budget=budget)
+                else:
+                    breaker.release()  # cancelled: no verdict on the endpoint
                 raise
             except BaseException:
-                breaker.release()  # cancelled: no verdict on the endpoint
+                breaker.release()
                 raise
-            breaker.success()
+            breaker.record(None, elapsed=time.monotonic() - started)
             return result
         if open_circuits == len(self.endpoints):
             raise CircuitOpen(
-                f"circuit open for every endpoint of {self.service}",
-                {"endpoints": self.endpoints},
+                f"circuit open for {self.service}.{method} at every endpoint "
+                f"({', '.join(self.endpoints)})",
+                {"endpoints": self.endpoints, "method": method},
             )
         raise Unavailable(f"cannot reach {self.service}: {'; '.join(failures)}")
 

@@ -3,7 +3,8 @@
 Most specific wins: the caller's configuration for that capability
 (``[services.Orders.capabilities.Inventory]``), then the method's own hints
 (``@lumi.api(timeout=, retry=)``, carried in its interface), then the app's ``[resilience]``
-defaults.
+defaults. Every outbound call has a deadline: without one configured it is
+:data:`DEFAULT_TIMEOUT` seconds, so a dependency that hangs cannot hold calls forever.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Mapping
 
 from lumi.model.hints import Retry
 from lumi.model.interface import MethodInfo
+
+DEFAULT_TIMEOUT = 30.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -33,6 +36,7 @@ class Override:
 
 @dataclasses.dataclass(frozen=True)
 class BreakerSettings:
+    min_deadline: float = 0.1  # a timeout counts only if the attempt had this long (and more)
     failure_rate: float = 0.5
     window: int = 20
     min_calls: int = 10
@@ -54,7 +58,7 @@ class Policies:
         self,
         *,
         retry: Retry | None = None,
-        timeout: float | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
         capabilities: Mapping[str, Override] | None = None,
         breaker: BreakerSettings | None = None,
         budget: BudgetSettings | None = None,

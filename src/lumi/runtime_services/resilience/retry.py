@@ -1,10 +1,11 @@
-"""The client-side resilience middleware: deadlines, retries, retry budget, circuit breakers.
+"""The client-side resilience middleware: deadlines, retries and the retry budget.
 
 For each outbound call:
 
 1. the deadline is the tightest of the inherited one, the method's timeout and the configured
-   one (:mod:`lumi.runtime_services.resilience.policies`); an attempt never outlives it, and no
-   retry starts when its backoff would not end before it;
+   one (:mod:`lumi.runtime_services.resilience.policies`; every call has one, 30 s unless
+   configured, so a hung dependency cannot hold a call forever); an attempt never outlives it,
+   and no retry starts when its backoff would not end before it;
 2. an attempt that fails with UNAVAILABLE or a connection error is retried; one that fails with
    DEADLINE_EXCEEDED is retried only for an idempotent method; nothing else is retried. The
    idempotency key stays the same on every attempt, so the callee can tell a retry from a new
@@ -13,8 +14,9 @@ For each outbound call:
    (:mod:`lumi.retrying`);
 4. each retry spends a token of the caller's
    :class:`~lumi.runtime_services.resilience.budget.RetryBudget`;
-5. the target's :class:`~lumi.runtime_services.resilience.breaker.CircuitBreaker` sees every
-   attempt's outcome and, while open, fails calls at once with UNAVAILABLE.
+5. circuit breakers are the balancer's, below this layer, per endpoint and method
+   (:mod:`lumi.runtime_services.resilience.balancer`): a call they refuse (CircuitOpen) is not
+   retried, and counted in ``lumi_client_rejected_total{reason="circuit_open"}``.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ import time
 from lumi import retrying
 from lumi.model.errors import DeadlineExceeded, Lost, LumiError, StatusCode, Unavailable
 from lumi.pipeline import Call, Handler
-from lumi.runtime_services.observability.metrics import Metrics
-from lumi.runtime_services.resilience.breaker import Breakers, CircuitBreaker, CircuitOpen, State
+from lumi.pipeline.deadlines import until
+from lumi.runtime_services.observability.metrics import UNKNOWN, Metrics
+from lumi.runtime_services.resilience.breaker import CircuitOpen
 from lumi.runtime_services.resilience.budget import RetryBudget
 from lumi.runtime_services.resilience.policies import Policies
 
@@ -55,7 +58,6 @@ class Resilience:
         policies: Policies,
         *,
         budget: RetryBudget | None = None,
-        breakers: Breakers | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.caller = caller or "-"
@@ -63,24 +65,6 @@ class Resilience:
         b = policies.budget
         self.budget = budget or RetryBudget(b.ratio, reserve=b.reserve, max_tokens=b.max_tokens)
         self.metrics = metrics
-        s = policies.breaker
-        self.breakers = breakers or Breakers(
-            lambda endpoint: CircuitBreaker(
-                endpoint,
-                failure_rate=s.failure_rate,
-                window=s.window,
-                min_calls=s.min_calls,
-                reset_timeout=s.reset_timeout,
-                max_reset_timeout=s.max_reset_timeout,
-                on_change=self._breaker_changed,
-            )
-        )
-
-    def _breaker_changed(self, endpoint: str, state: State) -> None:
-        level = logging.INFO if state is State.CLOSED else logging.WARNING
-        log.log(level, "circuit for %s is now %s", endpoint, state.name.lower().replace("_", "-"))
-        if self.metrics is not None:
-            self.metrics.circuit_state(endpoint, int(state))
 
     async def __call__(self, call: Call, next_handler: Handler) -> bytes:
         policy = self.policies.for_call(call.service, call.method, call.info)
@@ -90,27 +74,19 @@ class Resilience:
             if meta.deadline is None or local < meta.deadline:
                 meta.deadline = local
         idempotent = call.info is not None and call.info.idempotent
-        breaker = self.breakers.get(call.service)
         self.budget.deposit()
         retry = 0
         while True:
-            if not breaker.allow():
+            try:
+                return await self._attempt(call, next_handler)
+            except CircuitOpen:
                 if self.metrics is not None:
                     self.metrics.reject(self.caller, call.service, "circuit_open")
-                breaker.check()  # raises CircuitOpen with the reason
-            try:
-                if meta.deadline is None:  # nothing to time: no extra coroutine per call
-                    result = await next_handler(call)
-                else:
-                    result = await self._attempt(call, next_handler)
+                raise
             except LumiError as exc:
                 error = exc
             except OSError as exc:  # a channel that did not translate its connection error
                 error = Unavailable(f"cannot reach {call.service}: {exc}")
-            else:
-                breaker.success()
-                return result
-            breaker.record(error.code)
             if not retryable(error, idempotent) or retry + 1 >= policy.retry.attempts:
                 raise error
             wait = retrying.delay(policy.retry, retry)
@@ -122,7 +98,8 @@ class Resilience:
                     self.metrics.reject(self.caller, call.service, "retry_budget")
                 raise error
             if self.metrics is not None:
-                self.metrics.retry(self.caller, call.service, call.method, error.code.value)
+                method = call.method if call.info is not None else UNKNOWN
+                self.metrics.retry(self.caller, call.service, method, error.code.value)
             log.debug(
                 "retrying %s.%s in %.3fs after %s (retry %d of %d)",
                 call.service,
@@ -136,15 +113,15 @@ class Resilience:
             retry += 1
 
     async def _attempt(self, call: Call, next_handler: Handler) -> bytes:
-        remaining = call.metadata.remaining()
-        if remaining is None:
+        deadline = call.metadata.deadline
+        if deadline is None:
             return await next_handler(call)
-        if remaining <= 0:
+        if deadline <= time.time():
             raise DeadlineExceeded(f"deadline passed before calling {call.service}.{call.method}")
         try:
-            async with asyncio.timeout(remaining):
+            with until(deadline):
                 return await next_handler(call)
-        except TimeoutError:
+        except TimeoutError:  # ours, or a channel's own: the answer did not come in time
             raise DeadlineExceeded(
                 f"{call.service}.{call.method} did not answer before the deadline"
             ) from None

@@ -1,0 +1,145 @@
+"""The edge: inbound call metadata, validated once, with one set of limits for every transport.
+
+Every server calls :func:`inbound_metadata` with the metadata pairs it received (HTTP headers,
+gRPC metadata, Thrift headers — lower-case names, ``str`` or ``bytes``) before it builds a
+:class:`~lumi.pipeline.call.Call`; a transport that carries the fields natively fills a
+:class:`~lumi.model.context.Metadata` and calls :func:`check_metadata` instead. Either raises
+:class:`~lumi.model.errors.InvalidArgument` naming the field and the rule, which the transport
+answers like any other error. So a caller's bad metadata is refused before any work, on every
+transport alike, and what a server accepts (and may echo) is what every Lumi client accepts.
+
+=====================  ==============================================================  =========
+field                  rule                                                            if broken
+=====================  ==============================================================  =========
+``x-correlation-id``   1-128 visible ASCII characters (``!`` to ``~``)                 refused
+``idempotency-key``    1-255 visible ASCII characters                                  refused
+``x-lumi-caller``      1-255 visible ASCII characters                                  refused
+``traceparent``        at most 512 visible ASCII characters; a malformed one is        refused /
+                       ignored (W3C: start a new trace)                                ignored
+``x-lumi-deadline``    absolute deadline, whole Unix epoch milliseconds: 1-16 digits   refused
+=====================  ==============================================================  =========
+
+Each field at most once. A deadline already past is not a bad value: the call ends with
+DEADLINE_EXCEEDED where it would have run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NoReturn
+
+from lumi.model.context import Metadata
+from lumi.model.errors import InvalidArgument
+
+CORRELATION_ID = "x-correlation-id"
+TRACEPARENT = "traceparent"
+DEADLINE = "x-lumi-deadline"
+IDEMPOTENCY_KEY = "idempotency-key"
+CALLER = "x-lumi-caller"
+
+MAX_CORRELATION_ID = 128
+MAX_IDEMPOTENCY_KEY = 255
+MAX_CALLER = 255
+MAX_TRACEPARENT = 512
+MAX_DEADLINE_DIGITS = 16  # epoch ms; 16 digits reach the year 318857
+
+_MAX_DEADLINE = 10**MAX_DEADLINE_DIGITS / 1000  # seconds
+
+# The pattern of the token fields, as a JSON Schema (ECMA 262) regular expression.
+TOKEN_PATTERN = "^[!-~]+$"
+
+_LIMITS = {
+    CORRELATION_ID: MAX_CORRELATION_ID,
+    IDEMPOTENCY_KEY: MAX_IDEMPOTENCY_KEY,
+    CALLER: MAX_CALLER,
+    TRACEPARENT: MAX_TRACEPARENT,
+}
+_FIELD = {
+    CORRELATION_ID: "correlation_id",
+    TRACEPARENT: "traceparent",
+    IDEMPOTENCY_KEY: "idempotency_key",
+    CALLER: "caller",
+    DEADLINE: "deadline",
+}
+# Names as they arrive: str (gRPC, Thrift) or bytes (HTTP), both looked up in one dict.
+_BY_NAME: dict[str | bytes, str] = {
+    **{name: name for name in _FIELD},
+    **{name.encode(): name for name in _FIELD},
+}
+
+
+def excerpt(text: str, limit: int = 32) -> str:
+    """``text`` cut to ``limit`` characters (with ``…``), for error messages that must not echo
+    what a caller sent."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _refuse(name: str, rule: str, value: str) -> NoReturn:
+    raise InvalidArgument(
+        f"{name} must be {rule} (got {len(value)} characters: {excerpt(value, 16)!r})",
+        {"metadata": name},
+    )
+
+
+def _token(name: str, value: str) -> str:
+    limit = _LIMITS[name]
+    if 0 < len(value) <= limit and value.isascii() and value.isprintable() and " " not in value:
+        return value
+    _refuse(name, f"1-{limit} visible ASCII characters", value)
+
+
+def _deadline(value: str) -> float:
+    if 0 < len(value) <= MAX_DEADLINE_DIGITS and value.isascii() and value.isdigit():
+        return int(value) / 1000.0
+    rule = f"whole Unix epoch milliseconds (1-{MAX_DEADLINE_DIGITS} digits)"
+    _refuse(DEADLINE, rule, value)
+
+
+def inbound_metadata(pairs: Iterable[tuple[str | bytes, str | bytes]]) -> Metadata:
+    """The :class:`Metadata` of an inbound call from its metadata pairs (names lower-case;
+    unrelated pairs are skipped); raises :class:`InvalidArgument` for a value that breaks a
+    rule in the module docstring."""
+    metadata = Metadata()
+    seen: set[str] = set()
+    for raw_name, raw_value in pairs:
+        name = _BY_NAME.get(raw_name)
+        if name is None:
+            continue
+        value = raw_value.decode("latin-1") if isinstance(raw_value, bytes) else raw_value
+        if name in seen:
+            raise InvalidArgument(f"{name} was given more than once", {"metadata": name})
+        seen.add(name)
+        if name == DEADLINE:
+            metadata.deadline = _deadline(value)
+        else:
+            setattr(metadata, _FIELD[name], _token(name, value))
+    return metadata
+
+
+def _fine(value: str | None, limit: int) -> bool:
+    return value is None or (
+        0 < len(value) <= limit and value.isascii() and value.isprintable() and " " not in value
+    )
+
+
+def check_metadata(metadata: Metadata) -> Metadata:
+    """Validate a :class:`Metadata` a transport filled from its own fields (same rules as
+    :func:`inbound_metadata`); returns it."""
+    # One pass of cheap checks: every outbound call of every channel comes through here.
+    if not (
+        _fine(metadata.correlation_id, MAX_CORRELATION_ID)
+        and _fine(metadata.traceparent, MAX_TRACEPARENT)
+        and _fine(metadata.idempotency_key, MAX_IDEMPOTENCY_KEY)
+        and _fine(metadata.caller, MAX_CALLER)
+    ):
+        for name in (CORRELATION_ID, TRACEPARENT, IDEMPOTENCY_KEY, CALLER):
+            value = getattr(metadata, _FIELD[name])
+            if value is not None:
+                _token(name, value)
+    deadline = metadata.deadline
+    if deadline is not None and not (0 <= deadline < _MAX_DEADLINE):  # NaN fails both
+        raise InvalidArgument(
+            f"{DEADLINE} must be a finite time after the epoch, not {deadline!r}",
+            {"metadata": DEADLINE},
+        )
+    return metadata
