@@ -21,10 +21,17 @@ from typing import Any
 
 import httptools
 
+from lumi.transports._tls_server import TlsConnection
+from lumi.transports.tls import transport_identity
+
 log = logging.getLogger("lumi.http")
 
 Request = tuple[bytes, bytes, list[tuple[bytes, bytes]], bytes | None]
-"""(method, path, headers with lower-case names, body or None when it was too large)."""
+"""(method, path, headers with lower-case names, body or None when it was too large).
+
+Over TLS with a verified client certificate, the first header is ``(PEER, identity)``: no
+header sent by a client can have that name (``:`` ends a header name on the wire)."""
+PEER = b":peer"
 Response = tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]
 """(status, content type, body, extra headers)."""
 Respond = Callable[[Request], Awaitable[Response]]
@@ -64,6 +71,7 @@ class Connection(asyncio.Protocol):
         self.pending: collections.deque[tuple[Request, bool]] = collections.deque()
         self.worker: asyncio.Task[None] | None = None
         self.last_active = time.monotonic()
+        self.peer: list[tuple[bytes, bytes]] = []
         self._reset()
 
     def _reset(self) -> None:
@@ -79,6 +87,9 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.state.connections.add(self)
+        identity = transport_identity(transport)  # TLS: the handshake is over by now
+        if identity is not None:
+            self.peer = [(PEER, identity.encode())]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
@@ -140,7 +151,8 @@ class Connection(asyncio.Protocol):
         method = self.parser.get_method()
         path = self.url.split(b"?", 1)[0]
         body = None if self.too_large else b"".join(self.body)
-        request: Request = (method, path, self.headers, body)
+        headers = [*self.peer, *self.headers] if self.peer else self.headers
+        request: Request = (method, path, headers, body)
         self.pending.append((request, self.parser.should_keep_alive()))
         if len(self.pending) > _MAX_PIPELINED and self.transport is not None:
             self.transport.pause_reading()
@@ -197,6 +209,18 @@ class Connection(asyncio.Protocol):
             self.transport.close()
 
 
+_PLAINTEXT = (
+    b'{"code":"UNAUTHENTICATED","message":"this endpoint speaks TLS: call it with https:// '
+    b'(with a client certificate of the app for any method that is not public)",'
+    b'"details":null}'
+)
+
+
+def _plaintext_answer(data: bytes) -> bytes:
+    """What a plain-HTTP request to a TLS port gets: 401, saying to use TLS."""
+    return _head(401, b"application/json", len(_PLAINTEXT), False) + b"\r\n" + _PLAINTEXT
+
+
 class _TooMuch(Exception):
     def __init__(self, status: int, message: bytes) -> None:
         self.status = status
@@ -211,9 +235,16 @@ class HttpListener:
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
-    async def start(self, sock: Any) -> None:
+    async def start(self, sock: Any, ssl: Any = None) -> None:
+        """Accept on ``sock``; with ``ssl`` (an ``ssl.SSLContext``), over TLS."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: Connection(self.state), sock=sock)
+        if ssl is None:
+            factory: Callable[[], asyncio.Protocol] = lambda: Connection(self.state)  # noqa: E731
+        else:
+            factory = lambda: TlsConnection(  # noqa: E731
+                ssl, Connection(self.state), on_plaintext=_plaintext_answer
+            )
+        self._server = await loop.create_server(factory, sock=sock)
         self._sweeper = loop.create_task(self._sweep())
 
     async def _sweep(self) -> None:

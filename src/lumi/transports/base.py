@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 from lumi.model.interface import ServiceInterface
 from lumi.pipeline.call import Call, Handler
+from lumi.transports.tls import Tls
 
 ReadyCheck = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
 """Readiness of what a replica hosts: ``(ready, details)``."""
@@ -72,6 +73,21 @@ class ServerSettings:
     max_body: int = DEFAULT_MAX_BODY
     grace_period: float = 10.0
     admin: Mapping[str, AdminRoute] = dataclasses.field(default_factory=dict)
+    # mTLS (lumi.transports.tls): the caller's identity is its verified certificate's
+    tls: Tls | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelSettings:
+    """What a channel needs besides its endpoint.
+
+    ``tls``, when set, makes the connections mTLS with that identity's certificate, and the
+    callee's certificate must name ``server_name`` (:func:`lumi.security.identity.server_name`;
+    None: the endpoint's host).
+    """
+
+    tls: Tls | None = None
+    server_name: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,6 +170,8 @@ class Transport(abc.ABC):
     """One way calls travel (HTTP/JSON, gRPC, ...): binding, serving, calling, probing."""
 
     name: ClassVar[str]
+    supports_tls: ClassVar[bool] = False
+    """True when servers take ``ServerSettings.tls`` and channels ``ChannelSettings.tls``."""
 
     def bind(self, host: str, port: int) -> socket.socket:
         """A socket reserving ``host:port`` (0: a free port) for one replica.
@@ -181,10 +199,18 @@ class Transport(abc.ABC):
         """A server (not started) for ``handler`` on ``sock``, a socket from :meth:`bind`."""
 
     @abc.abstractmethod
-    def channel(self, endpoint: str, interface: ServiceInterface | None = None) -> Channel:
+    def channel(
+        self,
+        endpoint: str,
+        interface: ServiceInterface | None = None,
+        settings: ChannelSettings | None = None,
+    ) -> Channel:
         """A channel to one endpoint of this transport; ``interface`` is the callee's, for
-        transports whose messages are typed by it (gRPC, Thrift)."""
+        transports whose messages are typed by it (gRPC, Thrift); ``settings`` (None: the
+        defaults) say how to connect."""
 
     @abc.abstractmethod
-    async def probe(self, endpoint: str, *, timeout: float = 2.0) -> None:
+    async def probe(
+        self, endpoint: str, *, timeout: float = 2.0, settings: ChannelSettings | None = None
+    ) -> None:
         """Return if ``endpoint`` is ready to serve; raise ``ConnectionError`` saying why not."""

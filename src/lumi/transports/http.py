@@ -5,7 +5,8 @@ Wire contract::
     POST /<service>/<method>        body: the JSON arguments object (empty body = {})
       request headers   content-type: application/json, x-correlation-id, traceparent,
                         x-lumi-deadline (absolute, unix epoch milliseconds), idempotency-key,
-                        x-lumi-caller
+                        authorization (Bearer, for public methods), x-lumi-user (the end
+                        user, read only from a caller with a verified certificate)
       200               the JSON result
       4xx/5xx           {"code": "NOT_FOUND", "message": "...", "details": ...}; the HTTP status
                         is ``StatusCode.http_status`` (413 body too large, 415 not JSON)
@@ -18,6 +19,11 @@ The server is Lumi's own lean HTTP/1.1 protocol on httptools (see ``_http_server
 bench/http_bench.py compares it with FastAPI and a bare ASGI app on uvicorn). A channel talks to
 one endpoint over pooled keep-alive connections (aiohttp) and maps a connection that could not
 be made to :class:`~lumi.model.errors.NotSent`; balancing over replicas is the pipeline's.
+
+With ``ServerSettings.tls`` the server speaks HTTPS (mTLS: a client certificate is asked for,
+and its verified SPIFFE identity is the call's ``caller``); a channel with
+``ChannelSettings.tls`` connects with its certificate. The endpoint URL keeps the transport's
+name (``http://``) either way.
 """
 
 from __future__ import annotations
@@ -25,12 +31,13 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import ssl
 import time
 
 import aiohttp
 import pydantic_core
 
-from lumi.model.context import Metadata
+from lumi.model.context import Metadata, User
 from lumi.model.errors import (
     DeadlineExceeded,
     InvalidArgument,
@@ -42,15 +49,17 @@ from lumi.model.errors import (
 )
 from lumi.model.interface import ServiceInterface
 from lumi.pipeline.call import Call, Handler
-from lumi.transports._http_server import HttpListener, Request, Response, ServerState
+from lumi.transports._http_server import PEER, HttpListener, Request, Response, ServerState
 from lumi.transports.base import (
     AdminRoute,
     Channel,
+    ChannelSettings,
     Health,
     Server,
     ServerSettings,
     Transport,
 )
+from lumi.transports.tls import handshake_failure
 
 log = logging.getLogger("lumi.http")
 
@@ -59,7 +68,7 @@ _HEADER_FIELDS = {
     b"x-correlation-id": "correlation_id",
     b"traceparent": "traceparent",
     b"idempotency-key": "idempotency_key",
-    b"x-lumi-caller": "caller",
+    b"authorization": "authorization",
 }
 
 
@@ -102,12 +111,17 @@ class _Router:
         metadata = Metadata()
         content_type = b""
         correlation: list[tuple[bytes, bytes]] = []
+        user: bytes | None = None
         for name, value in headers:
             field = _HEADER_FIELDS.get(name)
             if field is not None:
                 setattr(metadata, field, value.decode("latin-1"))
                 if field == "correlation_id":
                     correlation = [(b"x-correlation-id", value)]
+            elif name == PEER:  # the verified client certificate's identity
+                metadata.caller = value.decode()
+            elif name == b"x-lumi-user":
+                user = value
             elif name == b"content-type":
                 content_type = value
             elif name == b"x-lumi-deadline":
@@ -117,6 +131,11 @@ class _Router:
                     return _error(
                         InvalidArgument("x-lumi-deadline is not a number"), None, correlation
                     )
+        if user is not None and metadata.caller is not None:  # relayed by an identified peer
+            try:
+                metadata.user = User.from_header(user.decode("latin-1"))
+            except LumiError as exc:
+                return _error(exc, None, correlation)
         parts = path.decode("utf-8", "replace").split("/")
         if len(parts) != 3 or not parts[1] or not parts[2]:
             return _error(NotFound(f"no route {'/'.join(parts)!r}; use /<service>/<method>"))
@@ -201,7 +220,8 @@ class HttpServer(Server):
         host, port = self._sock.getsockname()[:2]
         self._endpoint = f"http://{host}:{port}"
         self._listener = HttpListener(self._state)
-        await self._listener.start(self._sock)
+        tls = self.settings.tls
+        await self._listener.start(self._sock, tls.server_context() if tls else None)
         self.health.serving = True
 
     async def aclose(self) -> None:
@@ -215,10 +235,16 @@ class HttpServer(Server):
 class HttpChannel(Channel):
     """Calls one HTTP endpoint over pooled keep-alive connections (at most ``pool_size``)."""
 
-    def __init__(self, endpoint: str, *, pool_size: int = 100) -> None:
+    def __init__(
+        self, endpoint: str, *, pool_size: int = 100, settings: ChannelSettings | None = None
+    ) -> None:
         self.endpoint = endpoint.rstrip("/")
         self._pool_size = pool_size
         self._session: aiohttp.ClientSession | None = None
+        tls = settings.tls if settings else None
+        self._ssl: ssl.SSLContext | bool = tls.client_context() if tls else False
+        self._server_name = settings.server_name if settings else None
+        self._base = self.endpoint.replace("http://", "https://", 1) if tls else self.endpoint
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -241,13 +267,22 @@ class HttpChannel(Channel):
                     f"deadline passed before calling {call.service}.{call.method}"
                 )
             timeout = aiohttp.ClientTimeout(total=remaining)
-        url = f"{self.endpoint}/{call.service}/{call.method}"
+        url = f"{self._base}/{call.service}/{call.method}"
         try:
-            async with session.post(url, data=call.body, headers=headers, timeout=timeout) as resp:
+            async with session.post(
+                url,
+                data=call.body,
+                headers=headers,
+                timeout=timeout,
+                ssl=self._ssl,
+                server_hostname=self._server_name,
+            ) as resp:
                 body = await resp.read()
                 if resp.status == 200:
                     return body
                 error = _remote_error(resp.status, body)
+        except aiohttp.ClientSSLError as exc:
+            raise handshake_failure(_ssl_error(exc), f"{call.service} at {self.endpoint}") from None
         except aiohttp.ClientConnectorError as exc:
             raise NotSent(f"{self.endpoint}: {exc.os_error.strerror or exc}") from exc
         except TimeoutError:
@@ -255,6 +290,9 @@ class HttpChannel(Channel):
                 f"{call.service}.{call.method} did not answer before the deadline"
             ) from None
         except (aiohttp.ClientError, OSError) as exc:
+            refused = _ssl_error(exc)
+            if refused is not None:  # TLS 1.3: the server's verdict on our certificate
+                raise handshake_failure(refused, f"{call.service} at {self.endpoint}") from None
             raise Lost(  # sent, then the connection broke: retried only if idempotent
                 f"{call.service}.{call.method} at {self.endpoint}: {type(exc).__name__}: {exc}"
             ) from exc
@@ -277,15 +315,32 @@ class HttpTransport(Transport):
     def server(self, handler: Handler, sock: socket.socket, settings: ServerSettings) -> Server:
         return HttpServer(handler, settings, sock=sock)
 
-    def channel(self, endpoint: str, interface: ServiceInterface | None = None) -> Channel:
-        return HttpChannel(endpoint, pool_size=self.pool_size)
+    supports_tls = True
 
-    async def probe(self, endpoint: str, *, timeout: float = 2.0) -> None:
+    def channel(
+        self,
+        endpoint: str,
+        interface: ServiceInterface | None = None,
+        settings: ChannelSettings | None = None,
+    ) -> Channel:
+        return HttpChannel(endpoint, pool_size=self.pool_size, settings=settings)
+
+    async def probe(
+        self, endpoint: str, *, timeout: float = 2.0, settings: ChannelSettings | None = None
+    ) -> None:
         client_timeout = aiohttp.ClientTimeout(total=timeout)
+        tls = settings.tls if settings else None
+        base = endpoint.rstrip("/")
+        if tls is not None:
+            base = base.replace("http://", "https://", 1)
         try:
             async with (
                 aiohttp.ClientSession(timeout=client_timeout) as session,
-                session.get(f"{endpoint.rstrip('/')}/readyz") as resp,
+                session.get(
+                    f"{base}/readyz",
+                    ssl=tls.client_context() if tls else False,
+                    server_hostname=settings.server_name if settings else None,
+                ) as resp,
             ):
                 if resp.status == 200:
                     return
@@ -304,9 +359,23 @@ def _request_headers(metadata: Metadata) -> dict[str, str]:
         headers["x-lumi-deadline"] = str(int(metadata.deadline * 1000))
     if metadata.idempotency_key:
         headers["idempotency-key"] = metadata.idempotency_key
-    if metadata.caller:
-        headers["x-lumi-caller"] = metadata.caller
+    if metadata.user is not None:
+        headers["x-lumi-user"] = metadata.user.to_header()
+    if metadata.authorization:
+        headers["authorization"] = metadata.authorization
     return headers
+
+
+def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
+    """The ``ssl.SSLError`` behind an aiohttp error, if TLS is what failed."""
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = getattr(seen, "os_error", None) or seen.__cause__ or seen.__context__
+    return None
 
 
 def _remote_error(status: int, body: bytes) -> LumiError:
