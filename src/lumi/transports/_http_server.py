@@ -21,7 +21,7 @@ from typing import Any
 
 import httptools
 
-from lumi.transports._tls_server import TlsConnection
+from lumi.transports.tls_server import TlsConnection
 from lumi.transports.tls import transport_identity
 
 log = logging.getLogger("lumi.http")

@@ -1,10 +1,13 @@
 """The local transport: calls a dispatcher in the same event loop, with no network.
 
 Arguments and results still cross as JSON bytes, so validation, errors and isolation are exactly
-those of a remote call.
+those of a remote call. As on every wire, the callee's ``caller`` is never what the metadata
+claims: in-process there is no certificate, so there is no caller.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from lumi.pipeline import Call, Handler
 from lumi.transports.base import Channel
@@ -18,4 +21,6 @@ class LocalChannel(Channel):
         self.endpoint = endpoint
 
     async def call(self, call: Call) -> bytes:
+        if call.metadata.caller is not None:
+            call.metadata = dataclasses.replace(call.metadata, caller=None)
         return await self._handle(call)

@@ -1,4 +1,5 @@
-"""TLS for Lumi's asyncio servers (HTTP, Thrift): handshakes and records over memory BIOs.
+"""TLS for servers on asyncio (Lumi's HTTP and Thrift, any third-party transport): handshakes
+and records over memory BIOs.
 
 Why not ``loop.create_server(ssl=...)``: when a handshake fails — a client certificate that has
 expired or comes from another CA — asyncio's and uvloop's SSL protocols drop the connection
@@ -14,6 +15,7 @@ protocol sees a :class:`TlsTransport` whose ``get_extra_info("ssl_object")`` is 
 connection's :class:`ssl.SSLObject` (so :func:`lumi.transports.tls.transport_identity` reads
 the peer's certificate). A first byte that is not a TLS handshake record is a client speaking
 plain text to a TLS port: ``on_plaintext`` may answer it before the connection is closed.
+:func:`tls_factory` wraps a protocol factory for ``loop.create_server``.
 """
 
 from __future__ import annotations
@@ -166,16 +168,14 @@ class TlsConnection(asyncio.Protocol):
                 chunk = read(_READ)
             except ssl.SSLWantReadError:
                 break
-            except ssl.SSLZeroReturnError:  # the peer's close_notify
-                self.app.eof_received()
-                self.close()
-                return
             except ssl.SSLError as exc:
                 log.info("closing a TLS connection from %s: %s", self._peer(), _reason(exc))
                 self.raw.abort()
                 return
-            if not chunk:
-                break
+            if not chunk:  # the peer's close_notify (read() returns b"" for it)
+                self.app.eof_received()
+                self.close()
+                return
             self.app.data_received(chunk)
             if self.raw is None or self.closing:
                 return
@@ -264,3 +264,14 @@ class TlsConnection(asyncio.Protocol):
 def _reason(exc: ssl.SSLError) -> str:
     text = getattr(exc, "verify_message", None) or exc.reason or str(exc)
     return str(text).lower().replace("_", " ")
+
+
+def tls_factory(
+    context: ssl.SSLContext,
+    factory: Callable[[], asyncio.Protocol],
+    *,
+    on_plaintext: Callable[[bytes], bytes] | None = None,
+) -> Callable[[], asyncio.Protocol]:
+    """A protocol factory for ``loop.create_server`` serving ``factory``'s protocols over TLS
+    with ``context`` (``Tls.server_context()``)."""
+    return lambda: TlsConnection(context, factory(), on_plaintext=on_plaintext)
