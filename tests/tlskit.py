@@ -98,7 +98,9 @@ class TlsKit:
         """The serial number of the certificate ``name``'s bundle holds now."""
         from cryptography import x509
 
-        return x509.load_pem_x509_certificate((self.folder / name / CERT_FILE).read_bytes()).serial_number
+        return x509.load_pem_x509_certificate(
+            (self.folder / name / CERT_FILE).read_bytes()
+        ).serial_number
 
     def expired(self, name: str) -> Tls:
         """``name``'s identity from this CA, past its lifetime."""

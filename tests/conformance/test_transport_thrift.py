@@ -25,4 +25,6 @@ class TestThriftCompactBuffered(NetworkTransportContract):
 class TestThriftTls(TlsTransportContract):
     @pytest.fixture
     def wire(self, kit: TlsKit) -> SocketWire:
-        return SocketWire(ThriftTransport(protocol="binary", framed=True), bounded_ints=True, kit=kit)
+        return SocketWire(
+            ThriftTransport(protocol="binary", framed=True), bounded_ints=True, kit=kit
+        )

@@ -163,7 +163,9 @@ class TlsTransportContract(NetworkTransportContract):
                 n += 1
                 try:
                     body = await channel.call(
-                        Call("Echo", "number", b'{"n": %d}' % n, Metadata(deadline=time.time() + 10))
+                        Call(
+                            "Echo", "number", b'{"n": %d}' % n, Metadata(deadline=time.time() + 10)
+                        )
                     )
                     assert body == str(n).encode()
                     counts["ok"] += 1
@@ -189,7 +191,7 @@ async def _served_serial(address: str, kit: TlsKit) -> int:
 
     host, port = address.split("://", 1)[1].rsplit(":", 1)
     context = kit.tls("Client").client_context()
-    reader, writer = await asyncio.open_connection(
+    _reader, writer = await asyncio.open_connection(
         host, int(port), ssl=context, server_hostname=kit.server_name("Echo")
     )
     try:

@@ -40,6 +40,9 @@ class ReplicaSpec:
     endpoints: dict[str, list[str]]  # service → endpoint URLs of all its replicas, all transports
     environment: dict[str, str] = dataclasses.field(default_factory=dict)  # services.X.environment
     node: str | None = None  # the node it runs on (per-node placement)
+    # mTLS: the folder of its certificate bundle (tls.crt, tls.key, ca.crt), kept current by
+    # whoever issued it; None: $LUMI_TLS_DIR (a mounted Secret), when the app's mTLS is on
+    tls_dir: str | None = None
 
     @property
     def name(self) -> str:

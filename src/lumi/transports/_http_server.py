@@ -21,8 +21,8 @@ from typing import Any
 
 import httptools
 
-from lumi.transports.tls_server import TlsConnection
 from lumi.transports.tls import transport_identity
+from lumi.transports.tls_server import TlsConnection
 
 log = logging.getLogger("lumi.http")
 

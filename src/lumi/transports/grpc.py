@@ -465,7 +465,7 @@ class GrpcChannel(Channel):
         return found
 
     def _connect(self) -> grpc.aio.Channel:
-        options = [
+        options: list[tuple[str, str | int]] = [
             ("grpc.max_receive_message_length", self._max),
             ("grpc.max_send_message_length", self._max),
             ("grpc.enable_retries", 0),  # Lumi's resilience layer decides retries

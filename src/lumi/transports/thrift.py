@@ -62,10 +62,10 @@ from lumi.model.interface import ServiceInterface
 from lumi.pipeline import Call, Handler
 from lumi.transports import idl
 from lumi.transports._thrift_codec import MethodPlan, ServiceCodec
-from lumi.transports.tls_server import TlsConnection
 from lumi.transports.base import Channel, ChannelSettings, Server, ServerSettings, Transport
 from lumi.transports.idl import IdlOptions
 from lumi.transports.tls import handshake_failure, transport_identity
+from lumi.transports.tls_server import TlsConnection
 
 log = logging.getLogger("lumi.thrift")
 
@@ -451,9 +451,7 @@ class ThriftServer(Server):
             self._sock.setblocking(False)
             server = await loop.create_server(factory, sock=self._sock)
         else:
-            server = await loop.create_server(
-                factory, self._host, self._port, reuse_address=True
-            )
+            server = await loop.create_server(factory, self._host, self._port, reuse_address=True)
         self._server = server
         self._sweeper = loop.create_task(self._sweep())
         host, port = server.sockets[0].getsockname()[:2]
@@ -653,9 +651,7 @@ async def _open(
     if tls is None:
         return await asyncio.open_connection(host, port)
     name = (settings.server_name if settings else None) or host
-    return await asyncio.open_connection(
-        host, port, ssl=tls.client_context(), server_hostname=name
-    )
+    return await asyncio.open_connection(host, port, ssl=tls.client_context(), server_hostname=name)
 
 
 async def probe(endpoint: str, *, timeout: float, settings: ChannelSettings | None = None) -> None:
