@@ -1,4 +1,9 @@
-"""Run ``lumi run`` as a real subprocess and talk to it, for integration tests."""
+"""Run ``lumi run`` as a real subprocess and talk to it, for integration tests.
+
+Apps run with mTLS on (the default): :meth:`LumiRun.client` makes an HTTP client holding the
+operator's certificate that ``lumi run`` issued, and :meth:`LumiRun.endpoint` gives the
+``https://`` address to use it with (plain ``http://`` when the app turned mTLS off).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -62,7 +68,8 @@ class LumiRun:
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self.http = httpx.Client(timeout=30)
+        self._http: httpx.Client | None = None
+        self._clients: list[httpx.Client] = []
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -101,8 +108,42 @@ class LumiRun:
         wait(ready, timeout=timeout, message=f"the app to be ready\n{self.output}")
         return self.registry()
 
-    def endpoint(self, service: str, replica: int = 0) -> str:
+    @property
+    def mtls(self) -> bool:
+        return bool(self.registry().get("mtls"))
+
+    def operator(self) -> Path:
+        """The folder of the operator's certificate bundle."""
+        return self.app_dir / ".lumi" / "ca" / "certs" / "operator"
+
+    def operator_context(self) -> ssl.SSLContext:
+        folder = self.operator()
+        context = ssl.create_default_context(cafile=str(folder / "ca.crt"))
+        context.load_cert_chain(folder / "tls.crt", folder / "tls.key")
+        return context
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        """An HTTP client that calls as the operator when the app speaks mTLS (closed with the
+        run)."""
+        verify: Any = self.operator_context() if self.mtls else True
+        client = httpx.Client(verify=verify, **{"timeout": 30, **kwargs})
+        self._clients.append(client)
+        return client
+
+    @property
+    def http(self) -> httpx.Client:
+        if self._http is None:
+            self._http = self.client()
+        return self._http
+
+    def raw_endpoint(self, service: str, replica: int = 0) -> str:
+        """The endpoint as the registry has it (``http://`` names the transport)."""
         return str(self.registry()["services"][service]["endpoints"][replica])
+
+    def endpoint(self, service: str, replica: int = 0) -> str:
+        """The address to call ``service`` at with :meth:`client` (``https://`` over mTLS)."""
+        url = self.raw_endpoint(service, replica)
+        return url.replace("http://", "https://", 1) if self.mtls else url
 
     def pids(self) -> list[int]:
         services = self.registry().get("services", {})
@@ -121,11 +162,12 @@ class LumiRun:
         try:
             code = self.proc.wait(timeout=timeout)
         finally:
-            self.http.close()
             self._close()
         return code
 
     def _close(self) -> None:
+        for client in self._clients:
+            client.close()
         self._reader.join(timeout=5)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
@@ -134,5 +176,4 @@ class LumiRun:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        self.http.close()
         self._close()
