@@ -22,6 +22,8 @@ from typing import Any
 
 import httpx
 
+from lumi.transports.tls import Tls, TlsFiles
+
 
 def wait(
     condition: Callable[[], object], *, timeout: float = 30.0, message: str = "condition"
@@ -70,6 +72,7 @@ class LumiRun:
         self._reader.start()
         self._http: httpx.Client | None = None
         self._clients: list[httpx.Client] = []
+        self._tls: Tls | None = None
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -116,17 +119,27 @@ class LumiRun:
         """The folder of the operator's certificate bundle."""
         return self.app_dir / ".lumi" / "ca" / "certs" / "operator"
 
+    def operator_tls(self) -> Tls:
+        """The operator's certificate, as lumi run keeps renewing it."""
+        if self._tls is None:
+            self._tls = Tls(TlsFiles.in_folder(self.operator()))
+        return self._tls
+
     def operator_context(self) -> ssl.SSLContext:
-        folder = self.operator()
-        context = ssl.create_default_context(cafile=str(folder / "ca.crt"))
-        context.load_cert_chain(folder / "tls.crt", folder / "tls.key")
-        return context
+        return self.operator_tls().client_context()
 
     def client(self, **kwargs: Any) -> httpx.Client:
         """An HTTP client that calls as the operator when the app speaks mTLS (closed with the
-        run)."""
-        verify: Any = self.operator_context() if self.mtls else True
-        client = httpx.Client(verify=verify, **{"timeout": 30, **kwargs})
+        run); each request's new connections present the operator's current certificate."""
+        if not self.mtls:
+            client = httpx.Client(**{"timeout": 30, **kwargs})
+        else:
+            tls = self.operator_tls()
+            client = httpx.Client(
+                verify=tls.client_context(),
+                event_hooks={"request": [lambda request: tls.reload() and None]},
+                **{"timeout": 30, **kwargs},
+            )
         self._clients.append(client)
         return client
 

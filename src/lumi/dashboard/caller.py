@@ -99,6 +99,8 @@ class Caller:
             seen["traceparent"] = call.metadata.traceparent
             return await next_handler(call)
 
+        if self._tls is not None:
+            self._tls.reload()  # lumi run renews the operator's certificate
         balancer = self._channel(iface, endpoints)
         handler = compose(balancer, [*stack.client_middlewares(CALLER, self.runtime), capture])
         started = time.perf_counter()
