@@ -31,7 +31,9 @@ log = logging.getLogger("lumi.tls")
 HANDSHAKE_TIMEOUT = 10.0
 LINGER = 2.0  # seconds a refused connection is read (and discarded) before it is dropped
 _HANDSHAKE_RECORD = 0x16
-_READ = 256 * 1024
+# The largest TLS record's plaintext. read() allocates this much per call before shrinking
+# the result, so a larger size costs more per request (256 KiB crosses malloc's mmap threshold).
+_READ = 16 * 1024
 
 
 class TlsTransport(asyncio.Transport):
@@ -162,10 +164,10 @@ class TlsConnection(asyncio.Protocol):
         self.incoming.write(data)
         if self.handshaking and not self._handshake():
             return
-        read = self.sslobj.read
+        sslobj, incoming = self.sslobj, self.incoming
         while True:
             try:
-                chunk = read(_READ)
+                chunk = sslobj.read(_READ)
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLError as exc:
@@ -179,6 +181,8 @@ class TlsConnection(asyncio.Protocol):
             self.app.data_received(chunk)
             if self.raw is None or self.closing:
                 return
+            if not incoming.pending and not sslobj.pending():
+                break  # all consumed: no need to be told so by an SSLWantReadError
         if self.outgoing.pending and self.raw is not None:
             self.raw.write(self.outgoing.read())  # key updates, session tickets
 
