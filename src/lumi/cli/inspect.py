@@ -135,7 +135,7 @@ def register(app: typer.Typer) -> None:
             for method_name, method in sorted(iface.methods.items()):
                 flag = " [dim](idempotent)[/]" if method.idempotent else ""
                 if config.security.mtls or method.public:
-                    flag += f" [dim]\[{escape(access[name].describe(method_name))}][/]"
+                    flag += rf" [dim]\[{escape(access[name].describe(method_name))}][/]"
                 stdout.print(
                     f"  {escape(signature(method_name, method, iface))}{flag}", highlight=False
                 )
