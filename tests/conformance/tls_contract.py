@@ -148,21 +148,24 @@ class TlsTransportContract(NetworkTransportContract):
     async def test_renewal_under_load_fails_no_call(
         self, wire: SocketWire, harness: Harness, kit: TlsKit
     ) -> None:
-        """While calls flow without pause over kept-alive connections, the server's and the
-        client's certificates are renewed three times: no call fails, and a new connection is
-        served the newest certificate."""
+        """Both sides start with certificates valid for 3 s and renew them every second while
+        calls flow without pause over kept-alive connections: no call fails; once the first
+        certificates have expired, a new channel's new connections still work (each side now
+        presents its renewed certificate) and are served the newest one."""
+        kit.lifetime = 3.0
+        started = time.monotonic()
         address, _ = await self._echo(wire, harness)
         channel = harness.raw(wire, address, Echo)
         done = asyncio.Event()
         counts = {"ok": 0}
         failures: list[BaseException] = []
 
-        async def load(worker: int) -> None:
+        async def load(over: Any) -> None:
             n = 0
             while not done.is_set():
                 n += 1
                 try:
-                    body = await channel.call(
+                    body = await over.call(
                         Call(
                             "Echo", "number", b'{"n": %d}' % n, Metadata(deadline=time.time() + 10)
                         )
@@ -172,13 +175,16 @@ class TlsTransportContract(NetworkTransportContract):
                 except Exception as exc:
                     failures.append(exc)
 
-        workers = [asyncio.create_task(load(i)) for i in range(8)]
-        for _ in range(3):
-            await wait_until(lambda: counts["ok"] > 20, message="calls flowing")
-            counts["ok"] = 0
+        workers = [asyncio.create_task(load(channel)) for _ in range(8)]
+        while time.monotonic() - started < 3.5:  # past the first certificates' lifetime
+            await asyncio.sleep(1.0)
             kit.renew("Echo")
             kit.renew("Client")
-        await wait_until(lambda: counts["ok"] > 20, message="calls after renewal")
+        assert counts["ok"] > 20, counts
+        fresh = harness.raw(wire, address, Echo)
+        workers.append(asyncio.create_task(load(fresh)))
+        counts["ok"] = 0
+        await wait_until(lambda: counts["ok"] > 20, message="calls over new connections")
         done.set()
         await asyncio.gather(*workers)
         assert not failures, failures[:3]

@@ -13,6 +13,12 @@ A transport gives a runtime everything it needs to put a service on the wire:
   middleware shared by every transport (:mod:`lumi.runtime_services.resilience.balancer`);
 * :meth:`Transport.probe` asks an endpoint whether it is ready.
 
+Mutual TLS goes through the same seam (:mod:`lumi.transports.tls`): a server given
+``ServerSettings.tls`` speaks TLS, asks for a client certificate and puts the verified peer's
+SPIFFE identity in ``Metadata.caller`` (a caller's claim is never read); a channel given
+``ChannelSettings(tls, server_name)`` presents its certificate and accepts only a callee whose
+certificate names ``server_name``. A transport that does so sets ``supports_tls``.
+
 Endpoints are URLs whose scheme names the transport: ``http://127.0.0.1:8123``,
 ``grpc://127.0.0.1:9000``. A replica may serve several transports at once, one endpoint each.
 
