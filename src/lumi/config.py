@@ -223,7 +223,7 @@ class SecurityConfig(pydantic.BaseModel):
         default="all", description="the operator may call everything, or only where allowed"
     )
     cert_lifetime: float = pydantic.Field(
-        default=3600.0, ge=2, le=366 * 86400, description="seconds; renewed at half"
+        default=3600.0, ge=5, le=366 * 86400, description="seconds; renewed at half"
     )
     key_type: Literal["ec", "ed25519"] = "ec"
     ca_dir: str | None = None  # your own CA: a folder with ca.crt and ca.key

@@ -248,7 +248,7 @@ class _Health(health_aio.HealthServicer):  # type: ignore[misc]
 class _Method:
     """Serves one RPC: protobuf in, JSON through the pipeline, protobuf out."""
 
-    __slots__ = ("handler", "method", "request", "response", "service", "wraps_value")
+    __slots__ = ("handler", "method", "request", "response", "secure", "service", "wraps_value")
 
     def __init__(
         self,
@@ -257,8 +257,10 @@ class _Method:
         method: str,
         request: MessageCodec,
         response: MessageCodec,
+        secure: bool = False,
     ) -> None:
         self.handler = handler
+        self.secure = secure  # served over TLS: the caller is the peer's certificate
         self.service = service
         self.method = method
         self.request = request
@@ -274,8 +276,8 @@ class _Method:
                 setattr(metadata, field, value)
             elif key == "x-lumi-user" and isinstance(value, str):
                 user = value
-        peer = context.auth_context().get("peer_spiffe_id")  # verified by the TLS handshake
-        if peer:
+        peer = context.auth_context().get("peer_spiffe_id") if self.secure else None
+        if peer:  # verified by the TLS handshake
             metadata.caller = peer[0].decode()
             if user is not None:
                 try:
@@ -348,7 +350,9 @@ class GrpcServer(Server):
             handlers = {
                 rpc: grpc.unary_unary_rpc_method_handler(
                     # a bound coroutine method: grpc.aio tells async behaviours by inspection
-                    _Method(self.handler, name, method, request, response).__call__
+                    _Method(
+                        self.handler, name, method, request, response, self.settings.tls is not None
+                    ).__call__
                 )
                 for method, (rpc, request, response) in codec.methods.items()
             }
