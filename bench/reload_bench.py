@@ -129,6 +129,8 @@ def main() -> None:
         shutil.copytree(
             ROOT / "examples" / "shop", shop, ignore=shutil.ignore_patterns(".lumi", "__pycache__")
         )
+        with (shop / "lumi.toml").open("a") as config:  # the peer speaks plain HTTP: so do we
+            config.write("\n[security]\nmtls = false\n")
         plain = Path(tmp) / "plain"
         plain.mkdir()
         (plain / "app.py").write_text(FASTAPI_APP)

@@ -11,7 +11,7 @@ from typing import Any as _Any
 
 if TYPE_CHECKING:
     from lumi.config import AppConfig, load_config
-    from lumi.model.context import CallContext, Metadata, context
+    from lumi.model.context import CallContext, Metadata, User, context
     from lumi.model.errors import (
         Aborted,
         AlreadyExists,
@@ -43,13 +43,14 @@ if TYPE_CHECKING:
         SubscriptionInfo,
         interface,
     )
-    from lumi.model.service import Service, api, event, subscribe
+    from lumi.model.service import Service, api, auth, event, subscribe
     from lumi.model.types import Sensitive
     from lumi.pipeline.client import Client
     from lumi.pipeline.consumer_dedupe import idempotent_consumer
     from lumi.runtime_services.observability.logs import get_logger
     from lumi.runtime_services.resilience.resource import Resource, connect, resource
     from lumi.runtimes.app import App
+    from lumi.security.jwt import Jwt
 
 del TYPE_CHECKING  # not a public name
 
@@ -72,6 +73,7 @@ _ATTRIBUTES: dict[str, str] = {
     "FailedPrecondition": "lumi.model.errors",
     "Internal": "lumi.model.errors",
     "InvalidArgument": "lumi.model.errors",
+    "Jwt": "lumi.security.jwt",
     "LumiError": "lumi.model.errors",
     "Metadata": "lumi.model.context",
     "MethodInfo": "lumi.model.interface",
@@ -90,7 +92,9 @@ _ATTRIBUTES: dict[str, str] = {
     "Unavailable": "lumi.model.errors",
     "Unimplemented": "lumi.model.errors",
     "Unknown": "lumi.model.errors",
+    "User": "lumi.model.context",
     "api": "lumi.model.service",
+    "auth": "lumi.model.service",
     "connect": "lumi.runtime_services.resilience.resource",
     "context": "lumi.model.context",
     "event": "lumi.model.service",
@@ -119,6 +123,7 @@ __all__ = [
     "FailedPrecondition",
     "Internal",
     "InvalidArgument",
+    "Jwt",
     "LumiError",
     "Metadata",
     "MethodInfo",
@@ -137,8 +142,10 @@ __all__ = [
     "Unavailable",
     "Unimplemented",
     "Unknown",
+    "User",
     "__version__",
     "api",
+    "auth",
     "connect",
     "context",
     "event",

@@ -30,6 +30,7 @@ import difflib
 import importlib
 import sys
 import tomllib
+import types
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -286,6 +287,38 @@ class KubernetesConfig(pydantic.BaseModel):
     )
 
 
+class AccessConfig(pydantic.BaseModel):
+    """Who may call a service: ``[services.X.access]`` (see docs/security.md).
+
+    ``allow`` names the callers (services of the app, ``"operator"``, or ``"*"`` for any of
+    them) that may call every method; ``methods.M`` those that may also call ``M``. A caller
+    named nowhere may call a method not listed in ``methods`` only when ``default`` is
+    ``"allow"``.
+    """
+
+    model_config = _STRICT
+
+    default: Literal["allow", "deny"] = "deny"
+    allow: list[str] = pydantic.Field(default_factory=list)
+    methods: dict[str, list[str]] = pydantic.Field(default_factory=dict)
+
+
+class SecurityConfig(pydantic.BaseModel):
+    """``[security]``: identities, mTLS and the local CA (docs/security.md)."""
+
+    model_config = _STRICT
+
+    mtls: bool = True
+    operator: Literal["all", "policy"] = pydantic.Field(
+        default="all", description="the operator may call everything, or only where allowed"
+    )
+    cert_lifetime: float = pydantic.Field(
+        default=3600.0, ge=5, le=366 * 86400, description="seconds; renewed at half"
+    )
+    key_type: Literal["ec", "ed25519"] = "ec"
+    ca_dir: str | None = None  # your own CA: a folder with ca.crt and ca.key
+
+
 class ServiceConfig(Binding):
     replicas: int = pydantic.Field(default=1, ge=1, le=64)
     port: int | None = pydantic.Field(default=None, ge=1, le=65535, description="first replica's")
@@ -298,6 +331,7 @@ class ServiceConfig(Binding):
     capabilities: dict[str, CapabilityConfig] = pydantic.Field(default_factory=dict)
     # other services' interfaces this one needs, with version ranges: {Inventory = "^2.1"}
     requires: dict[str, str] = pydantic.Field(default_factory=dict)
+    access: AccessConfig | None = None  # who may call it (mTLS identities)
 
     @pydantic.field_validator("requires")
     @classmethod
@@ -362,6 +396,7 @@ class _File(pydantic.BaseModel):
     resilience: ResilienceConfig = pydantic.Field(default_factory=ResilienceConfig)
     repository: RepositoryConfig = pydantic.Field(default_factory=RepositoryConfig)
     image: ImageConfig = pydantic.Field(default_factory=ImageConfig)
+    security: SecurityConfig = pydantic.Field(default_factory=SecurityConfig)
     env: dict[str, dict[str, Any]] = pydantic.Field(default_factory=dict)
 
 
@@ -380,6 +415,7 @@ class AppConfig:
     resilience: ResilienceConfig = dataclasses.field(default_factory=ResilienceConfig)
     repository: RepositoryConfig = dataclasses.field(default_factory=RepositoryConfig)
     image: ImageConfig = dataclasses.field(default_factory=ImageConfig)
+    security: SecurityConfig = dataclasses.field(default_factory=SecurityConfig)
 
     @property
     def name(self) -> str:
@@ -505,6 +541,7 @@ def load_config(path: str | Path = ".", env: str | None = None) -> AppConfig:
         resilience=chosen.resilience,
         repository=chosen.repository,
         image=chosen.image,
+        security=chosen.security,
     )
 
 
@@ -551,6 +588,9 @@ def _valid_keys(loc: list[str]) -> list[str]:
         if field is None:
             return sorted(model.model_fields)
         annotation = field.annotation
+        optional = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(optional) == 1:
+            annotation = optional[0]  # X | None
         if typing.get_origin(annotation) is dict:
             annotation = typing.get_args(annotation)[1]
             if parts:

@@ -5,6 +5,8 @@
     .lumi/events.db          the embedded event log
     .lumi/traces.db          the span store behind ``lumi trace``
     .lumi/logs/<service>.log structured logs, one JSON object per line
+    .lumi/ca/ca.crt, ca.key  the app's certificate authority (``lumi run``, mTLS)
+    .lumi/ca/certs/<name>/   one identity's tls.crt, tls.key, ca.crt (a replica, the operator)
 
 Everything under it may hold request data, so the folder is made private (0700) and files in
 it are created private (0600). ``LUMI_STATE_DIR`` moves it (a Lambda function's app folder is
@@ -47,6 +49,18 @@ class AppPaths:
     @property
     def logs(self) -> Path:
         return self.state / "logs"
+
+    @property
+    def ca(self) -> Path:
+        return self.state / "ca"
+
+    def certs(self, name: str) -> Path:
+        """``ca/certs/<name>``: the TLS bundle of one identity (``operator``, ``Orders.0``)."""
+        return self.ca / "certs" / name
+
+    @property
+    def operator_certs(self) -> Path:
+        return self.certs("operator")
 
     def log_file(self, service: str, replica: int = 0) -> Path:
         """``logs/<service>.log`` (``<service>-<n>.log`` for replica n > 0)."""

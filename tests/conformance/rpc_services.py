@@ -115,6 +115,7 @@ class Echo(lumi.Service):
             "traceparent": meta.traceparent,
             "idempotency_key": meta.idempotency_key,
             "caller": meta.caller,
+            "user": meta.user.id if meta.user else None,
             "remaining": meta.remaining(),
         }
 
@@ -142,6 +143,7 @@ class Seen(pydantic.BaseModel):
     correlation_id: str | None
     trace_id: str | None
     caller: str | None
+    user: str | None = None
 
 
 class Hop3(lumi.Service):
@@ -177,4 +179,5 @@ def _seen(name: str) -> Seen:
         correlation_id=ctx.metadata.correlation_id,
         trace_id=trace.split("-")[1] if trace else None,
         caller=ctx.metadata.caller,
+        user=ctx.user.id if ctx.user else None,
     )

@@ -14,7 +14,9 @@ from lumi.brokers import create_broker
 from lumi.runtimes.base import Runtime
 from tests.conformance.broker_contract import FAST, BrokerContract, Connect, connections
 from tests.conformance.runtime_contract import RuntimeContract
+from tests.conformance.tls_contract import TlsTransportContract
 from tests.conformance.transport_contract import NetworkTransportContract, SocketWire
+from tests.tlskit import TlsKit
 
 
 class TestJsonlTransport(NetworkTransportContract):
@@ -22,6 +24,13 @@ class TestJsonlTransport(NetworkTransportContract):
     def wire(self) -> SocketWire:
         """The transport registered as "jsonl" by the toy distribution's entry point."""
         return SocketWire(transports.get("jsonl"))
+
+
+class TestJsonlTransportTls(TlsTransportContract):
+    @pytest.fixture
+    def wire(self, kit: TlsKit) -> SocketWire:
+        """The toy transport over mTLS, through the same seam."""
+        return SocketWire(transports.get("jsonl"), kit=kit)
 
 
 class TestToyBroker(BrokerContract):

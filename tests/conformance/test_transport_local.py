@@ -58,7 +58,7 @@ class LocalWire(Wire):
 
         return endpoint, close
 
-    def channel_to(self, endpoint: str, iface: ServiceInterface) -> Channel:
+    def channel_to(self, endpoint: str, iface: ServiceInterface, caller: str = "Client") -> Channel:
         async def call(call: Call) -> bytes:
             handler = self.handlers.get(endpoint)
             if handler is None:

@@ -15,6 +15,11 @@ INVALID_ARGUMENT (never changed: ``Wire.bounded_ints`` says whether ints travel 
 error code comes back with message and details, metadata reaches the handler, correlation holds
 across a 3-hop chain mixing this wire with HTTP, and a restart mid-call is retried only for
 idempotent methods.
+
+A :class:`SocketWire` given a :class:`~tests.tlskit.TlsKit` serves and calls over mTLS: every
+case then runs with certificates, each hop's channel presenting its own service's identity,
+and the cases that read the caller check it is the certificate's (``Wire.caller_identity``),
+never what the metadata claimed. ``tls_contract.py`` adds the cases only TLS has.
 """
 
 from __future__ import annotations
@@ -45,8 +50,9 @@ from lumi.runtime_services.resilience.breaker import Breakers
 from lumi.runtimes import stack
 from lumi.runtimes.host import Host
 from lumi.testing import wait_until
-from lumi.transports.base import Channel, Health, ServerSettings, Transport
+from lumi.transports.base import Channel, ChannelSettings, Health, ServerSettings, Transport
 from tests.conformance.rpc_services import Color, Echo, Hop1, Hop2, Hop3, Inner, Payload, Priority
+from tests.tlskit import TlsKit
 
 LIMIT = 64 * 1024  # the body limit servers under test get
 INT64 = (-(2**63), 2**63 - 1)
@@ -156,9 +162,19 @@ class Wire:
         """Serve ``handler`` for ``interfaces`` on ``port`` (0: any); (endpoint, close)."""
         raise NotImplementedError
 
-    def channel_to(self, endpoint: str, iface: ServiceInterface) -> Channel:
-        """A channel to ``endpoint`` for calls to ``iface``."""
+    def channel_to(self, endpoint: str, iface: ServiceInterface, caller: str = "Client") -> Channel:
+        """A channel to ``endpoint`` for calls to ``iface``, made by the service ``caller``."""
         raise NotImplementedError
+
+    def caller_identity(self, caller: str) -> str | None:
+        """Who a callee sees calling when ``caller``'s channel calls it: no one on a plain wire
+        (a caller's claim is never believed), its certificate's identity over mTLS."""
+        return None
+
+    def sibling(self, transport: Transport) -> Wire:
+        """A wire of ``transport`` that calls and serves like this one (plain, or mTLS with the
+        same certificates)."""
+        return SocketWire(transport)
 
     @contextlib.asynccontextmanager
     async def serve(self, handler: Handler) -> AsyncIterator[str]:
@@ -173,11 +189,34 @@ class Wire:
 class SocketWire(Wire):
     """A network transport: bind a socket, serve on it, one channel per endpoint."""
 
-    def __init__(self, transport: Transport, *, bounded_ints: bool = False) -> None:
+    def __init__(
+        self, transport: Transport, *, bounded_ints: bool = False, kit: TlsKit | None = None
+    ) -> None:
         self.transport = transport
-        self.name = transport.name
+        self.name = transport.name + ("+mtls" if kit else "")
         self.bounded_ints = bounded_ints
+        self.kit = kit
         self.health: Health | None = None
+
+    def server_settings(self, service: str, **kwargs: Any) -> ServerSettings:
+        tls = self.kit.tls(service) if self.kit else None
+        return ServerSettings(tls=tls, **kwargs)
+
+    def channel_settings(self, service: str, caller: str) -> ChannelSettings | None:
+        if self.kit is None:
+            return None
+        return ChannelSettings(tls=self.kit.tls(caller), server_name=self.kit.server_name(service))
+
+    def caller_identity(self, caller: str) -> str | None:
+        return self.kit.identity(caller) if self.kit else None
+
+    def sibling(self, transport: Transport) -> Wire:
+        return SocketWire(transport, kit=self.kit)
+
+    async def probe(self, endpoint: str, timeout: float = 2.0) -> None:
+        """The transport's readiness probe, connecting as this wire's channels do."""
+        settings = self.channel_settings("Probe", "Client")
+        await self.transport.probe(endpoint, timeout=timeout, settings=settings)
 
     async def serve_service(
         self,
@@ -187,8 +226,12 @@ class SocketWire(Wire):
         grace: float = 0.5,
     ) -> tuple[str, Callable[[], Awaitable[None]]]:
         sock = self.transport.bind("127.0.0.1", port)
-        settings = ServerSettings(
-            interfaces=interfaces, health=Health(), max_body=LIMIT, grace_period=grace
+        settings = self.server_settings(
+            next(iter(interfaces)),
+            interfaces=interfaces,
+            health=Health(),
+            max_body=LIMIT,
+            grace_period=grace,
         )
         server = self.transport.server(handler, sock, settings)
         await server.start()
@@ -199,14 +242,15 @@ class SocketWire(Wire):
 
         return server.endpoint, close
 
-    def channel_to(self, endpoint: str, iface: ServiceInterface) -> Channel:
-        return self.transport.channel(endpoint, iface)
+    def channel_to(self, endpoint: str, iface: ServiceInterface, caller: str = "Client") -> Channel:
+        return self.transport.channel(endpoint, iface, self.channel_settings(iface.name, caller))
 
     @contextlib.asynccontextmanager
     async def serve(self, handler: Handler) -> AsyncIterator[str]:
         sock = self.transport.bind("127.0.0.1", 0)
         self.health = Health()
-        settings = ServerSettings(
+        settings = self.server_settings(
+            "Probe",
             interfaces={"Probe": lumi.interface(Probe)},
             health=self.health,
             max_body=LIMIT,
@@ -221,7 +265,7 @@ class SocketWire(Wire):
             sock.close()
 
     def channel(self, endpoint: str) -> Channel:
-        return self.transport.channel(endpoint, lumi.interface(Probe))
+        return self.channel_to(endpoint, lumi.interface(Probe))
 
     def dead_endpoint(self) -> str:
         """An endpoint where nothing listens."""
@@ -265,7 +309,7 @@ class Harness:
         def channel_for(callee: str) -> Handler:
             callee_wire, address = (downstream or {})[callee]
             iface = next(lumi.interface(c) for c in (Echo, Hop1, Hop2, Hop3) if c.name == callee)
-            channel = callee_wire.channel_to(address, iface)
+            channel = callee_wire.channel_to(address, iface, caller=name)
             channels.append(channel)
             return compose(channel.call, stack.client_middlewares(name, self.runtime))
 
@@ -455,7 +499,8 @@ class _DeepContract:
     # -- metadata and deadlines --------------------------------------------------------------
 
     async def test_metadata_reaches_the_handler(self, wire: Wire, harness: Harness) -> None:
-        """Correlation id, traceparent, idempotency key, caller and deadline arrive."""
+        """Correlation id, traceparent, idempotency key and deadline arrive; the caller the
+        metadata claims does not: the callee's caller is who the wire authenticated."""
         served = await harness.serve(wire, Echo)
         channel = harness.raw(wire, served.address, Echo)
         trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -472,15 +517,16 @@ class _DeepContract:
         assert got["correlation_id"] == "corr-123"
         assert got["traceparent"].split("-")[1] == trace.split("-")[1]
         assert got["idempotency_key"] == "key-9"
-        assert got["caller"] == "Tester"
+        assert got["caller"] == wire.caller_identity("Client")
         assert 15 < got["remaining"] <= 20
 
     async def test_correlation_across_three_hops(self, wire: Wire, harness: Harness) -> None:
         """One correlation id and trace follow a call through Hop1 → Hop2 → Hop3, where the
-        middle hop is HTTP and the others this wire; each hop knows its caller."""
+        middle hop is HTTP and the others this wire; each hop's caller is the previous hop's
+        authenticated identity (no one, on a plain wire)."""
         from lumi.transports.http import HttpTransport
 
-        http = SocketWire(HttpTransport())
+        http = wire.sibling(HttpTransport())
         hop3 = await harness.serve(wire, Hop3)
         hop2 = await harness.serve(http, Hop2, {"Hop3": (wire, hop3.address)})
         hop1 = await harness.serve(wire, Hop1, {"Hop2": (http, hop2.address)})
@@ -489,7 +535,8 @@ class _DeepContract:
         assert [s.service for s in seen] == ["Hop1", "Hop2", "Hop3"]
         assert len({s.correlation_id for s in seen}) == 1 and seen[0].correlation_id
         assert len({s.trace_id for s in seen}) == 1 and seen[0].trace_id
-        assert [s.caller for s in seen] == [None, "Hop1", "Hop2"]
+        callers = [wire.caller_identity("Client"), http.caller_identity("Hop1")]
+        assert [s.caller for s in seen] == [*callers, wire.caller_identity("Hop2")]
 
     async def test_deadline_reaches_a_raw_channel(self, wire: Wire, harness: Harness) -> None:
         """A call whose deadline passes fails with DEADLINE_EXCEEDED soon after it."""
@@ -661,7 +708,7 @@ class TransportContract(_DeepContract):
             Metadata(correlation_id="a\x01b"),
             Metadata(correlation_id=""),
             Metadata(idempotency_key="k" * 300),
-            Metadata(caller="in valid"),
+            Metadata(idempotency_key="in valid"),
             Metadata(deadline=float("nan")),
             Metadata(deadline=float("inf")),
         ],
@@ -733,11 +780,11 @@ class NetworkTransportContract(TransportContract):
         """probe() passes while the server is ready and fails while it is not."""
         assert wire.health is not None
         endpoint = served[1]
-        await wire.transport.probe(endpoint)
+        await wire.probe(endpoint)
         wire.health.draining = True
         with pytest.raises(ConnectionError):
-            await wire.transport.probe(endpoint)
+            await wire.probe(endpoint)
         wire.health.draining = False
         dead = wire.dead_endpoint()
         with pytest.raises(ConnectionError):
-            await wire.transport.probe(dead, timeout=1.0)
+            await wire.probe(dead, timeout=1.0)

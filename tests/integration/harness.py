@@ -1,4 +1,9 @@
-"""Run ``lumi run`` as a real subprocess and talk to it, for integration tests."""
+"""Run ``lumi run`` as a real subprocess and talk to it, for integration tests.
+
+Apps run with mTLS on (the default): :meth:`LumiRun.client` makes an HTTP client holding the
+operator's certificate that ``lumi run`` issued, and :meth:`LumiRun.endpoint` gives the
+``https://`` address to use it with (plain ``http://`` when the app turned mTLS off).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -15,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from lumi.transports.tls import Tls, TlsFiles
 
 
 def wait(
@@ -62,7 +70,9 @@ class LumiRun:
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self.http = httpx.Client(timeout=30)
+        self._http: httpx.Client | None = None
+        self._clients: list[httpx.Client] = []
+        self._tls: Tls | None = None
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -101,8 +111,52 @@ class LumiRun:
         wait(ready, timeout=timeout, message=f"the app to be ready\n{self.output}")
         return self.registry()
 
-    def endpoint(self, service: str, replica: int = 0) -> str:
+    @property
+    def mtls(self) -> bool:
+        return bool(self.registry().get("mtls"))
+
+    def operator(self) -> Path:
+        """The folder of the operator's certificate bundle."""
+        return self.app_dir / ".lumi" / "ca" / "certs" / "operator"
+
+    def operator_tls(self) -> Tls:
+        """The operator's certificate, as lumi run keeps renewing it."""
+        if self._tls is None:
+            self._tls = Tls(TlsFiles.in_folder(self.operator()))
+        return self._tls
+
+    def operator_context(self) -> ssl.SSLContext:
+        return self.operator_tls().client_context()
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        """An HTTP client that calls as the operator when the app speaks mTLS (closed with the
+        run); each request's new connections present the operator's current certificate."""
+        if not self.mtls:
+            client = httpx.Client(**{"timeout": 30, **kwargs})
+        else:
+            tls = self.operator_tls()
+            client = httpx.Client(
+                verify=tls.client_context(),
+                event_hooks={"request": [lambda request: tls.reload() and None]},
+                **{"timeout": 30, **kwargs},
+            )
+        self._clients.append(client)
+        return client
+
+    @property
+    def http(self) -> httpx.Client:
+        if self._http is None:
+            self._http = self.client()
+        return self._http
+
+    def raw_endpoint(self, service: str, replica: int = 0) -> str:
+        """The endpoint as the registry has it (``http://`` names the transport)."""
         return str(self.registry()["services"][service]["endpoints"][replica])
+
+    def endpoint(self, service: str, replica: int = 0) -> str:
+        """The address to call ``service`` at with :meth:`client` (``https://`` over mTLS)."""
+        url = self.raw_endpoint(service, replica)
+        return url.replace("http://", "https://", 1) if self.mtls else url
 
     def pids(self) -> list[int]:
         services = self.registry().get("services", {})
@@ -121,11 +175,12 @@ class LumiRun:
         try:
             code = self.proc.wait(timeout=timeout)
         finally:
-            self.http.close()
             self._close()
         return code
 
     def _close(self) -> None:
+        for client in self._clients:
+            client.close()
         self._reader.join(timeout=5)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
@@ -134,5 +189,4 @@ class LumiRun:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        self.http.close()
         self._close()

@@ -50,13 +50,14 @@ class Load:
 
     def __init__(self, run: LumiRun) -> None:
         self.urls = {s: run.endpoint(s) for s, _m, _a in self.CALLS}
+        self.run = run
         self.ok: collections.Counter[str] = collections.Counter()
         self.failures: list[str] = []
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        with httpx.Client(timeout=10) as http:
+        with self.run.client(timeout=10) as http:
             while not self.stopping.is_set():
                 for service, method, args in self.CALLS:
                     try:
@@ -132,7 +133,7 @@ def test_an_edit_restarts_only_that_service_under_load(reloading: LumiRun, shop:
     before = _pids(run)
     catalog = shop / "shop" / "catalog.py"
     url = run.endpoint("Catalog")
-    with Load(run) as load, httpx.Client(timeout=10) as http:
+    with Load(run) as load, run.client(timeout=10) as http:
         wait(lambda: min(load.ok.values(), default=0) >= 20, message="the load to get going")
         assert _price(http, url, "pear") == 75
         catalog.write_text(catalog.read_text().replace("price_cents=75", "price_cents=80"))

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from lumi.runtime_services.observability.spanstore import read_trace
@@ -105,10 +104,10 @@ def test_metrics_and_readiness_endpoints(lumi_run: Any, chain_app: Path) -> None
     run = lumi_run(chain_app)
     run.wait_ready()
     post(run, "Gateway", "buy", {"sku": "pear"})
-    metrics = httpx.get(f"{run.endpoint('Orders')}/metrics").text
+    metrics = run.http.get(f"{run.endpoint('Orders')}/metrics").text
     assert 'lumi_requests_total{code="OK",method="place",service="Orders"} 1.0' in metrics
     assert 'lumi_client_requests_total{caller="Orders",code="OK",method="reserve"' in metrics
-    ready = httpx.get(f"{run.endpoint('Orders')}/readyz")
+    ready = run.http.get(f"{run.endpoint('Orders')}/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
 
 
@@ -125,7 +124,7 @@ def test_a_dependency_killed_mid_load_costs_no_idempotent_call(
     stop = threading.Event()
 
     def load() -> None:
-        with httpx.Client(timeout=30) as client:
+        with run.client(timeout=30) as client:
             while not stop.is_set():
                 response = client.post(url, content=b"{}")
                 results.append(response.json() if response.status_code == 200 else response.text)
@@ -163,7 +162,7 @@ def test_an_always_failing_dependency_opens_the_breaker_within_budget(
     calls = 300
     codes: list[str] = []
     elapsed: list[float] = []
-    with httpx.Client(timeout=30) as client:
+    with run.client(timeout=30) as client:
         url = f"{run.endpoint('Orders')}/Orders/broken"
         for _ in range(calls):
             started = time.perf_counter()
@@ -177,7 +176,7 @@ def test_an_always_failing_dependency_opens_the_breaker_within_budget(
     print(f"attempts at Inventory: {attempts} for {calls} calls ({amplification:.3f}x)")
     assert amplification <= 1.2
     assert sorted(elapsed)[calls // 2] < 0.05  # the median call failed fast
-    metrics = httpx.get(f"{run.endpoint('Orders')}/metrics").text
+    metrics = run.http.get(f"{run.endpoint('Orders')}/metrics").text
     # the breaker of that method at Inventory's endpoint (per endpoint and method)
     assert re.search(
         r'lumi_circuit_state\{endpoint="http://[^"]+",method="broken",service="Inventory"\} 2.0',

@@ -200,6 +200,32 @@ async def test_buf_curl_lists_and_calls_by_reflection(grpc_address: str) -> None
     assert error["details"][0]["type"] == "google.rpc.ErrorInfo"
 
 
+async def test_buf_curl_speaks_mtls_with_a_certificate_of_the_app(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """Over mTLS, ``buf curl`` with a client certificate of the app's CA calls a method and the
+    server sees that certificate's identity; without a certificate it is refused."""
+    from tests.tlskit import TlsKit
+
+    buf = tools.require(BUF, "npm ci in tests/interop/node")
+    kit = TlsKit(tmp_path)
+    wire = SocketWire(GrpcTransport(IdlOptions(package=PACKAGE)), kit=kit)
+    served = await harness.serve(wire, Echo)
+    url = f"https://{served.address.removeprefix('grpc://')}"
+    kit.tls("Buf")
+    folder = tmp_path / "Buf"
+    base = ["--protocol", "grpc", "--cacert", str(folder / "ca.crt"),
+            "--servername", kit.server_name("Echo")]  # fmt: skip
+    mine = ["--cert", str(folder / "tls.crt"), "--key", str(folder / "tls.key")]
+    answer = await _run(buf, "curl", *base, *mine, "-d", '{"n": "41"}', f"{url}/{SERVICE}/Number")
+    assert json.loads(answer) == {"value": "41"}
+    seen = await _run(buf, "curl", *base, *mine, "-d", "{}", f"{url}/{SERVICE}/Metadata")
+    assert json.loads(seen)["value"]["caller"] == "spiffe://test/Buf"
+    refused = await _run(buf, "curl", *base, "-d", '{"n": "1"}', f"{url}/{SERVICE}/Number",
+                         check=False)  # fmt: skip
+    assert "41" not in refused and "value" not in refused
+
+
 # -- Thrift -------------------------------------------------------------------------------------
 
 

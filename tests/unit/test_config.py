@@ -97,7 +97,7 @@ def test_binding_merges_service_over_defaults(tmp_path: Path) -> None:
         ),
         (
             "[bogus]\nx = 1\n",
-            "bogus: unknown key (valid keys here: app, defaults, env, image, repository, resilience, services, tracing)",
+            "bogus: unknown key (valid keys here: app, defaults, env, image, repository, resilience, security, services, tracing)",
         ),
     ],
 )

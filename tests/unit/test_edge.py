@@ -8,27 +8,27 @@ import math
 import pytest
 
 import lumi
-from lumi.model.context import Metadata
+from lumi.model.context import Metadata, User
 from lumi.pipeline.edge import check_metadata, excerpt, inbound_metadata
 
 
 def test_headers_as_bytes_or_text_become_metadata() -> None:
     """HTTP-style bytes pairs and gRPC-style str pairs give the same Metadata; others are
-    skipped."""
+    skipped, a claimed caller among them (the caller is the verified peer, None here)."""
     pairs = [
         ("x-correlation-id", "c-1"),
         ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
         ("x-lumi-deadline", "1767225600123"),
         ("idempotency-key", "k-1"),
         ("x-lumi-caller", "Orders"),
+        ("authorization", "Bearer abc.def"),
         ("content-type", "application/json"),
     ]
     text = inbound_metadata(pairs)
     raw = inbound_metadata([(n.encode(), v.encode()) for n, v in pairs])
     assert text == raw
-    assert (
-        text.correlation_id == "c-1" and text.caller == "Orders" and text.idempotency_key == "k-1"
-    )
+    assert text.correlation_id == "c-1" and text.caller is None and text.idempotency_key == "k-1"
+    assert text.authorization == "Bearer abc.def"
     assert text.deadline == 1767225600.123
 
 
@@ -42,7 +42,8 @@ def test_headers_as_bytes_or_text_become_metadata() -> None:
         ("x-correlation-id", "naïve"),
         ("x-correlation-id", "bell\x07"),
         ("idempotency-key", "k" * 256),
-        ("x-lumi-caller", "c" * 256),
+        ("authorization", "a" * 8193),
+        ("authorization", "Bearer\x00x"),
         ("traceparent", "t" * 513),
         ("x-lumi-deadline", "nan"),
         ("x-lumi-deadline", "inf"),
@@ -68,12 +69,24 @@ def test_the_limits_themselves_pass() -> None:
         [
             ("x-correlation-id", "c" * 128),
             ("idempotency-key", "k" * 255),
-            ("x-lumi-caller", "!~" * 127),
+            ("authorization", "Bearer " + "t" * 8185),
             ("traceparent", "t" * 512),
             ("x-lumi-deadline", "9" * 16),
         ]
     )
     assert meta.correlation_id == "c" * 128 and meta.deadline == pytest.approx(9.999999999999999e12)
+
+
+def test_the_caller_is_the_peer_and_a_user_is_believed_only_from_one() -> None:
+    """The caller is the verified peer given by the transport; an encoded end user is read
+    only from such a peer (ignored from others), and a malformed one is refused."""
+    user = User("u-1", {"role": "admin"})
+    pairs = [("x-lumi-user", user.to_header())]
+    assert inbound_metadata(pairs).user is None
+    relayed = inbound_metadata(pairs, peer="spiffe://shop/Orders")
+    assert relayed.caller == "spiffe://shop/Orders" and relayed.user == user
+    with pytest.raises(lumi.InvalidArgument, match="x-lumi-user"):
+        inbound_metadata([("x-lumi-user", "not-a-user")], peer="spiffe://shop/Orders")
 
 
 def test_a_field_given_twice_is_refused() -> None:
@@ -87,7 +100,8 @@ def test_check_metadata_applies_the_same_rules_to_native_fields() -> None:
     assert check_metadata(Metadata(correlation_id="ok", deadline=1.0)).correlation_id == "ok"
     for bad in (
         Metadata(correlation_id="x" * 200),
-        Metadata(caller="a b"),
+        Metadata(idempotency_key="a b"),
+        Metadata(authorization="Bearer\nx"),
         Metadata(deadline=math.nan),
         Metadata(deadline=math.inf),
         Metadata(deadline=-1.0),

@@ -387,9 +387,9 @@ async def test_metadata_that_would_break_a_header_is_refused_before_sending() ->
             rule = "x-correlation-id must be 1-128 visible ASCII"
             with pytest.raises(lumi.InvalidArgument, match=rule):
                 await channel.call(bad)
-            accented = Call("Echo", "echo", b"{}", Metadata(caller="søren ✓"))
+            accented = Call("Echo", "echo", b"{}", Metadata(idempotency_key="søren ✓"))
             with pytest.raises(
-                lumi.InvalidArgument, match="x-lumi-caller must be 1-255 visible ASCII"
+                lumi.InvalidArgument, match="idempotency-key must be 1-255 visible ASCII"
             ):
                 await channel.call(accented)
             assert channel.pool.connections == 0
@@ -440,7 +440,8 @@ def _tls_contexts(tmp: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
 
 async def test_tls_connections_with_an_ssl_context(tmp_path: Path) -> None:
     """Given an SSL context, the channel speaks HTTPS and verifies the server certificate;
-    without the right CA the handshake fails before anything is sent (NotSent)."""
+    without the right CA the handshake fails before anything is sent, as UNAUTHENTICATED
+    saying the certificate is not accepted."""
     server_ctx, client_ctx = _tls_contexts(tmp_path)
     hellos = 0
 
@@ -458,7 +459,7 @@ async def test_tls_connections_with_an_ssl_context(tmp_path: Path) -> None:
         try:
             assert [await channel.call(call()) for _ in range(3)] == [b'"secure"'] * 3
             assert channel.pool.connections == 1
-            with pytest.raises(NotSent, match="CERTIFICATE_VERIFY_FAILED|certificate"):
+            with pytest.raises(lumi.Unauthenticated, match="certificate is not accepted"):
                 await untrusting.call(call())
         finally:
             await channel.aclose()

@@ -20,8 +20,10 @@ from lumi.runtime_services.resilience.breaker import Breakers
 from lumi.runtime_services.resilience.policies import Policies
 from lumi.runtime_services.resilience.retry import Resilience
 from lumi.runtimes.discovery import read_interface, read_registry
+from lumi.security.identity import server_name
+from lumi.security.issuer import operator_tls
 from lumi.transports import idl
-from lumi.transports.base import transport_of
+from lumi.transports.base import ChannelSettings, transport_of
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
@@ -121,7 +123,13 @@ def register(app: typer.Typer) -> None:
         arguments_obj = parse_arguments(iface, method, arguments or [], json_args)
         urls = [url for url in endpoints if transport_of(url) == chosen]
         idl.configure(idl.for_app(root, registry.app))  # gRPC/Thrift: the app's package, lock
-        result = asyncio.run(_call(iface, chosen, urls, method, arguments_obj, timeout))
+        # mTLS: call as the operator, with the certificate lumi run issued
+        settings = None
+        if registry.mtls:
+            settings = ChannelSettings(
+                tls=operator_tls(root), server_name=server_name(registry.app, service)
+            )
+        result = asyncio.run(_call(iface, chosen, urls, method, arguments_obj, timeout, settings))
         print_json(result)
 
 
@@ -132,11 +140,12 @@ async def _call(
     method: str,
     arguments: dict[str, Any],
     timeout: float,
+    settings: ChannelSettings | None = None,
 ) -> Any:
     """One call through the same client pipeline a service uses (balancing, retries)."""
     transport = transports.get(transport_name)
     balancer = Balancer(
-        iface.name, [transport.channel(url, iface) for url in urls], breakers=Breakers()
+        iface.name, [transport.channel(url, iface, settings) for url in urls], breakers=Breakers()
     )
     handler = compose(balancer, [Resilience(None, Policies())])
     try:

@@ -14,6 +14,7 @@ from lumi.config import AppConfig, load_config
 from lumi.model.errors import AppError
 from lumi.model.interface import MethodInfo, ServiceInterface, interface
 from lumi.runtimes.discovery import Registry, read_registry
+from lumi.security.policy import Policy, policies
 
 AppDir = Annotated[Path, typer.Option("--app", "-a", help="The app folder (holding lumi.toml).")]
 Env = Annotated[str | None, typer.Option("--env", "-e", help="A named environment of the config.")]
@@ -72,6 +73,21 @@ def schema_type(schema: dict[str, object]) -> str:
     return names.get(str(kind), "any")
 
 
+def access_summary(policy: Policy, iface: ServiceInterface) -> str:
+    """One line on who may call a service (``lumi ls``); each method's callers follow it."""
+    access = policy.access
+    if access is None:
+        text = "access: any service of the app (no [access] table)"
+    else:
+        allowed = ", ".join(access.allow) or "no one"
+        text = f"access: default {access.default}; every method: {allowed}"
+    if policy.operator_everywhere:
+        text += "; the operator: every method"
+    if iface.auth:
+        text += "; bearer tokens verified for public methods"
+    return text
+
+
 def register(app: typer.Typer) -> None:
     @app.command("interface")
     def interface_cmd(
@@ -96,7 +112,15 @@ def register(app: typer.Typer) -> None:
             running: Registry | None = read_registry(config.root)
         except AppError:
             running = None
-        for name, iface in load_interfaces(config).items():
+        interfaces = load_interfaces(config)
+        access = policies(config, interfaces)
+        if not config.security.mtls:
+            stdout.print(
+                "[red]mTLS is off[/] (security.mtls = false): any local process may call any "
+                "method, and callers are not known",
+                highlight=False,
+            )
+        for name, iface in interfaces.items():
             summary = escape(iface.doc.splitlines()[0]) if iface.doc else ""
             stdout.print(f"[bold cyan]{name}[/] {iface.version}  [dim]{summary}[/]")
             state = running.services.get(name) if running else None
@@ -109,8 +133,12 @@ def register(app: typer.Typer) -> None:
                     f"{where}[/]",
                     highlight=False,
                 )
+            if config.security.mtls:
+                stdout.print(f"  [dim]{escape(access_summary(access[name], iface))}[/]")
             for method_name, method in sorted(iface.methods.items()):
                 flag = " [dim](idempotent)[/]" if method.idempotent else ""
+                if config.security.mtls or method.public:
+                    flag += rf" [dim]\[{escape(access[name].describe(method_name))}][/]"
                 stdout.print(
                     f"  {escape(signature(method_name, method, iface))}{flag}", highlight=False
                 )

@@ -4,6 +4,11 @@ OpenAPI 3.1 schemas are JSON Schema 2020-12, so the interface's schemas are used
 with ``#/$defs/X`` references moved to ``#/components/schemas/X``. Every method is
 ``POST /<service>/<method>``; errors share one ``Error`` schema and are listed with the HTTP
 statuses of Lumi's status codes; the correlation/deadline/idempotency headers are parameters.
+
+Security (docs/security.md): every operation needs a client certificate of the app's CA
+(``mutualTLS``, what ``lumi run`` and rendered deployments use by default) except public
+methods, which need nothing — or, on a service with an ``@lumi.auth`` handler, a bearer token
+(``bearerAuth``, a JWT) — and the health probes.
 """
 
 from __future__ import annotations
@@ -58,6 +63,19 @@ _EXTRA_STATUSES = {
 
 
 _EXTRA_CODES = {408: "DEADLINE_EXCEEDED", 413: "RESOURCE_EXHAUSTED"}
+_SECURITY_SCHEMES = {
+    "mutualTLS": {
+        "type": "mutualTLS",
+        "description": "A client certificate issued by the app's CA, naming the caller's "
+        "identity spiffe://<app>/<service> (lumi run: .lumi/ca/certs/operator).",
+    },
+    "bearerAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "An end user's token, verified by the service's @lumi.auth handler.",
+    },
+}
 
 
 def relink(schema: Any) -> Any:
@@ -99,6 +117,7 @@ def document(iface: ServiceInterface) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for name in sorted(iface.methods):
         paths[f"/{iface.name}/{name}"] = {"post": _operation(iface, name)}
+    schemes = {k: v for k, v in _SECURITY_SCHEMES.items() if iface.auth or k != "bearerAuth"}
     paths["/healthz"] = {"get": _probe("Alive", "healthz")}
     paths["/readyz"] = {
         "get": _probe("Ready to serve (503 while starting, draining or unhealthy)", "readyz")
@@ -107,6 +126,7 @@ def document(iface: ServiceInterface) -> dict[str, Any]:
         "get": {
             "operationId": "interface",
             "summary": "The Lumi interfaces served here, by service name",
+            "security": [{}],
             "responses": {
                 "200": {
                     "description": "Interfaces",
@@ -122,6 +142,7 @@ def document(iface: ServiceInterface) -> dict[str, Any]:
             "version": iface.version,
             "description": iface.doc or f"The {iface.name} service.",
         },
+        "security": [{"mutualTLS": []}],
         "paths": paths,
         "components": {
             "schemas": {
@@ -145,6 +166,7 @@ def document(iface: ServiceInterface) -> dict[str, Any]:
                 }
             },
             "responses": _error_responses(),
+            "securitySchemes": schemes,
         },
     }
 
@@ -174,9 +196,13 @@ def _operation(iface: ServiceInterface, name: str) -> dict[str, Any]:
     }
     if info.doc:
         operation["description"] = info.doc
-    extensions = {"x-lumi-idempotent": info.idempotent}
+    if info.public:  # reachable without a certificate; with the service's token if it has auth
+        operation["security"] = [{"bearerAuth": []}] if iface.auth else [{}]
+    extensions: dict[str, Any] = {"x-lumi-idempotent": info.idempotent}
+    if info.public:
+        extensions["x-lumi-public"] = True
     if info.timeout is not None:
-        extensions["x-lumi-timeout"] = info.timeout  # type: ignore[assignment]
+        extensions["x-lumi-timeout"] = info.timeout
     return {**operation, **extensions}
 
 
@@ -185,6 +211,7 @@ def _probe(summary: str, operation_id: str) -> dict[str, Any]:
     return {
         "operationId": operation_id,
         "summary": summary,
+        "security": [{}],  # probes need no certificate (a kubelet has none)
         "responses": {
             "200": {"description": summary, "content": {_JSON: {"schema": status}}},
             "503": {"description": "Not ready", "content": {_JSON: {"schema": status}}},

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from typing import Any
 
 from lumi.config import AppConfig
@@ -21,6 +22,7 @@ from lumi.model.graph import start_order
 from lumi.model.interface import ServiceInterface
 from lumi.runtimes.discovery import Registry, read_registry
 from lumi.runtimes.reload import fetch_interface
+from lumi.security.issuer import operator_tls
 
 log = logging.getLogger("lumi.dashboard")
 
@@ -92,11 +94,20 @@ class AppState:
                 continue
             self._fetching.add(name)
             try:
-                fresh = await fetch_interface(ready[0], name)
+                fresh = await fetch_interface(ready[0], name, self._tls())
             finally:
                 self._fetching.discard(name)
             if fresh is not None:
                 self.interfaces[name] = fresh
+
+    def _tls(self) -> ssl.SSLContext | None:
+        """The operator's client context while the app speaks mTLS."""
+        if self.registry is None or not self.registry.mtls:
+            return None
+        try:
+            return operator_tls(self.config.root).client_context()
+        except AppError:
+            return None
 
     def endpoints(self, service: str) -> list[str]:
         if self.registry is None or service not in self.registry.services:

@@ -8,12 +8,13 @@ call is correlated and traced like any other, and its trace can be shown next to
 
 from __future__ import annotations
 
+import ssl
 import time
 from typing import Any
 
 from lumi import transports
 from lumi.config import AppConfig
-from lumi.model.errors import LumiError, NotFound, Unavailable
+from lumi.model.errors import AppError, LumiError, NotFound, Unavailable
 from lumi.model.interface import ServiceInterface
 from lumi.paths import AppPaths
 from lumi.pipeline import Call, Handler, compose
@@ -21,7 +22,10 @@ from lumi.pipeline.client import Client
 from lumi.runtime_services.observability.tracing import setup_tracing
 from lumi.runtime_services.resilience.balancer import Balancer
 from lumi.runtimes import stack
-from lumi.transports.base import transport_of
+from lumi.security.identity import server_name
+from lumi.security.issuer import operator_tls
+from lumi.transports.base import ChannelSettings, transport_of
+from lumi.transports.tls import Tls
 
 CALLER = "dashboard"
 
@@ -33,6 +37,8 @@ class Caller:
         store = AppPaths(config.root).traces if config.tracing.store else None
         tracing = setup_tracing(service=CALLER, store=store, batch=True)
         self.runtime = stack.runtime_for(config, None, tracing=tracing)
+        self.config = config
+        self._tls: Tls | None = None  # the operator's certificate, read on the first call
         self._channels: dict[str, tuple[tuple[str, ...], Balancer]] = {}
         self._stale: list[Balancer] = []  # replaced when endpoints changed; closed at the end
 
@@ -47,11 +53,31 @@ class Caller:
         if found is not None:
             self._stale.append(found[1])
         transport = transports.get(chosen)
-        channels = [transport.channel(url, iface) for url in urls]
+        settings = None
+        if self.config.security.mtls:  # calls go as the operator (lumi run issued its bundle)
+            settings = ChannelSettings(
+                tls=self._operator(), server_name=server_name(self.config.name, iface.name)
+            )
+        channels = [transport.channel(url, iface, settings) for url in urls]
         breakers = self.runtime.breakers(CALLER)
         balancer = Balancer(iface.name, channels, breakers=breakers)
         self._channels[iface.name] = (urls, balancer)
         return balancer
+
+    def _operator(self) -> Tls:
+        if self._tls is None:
+            self._tls = operator_tls(self.config.root)
+        self._tls.reload()  # lumi run renews it; a new connection takes the new one
+        return self._tls
+
+    def operator_context(self) -> ssl.SSLContext | None:
+        """The operator's TLS client context with mTLS on (None: off, or not issued yet)."""
+        if not self.config.security.mtls:
+            return None
+        try:
+            return self._operator().client_context()
+        except AppError:
+            return None
 
     async def call(
         self,
@@ -75,6 +101,8 @@ class Caller:
             seen["traceparent"] = call.metadata.traceparent
             return await next_handler(call)
 
+        if self._tls is not None:
+            self._tls.reload()  # lumi run renews the operator's certificate
         balancer = self._channel(iface, endpoints)
         handler = compose(balancer, [*stack.client_middlewares(CALLER, self.runtime), capture])
         started = time.perf_counter()

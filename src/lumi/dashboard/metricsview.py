@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -91,9 +92,15 @@ class MetricsSampler:
     """Scrapes every replica's ``/metrics`` every ``interval`` seconds; publishes ``metrics``."""
 
     def __init__(
-        self, endpoints: Callable[[], dict[str, list[str]]], hub: Hub, *, interval: float = 2.0
+        self,
+        endpoints: Callable[[], dict[str, list[str]]],
+        hub: Hub,
+        *,
+        interval: float = 2.0,
+        tls: Callable[[], ssl.SSLContext | None] | None = None,
     ) -> None:
         self.endpoints = endpoints
+        self.tls = tls  # mTLS: the operator's client context
         self.hub = hub
         self.interval = interval
         self.last: tuple[float, dict[Key, Histogram]] | None = None
@@ -121,8 +128,11 @@ class MetricsSampler:
 
     async def _scrape(self, url: str) -> dict[Key, Histogram]:
         assert self._session is not None
+        context = self.tls() if self.tls is not None else None
+        if context is not None:
+            url = url.replace("http://", "https://", 1)
         try:
-            async with self._session.get(f"{url}/metrics") as resp:
+            async with self._session.get(f"{url}/metrics", ssl=context or False) as resp:
                 if resp.status != 200:
                     return {}
                 return parse(await resp.text())

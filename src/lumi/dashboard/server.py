@@ -87,6 +87,7 @@ class Dashboard:
         self.metrics = MetricsSampler(
             lambda: {name: self.state.endpoints(name) for name in self.state.interfaces},
             self.hub,
+            tls=self.caller.operator_context,
         )
         self.traces = TraceFeed(config.root / ".lumi" / "traces.db", self.hub)
         self._runner: web.AppRunner | None = None

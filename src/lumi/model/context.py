@@ -8,12 +8,63 @@ publishes pick up the metadata to propagate.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextvars
 import dataclasses
 import itertools
+import json
 import os
 import time
+from collections.abc import Mapping
 from typing import Any
+
+from lumi.model.errors import InvalidArgument
+
+MAX_USER_HEADER = 4096
+"""Characters of an encoded :class:`User` on the wire (``x-lumi-user``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class User:
+    """The end user a call is made for, as an app's ``@lumi.auth`` handler established it.
+
+    ``id`` is the user's identifier (a token's ``sub``); ``claims`` what else the handler chose
+    to keep (JSON values). Both follow the request to every service it reaches.
+    """
+
+    id: str
+    claims: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_header(self) -> str:
+        """The user as one visible-ASCII value (base64url of compact JSON)."""
+        data = json.dumps({"id": self.id, "claims": dict(self.claims)}, separators=(",", ":"))
+        return base64.urlsafe_b64encode(data.encode()).rstrip(b"=").decode()
+
+    @classmethod
+    def from_header(cls, value: str) -> User:
+        """The user of a ``to_header`` value; InvalidArgument naming the field if it is not
+        one (the value is not echoed)."""
+        if not 0 < len(value) <= MAX_USER_HEADER:
+            raise InvalidArgument(
+                f"x-lumi-user must be 1-{MAX_USER_HEADER} characters (got {len(value)})",
+                {"metadata": "x-lumi-user"},
+            )
+        try:
+            data = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            data = None
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("id"), str)
+            or not data["id"]
+            or not isinstance(data.get("claims", {}), dict)
+        ):
+            raise InvalidArgument(
+                "x-lumi-user is not an encoded user (base64url JSON with an id)",
+                {"metadata": "x-lumi-user"},
+            )
+        return cls(data["id"], data.get("claims", {}))
 
 
 @dataclasses.dataclass(slots=True)
@@ -24,7 +75,10 @@ class Metadata:
     traceparent: str | None = None
     deadline: float | None = None  # absolute, seconds since the epoch
     idempotency_key: str | None = None
-    caller: str | None = None
+    caller: str | None = None  # the verified SPIFFE identity of the calling service (mTLS)
+    user: User | None = None  # the end user, see User
+    # "Bearer …" as received, for the service's auth handler; never propagated or logged
+    authorization: str | None = dataclasses.field(default=None, repr=False)
     extra: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def remaining(self) -> float | None:
@@ -52,6 +106,17 @@ class CallContext:
     @property
     def correlation_id(self) -> str | None:
         return self.metadata.correlation_id
+
+    @property
+    def caller(self) -> str | None:
+        """The calling service's verified identity (``spiffe://<app>/<service>``), or None for
+        a caller without a certificate (or with mTLS off)."""
+        return self.metadata.caller
+
+    @property
+    def user(self) -> User | None:
+        """The end user the call is made for, or None."""
+        return self.metadata.user
 
     @property
     def deadline(self) -> float | None:
@@ -114,5 +179,5 @@ def outbound_metadata(
         traceparent=inherited.traceparent,
         deadline=deadline,
         idempotency_key=idempotency_key,
-        caller=current.service,
+        user=inherited.user,
     )

@@ -38,6 +38,16 @@ class MethodInfo(pydantic.BaseModel):
     timeout: float | None = None
     retry: Retry | None = None
     sensitive: list[str] = pydantic.Field(default_factory=list)
+    public: bool = False  # reachable without a service certificate (@lumi.api(public=True))
+
+    @pydantic.model_serializer(mode="wrap")
+    def _omit_private(self, handler: pydantic.SerializerFunctionWrapHandler) -> Any:
+        # Written only when set, so the interfaces (and fingerprints) of services that use no
+        # security feature are what they were before it existed.
+        data = handler(self)
+        if not self.public:
+            data.pop("public", None)
+        return data
 
     @property
     def param_names(self) -> list[str]:
@@ -89,6 +99,14 @@ class ServiceInterface(pydantic.BaseModel):
     subscriptions: list[SubscriptionInfo] = pydantic.Field(default_factory=list)
     requires: list[str] = pydantic.Field(default_factory=list)
     defs: dict[str, dict[str, Any]] = pydantic.Field(default_factory=dict, alias="$defs")
+    auth: bool = False  # it verifies bearer tokens for its public methods (@lumi.auth)
+
+    @pydantic.model_serializer(mode="wrap")
+    def _omit_no_auth(self, handler: pydantic.SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)  # written only when set, like MethodInfo.public
+        if not self.auth:
+            data.pop("auth", None)
+        return data
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)

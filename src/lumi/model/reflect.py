@@ -20,6 +20,7 @@ from lumi.model.errors import DefinitionError
 from lumi.model.interface import EventInfo, MethodInfo, ServiceInterface, SubscriptionInfo
 from lumi.model.service import (
     API_ATTR,
+    AUTH_ATTR,
     SUBSCRIBE_ATTR,
     ApiOptions,
     EventSpec,
@@ -58,6 +59,15 @@ class SubscriptionSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class AuthSpec:
+    """The service's ``@lumi.auth`` handler."""
+
+    attr: str
+    is_async: bool
+    accepts_none: bool  # its token parameter is ``str | None``: called for tokenless calls too
+
+
+@dataclasses.dataclass(frozen=True)
 class Reflected:
     cls: type[Service]
     interface: ServiceInterface
@@ -65,6 +75,7 @@ class Reflected:
     events: dict[str, EventSpec[Any]]
     subscriptions: tuple[SubscriptionSpec, ...]
     capabilities: dict[str, type[Service]]  # attribute → service class
+    auth: AuthSpec | None = None
 
 
 _CACHE_ATTR = "__lumi_reflected__"
@@ -108,6 +119,7 @@ class _Reflector:
         methods: dict[str, MethodSpec] = {}
         subscriptions: list[SubscriptionSpec] = []
         events: dict[str, EventSpec[Any]] = {}
+        auth: AuthSpec | None = None
         for attr in sorted(dir(self.cls)):
             raw = inspect.getattr_static(self.cls, attr)
             if isinstance(raw, EventSpec):
@@ -124,6 +136,18 @@ class _Reflector:
                 methods[spec.name] = spec
             if hasattr(func, SUBSCRIBE_ATTR):
                 subscriptions.append(self._subscription(attr, func, getattr(func, SUBSCRIBE_ATTR)))
+            if getattr(func, AUTH_ATTR, False):
+                if auth is not None:
+                    raise DefinitionError(
+                        f"{self.where}: two @lumi.auth handlers ({auth.attr} and {attr}); "
+                        f"a service has at most one"
+                    )
+                if hasattr(func, API_ATTR) or hasattr(func, SUBSCRIBE_ATTR):
+                    raise DefinitionError(
+                        f"{self.where}.{attr}: an @lumi.auth handler cannot also be an @lumi.api "
+                        f"method or an event handler"
+                    )
+                auth = self._auth(attr, func)
         for name, event_spec in events.items():
             model, key = event_spec.model, event_spec.key
             check_type(model, f"{self.where}.{name}: event payload")
@@ -132,8 +156,8 @@ class _Reflector:
                     f"{self.where}.{name}: key={key!r} is not a field of "
                     f"{getattr(model, '__name__', model)}"
                 )
-        iface = self._interface(methods, events, subscriptions, capabilities)
-        return Reflected(self.cls, iface, methods, events, tuple(subscriptions), capabilities)
+        iface = self._interface(methods, events, subscriptions, capabilities, auth is not None)
+        return Reflected(self.cls, iface, methods, events, tuple(subscriptions), capabilities, auth)
 
     def _class_hints(self) -> dict[str, Any]:
         try:
@@ -212,6 +236,24 @@ class _Reflector:
             returns_model=_model_class(hints["return"]),
         )
 
+    def _auth(self, attr: str, func: Any) -> AuthSpec:
+        where = f"{self.where}.{attr}"
+        signature, hints = self._signature(attr, func)
+        params = [p for p in signature.parameters.values() if p.name != "self"]
+        if len(params) != 1 or params[0].kind in (params[0].VAR_POSITIONAL, params[0].VAR_KEYWORD):
+            raise DefinitionError(
+                f"{where}: an @lumi.auth handler takes exactly one parameter (the bearer token), "
+                f"not {len(params)}"
+            )
+        annotation = hints.get(params[0].name, str)
+        accepts_none = annotation is not str
+        if annotation not in (str, str | None, typing.Optional[str]):  # noqa: UP045
+            raise DefinitionError(
+                f"{where}: the token parameter '{params[0].name}' is a str (or str | None to be "
+                f"called for calls without a token), not {annotation!r}"
+            )
+        return AuthSpec(attr, inspect.iscoroutinefunction(func), accepts_none)
+
     def _subscription(self, attr: str, func: Any, options: SubscribeOptions) -> SubscriptionSpec:
         where = f"{self.where}.{attr}"
         signature, hints = self._signature(attr, func)
@@ -245,6 +287,7 @@ class _Reflector:
         events: dict[str, EventSpec[Any]],
         subscriptions: list[SubscriptionSpec],
         capabilities: dict[str, type[Service]],
+        auth: bool = False,
     ) -> ServiceInterface:
         inputs: list[tuple[tuple[str, str], Any, pydantic.TypeAdapter[Any]]] = []
         for name, spec in methods.items():
@@ -272,6 +315,7 @@ class _Reflector:
                 timeout=spec.options.timeout,
                 retry=spec.options.retry,
                 sensitive=[p for _, p in spec.fields if is_sensitive(hints.get(p))],
+                public=spec.options.public,
             )
         event_infos = {
             name: EventInfo(
@@ -304,6 +348,7 @@ class _Reflector:
             subscriptions=subscription_infos,
             requires=sorted({svc.name for svc in capabilities.values()}),
             defs=defs,
+            auth=auth,
         )
 
 

@@ -1,4 +1,4 @@
-"""The service model: ``Service``, ``@api``, ``event`` and ``@subscribe``.
+"""The service model: ``Service``, ``@api``, ``event``, ``@subscribe`` and ``@auth``.
 
 Decorators only attach metadata and return the function unchanged, so a service method stays a
 plain method that a unit test can call. Reflection into an interface happens in
@@ -19,6 +19,7 @@ M = TypeVar("M")
 
 API_ATTR = "__lumi_api__"
 SUBSCRIBE_ATTR = "__lumi_subscribe__"
+AUTH_ATTR = "__lumi_auth__"
 
 
 class Service:
@@ -51,6 +52,7 @@ class ApiOptions:
     idempotent: bool = False
     timeout: float | None = None
     retry: Retry | None = None
+    public: bool = False
 
 
 @overload
@@ -62,6 +64,7 @@ def api(
     idempotent: bool = False,
     timeout: float | None = None,
     retry: Retry | int | bool | None = None,
+    public: bool = False,
 ) -> Callable[[F], F]: ...
 def api(
     fn: F | None = None,
@@ -71,17 +74,24 @@ def api(
     idempotent: bool = False,
     timeout: float | None = None,
     retry: Retry | int | bool | None = None,
+    public: bool = False,
 ) -> F | Callable[[F], F]:
     """Export a method as an RPC: ``@lumi.api`` or ``@lumi.api(idempotent=True, timeout=2)``.
 
     ``name`` renames it on the wire; ``idempotent`` allows retrying it after a timeout;
-    ``timeout`` (seconds) is its default deadline; ``retry`` tells clients how to retry it.
+    ``timeout`` (seconds) is its default deadline; ``retry`` tells clients how to retry it;
+    ``public`` makes it reachable from outside the app, without a service certificate (the
+    service's ``@lumi.auth`` handler, if it has one, then verifies the caller's bearer token).
     The docstring becomes the method's documentation.
     """
     if timeout is not None and timeout <= 0:
         raise ValueError(f"timeout must be positive, not {timeout!r}")
     options = ApiOptions(
-        name=name, idempotent=idempotent, timeout=timeout, retry=Retry.coerce(retry)
+        name=name,
+        idempotent=idempotent,
+        timeout=timeout,
+        retry=Retry.coerce(retry),
+        public=bool(public),
     )
 
     def register(func: F) -> F:
@@ -219,6 +229,25 @@ def subscribe(
         return func
 
     return register
+
+
+def auth(fn: F, /) -> F:
+    """Mark the method that verifies end users' bearer tokens for this service's public methods.
+
+    It takes the token (the text after ``Bearer``) and returns the :class:`lumi.User` the call
+    is made for, or raises :class:`lumi.Unauthenticated`; it may be sync or async. Annotate the
+    token ``str | None`` to be called for public calls that carry no token too (return None to
+    serve them anonymously); otherwise such calls are refused with UNAUTHENTICATED::
+
+        @lumi.auth
+        async def authenticate(self, token: str) -> lumi.User:
+            claims = await verify(token)        # e.g. lumi.Jwt(...).verify
+            return lumi.User(claims["sub"], {"scope": claims.get("scope", "")})
+    """
+    if not callable(fn):
+        raise TypeError(f"@lumi.auth decorates a method, not {fn!r}")
+    setattr(fn, AUTH_ATTR, True)
+    return fn
 
 
 Handler = Callable[..., Awaitable[Any]]

@@ -175,6 +175,16 @@ class _Differ:
                 )
             elif now.idempotent and not was.idempotent:
                 self.add("idempotency-added", path, Level.COMPATIBLE, "now idempotent")
+            if was.public and not now.public:
+                self.add(
+                    "public-removed",
+                    path,
+                    Level.WIRE,
+                    "no longer public; callers from outside the app (no service certificate) "
+                    "are refused with UNAUTHENTICATED",
+                )
+            elif now.public and not was.public:
+                self.add("public-added", path, Level.COMPATIBLE, "now public")
             if was.doc != now.doc:
                 self.add("doc-changed", path, Level.COMPATIBLE, "documentation changed")
             if (was.timeout, was.retry) != (now.timeout, now.retry):

@@ -13,13 +13,17 @@ field                  rule                                                     
 =====================  ==============================================================  =========
 ``x-correlation-id``   1-128 visible ASCII characters (``!`` to ``~``)                 refused
 ``idempotency-key``    1-255 visible ASCII characters                                  refused
-``x-lumi-caller``      1-255 visible ASCII characters                                  refused
+``authorization``      1-8192 printable ASCII characters (spaces too: ``Bearer …``)    refused
+``x-lumi-user``        1-4096 characters of an encoded user; read only from a caller      refused /
+                       with a verified certificate (``peer``), ignored from others     ignored
 ``traceparent``        at most 512 visible ASCII characters; a malformed one is        refused /
                        ignored (W3C: start a new trace)                                ignored
 ``x-lumi-deadline``    absolute deadline, whole Unix epoch milliseconds: 1-16 digits   refused
 =====================  ==============================================================  =========
 
-Each field at most once. A deadline already past is not a bad value: the call ends with
+Each field at most once. The caller is never a header: it is the identity of the verified
+client certificate (``peer``), None without one — a claimed ``x-lumi-caller`` is ignored. A
+deadline already past is not a bad value: the call ends with
 DEADLINE_EXCEEDED where it would have run.
 """
 
@@ -28,18 +32,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NoReturn
 
-from lumi.model.context import Metadata
+from lumi.model.context import Metadata, User
 from lumi.model.errors import InvalidArgument
 
 CORRELATION_ID = "x-correlation-id"
 TRACEPARENT = "traceparent"
 DEADLINE = "x-lumi-deadline"
 IDEMPOTENCY_KEY = "idempotency-key"
-CALLER = "x-lumi-caller"
+AUTHORIZATION = "authorization"
+USER = "x-lumi-user"
+CALLER = "x-lumi-caller"  # no longer read or sent (the caller is the peer's certificate)
 
 MAX_CORRELATION_ID = 128
 MAX_IDEMPOTENCY_KEY = 255
-MAX_CALLER = 255
+MAX_CALLER = 255  # a caller identity (SPIFFE id) as other metadata may name it
+MAX_AUTHORIZATION = 8192
 MAX_TRACEPARENT = 512
 MAX_DEADLINE_DIGITS = 16  # epoch ms; 16 digits reach the year 318857
 
@@ -51,15 +58,15 @@ TOKEN_PATTERN = "^[!-~]+$"
 _LIMITS = {
     CORRELATION_ID: MAX_CORRELATION_ID,
     IDEMPOTENCY_KEY: MAX_IDEMPOTENCY_KEY,
-    CALLER: MAX_CALLER,
     TRACEPARENT: MAX_TRACEPARENT,
 }
 _FIELD = {
     CORRELATION_ID: "correlation_id",
     TRACEPARENT: "traceparent",
     IDEMPOTENCY_KEY: "idempotency_key",
-    CALLER: "caller",
     DEADLINE: "deadline",
+    AUTHORIZATION: "authorization",
+    USER: "user",
 }
 # Names as they arrive: str (gRPC, Thrift) or bytes (HTTP), both looked up in one dict.
 _BY_NAME: dict[str | bytes, str] = {
@@ -95,11 +102,13 @@ def _deadline(value: str) -> float:
     _refuse(DEADLINE, rule, value)
 
 
-def inbound_metadata(pairs: Iterable[tuple[str | bytes, str | bytes]]) -> Metadata:
+def inbound_metadata(
+    pairs: Iterable[tuple[str | bytes, str | bytes]], *, peer: str | None = None
+) -> Metadata:
     """The :class:`Metadata` of an inbound call from its metadata pairs (names lower-case;
-    unrelated pairs are skipped); raises :class:`InvalidArgument` for a value that breaks a
-    rule in the module docstring."""
-    metadata = Metadata()
+    unrelated pairs are skipped) and ``peer``, the caller's verified identity (TLS) if any;
+    raises :class:`InvalidArgument` for a value that breaks a rule in the module docstring."""
+    metadata = Metadata(caller=peer)
     seen: set[str] = set()
     for raw_name, raw_value in pairs:
         name = _BY_NAME.get(raw_name)
@@ -111,9 +120,20 @@ def inbound_metadata(pairs: Iterable[tuple[str | bytes, str | bytes]]) -> Metada
         seen.add(name)
         if name == DEADLINE:
             metadata.deadline = _deadline(value)
+        elif name == AUTHORIZATION:
+            metadata.authorization = _authorization(value)
+        elif name == USER:
+            if peer is not None:  # relayed by an identified service; from anyone else, noise
+                metadata.user = User.from_header(value)
         else:
             setattr(metadata, _FIELD[name], _token(name, value))
     return metadata
+
+
+def _authorization(value: str) -> str:
+    if 0 < len(value) <= MAX_AUTHORIZATION and value.isascii() and value.isprintable():
+        return value
+    _refuse(AUTHORIZATION, f"1-{MAX_AUTHORIZATION} printable ASCII characters", value)
 
 
 def _fine(value: str | None, limit: int) -> bool:
@@ -130,12 +150,13 @@ def check_metadata(metadata: Metadata) -> Metadata:
         _fine(metadata.correlation_id, MAX_CORRELATION_ID)
         and _fine(metadata.traceparent, MAX_TRACEPARENT)
         and _fine(metadata.idempotency_key, MAX_IDEMPOTENCY_KEY)
-        and _fine(metadata.caller, MAX_CALLER)
     ):
-        for name in (CORRELATION_ID, TRACEPARENT, IDEMPOTENCY_KEY, CALLER):
+        for name in (CORRELATION_ID, TRACEPARENT, IDEMPOTENCY_KEY):
             value = getattr(metadata, _FIELD[name])
             if value is not None:
                 _token(name, value)
+    if metadata.authorization is not None:
+        _authorization(metadata.authorization)
     deadline = metadata.deadline
     if deadline is not None and not (0 <= deadline < _MAX_DEADLINE):  # NaN fails both
         raise InvalidArgument(

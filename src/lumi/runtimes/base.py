@@ -41,6 +41,9 @@ class ReplicaSpec:
     environment: dict[str, str] = dataclasses.field(default_factory=dict)  # services.X.environment
     node: str | None = None  # the node it runs on (lumi run --nodes, per-node placement)
     placement: dict[str, str] = dataclasses.field(default_factory=dict)  # endpoint → its node
+    # mTLS: the folder of its certificate bundle (tls.crt, tls.key, ca.crt), kept current by
+    # whoever issued it; None: $LUMI_TLS_DIR (a mounted Secret), when the app's mTLS is on
+    tls_dir: str | None = None
 
     @property
     def name(self) -> str:

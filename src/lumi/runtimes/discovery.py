@@ -42,6 +42,7 @@ class Registry(pydantic.BaseModel):
     env: str | None = None
     supervisor_pid: int
     mode: str = "process"  # the runtime every service was forced to, or "process"
+    mtls: bool = False  # endpoints speak mTLS: call them as the operator (.lumi/ca/certs)
     services: dict[str, ServiceState] = {}
 
 

@@ -22,6 +22,7 @@ import ast
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -33,6 +34,7 @@ from lumi.packaging.compat import diff_interfaces
 from lumi.runtimes.base import StartError
 from lumi.runtimes.discovery import write_interfaces
 from lumi.runtimes.supervisor import Supervisor
+from lumi.security.issuer import operator_tls
 
 log = logging.getLogger("lumi.reload")
 
@@ -223,7 +225,8 @@ class Reloader:
         old = self.sup.interfaces.get(name)
         # Only the running replica knows its new interface; HTTP serves it at /interface.
         http = [url for url in self.sup.endpoints[name] if url.startswith("http://")]
-        new = await fetch_interface(http[0], name) if http else None
+        tls = operator_tls(self.root).client_context() if self.sup.issuer else None
+        new = await fetch_interface(http[0], name, tls) if http else None
         if new is None or old is None:
             return
         self.sup.interfaces[name] = new
@@ -248,13 +251,18 @@ class Reloader:
             )
 
 
-async def fetch_interface(endpoint: str, name: str) -> ServiceInterface | None:
-    """The interface a running replica serves at ``GET /interface`` (None if unreadable)."""
+async def fetch_interface(
+    endpoint: str, name: str, tls: ssl.SSLContext | None = None
+) -> ServiceInterface | None:
+    """The interface a running replica serves at ``GET /interface`` (None if unreadable);
+    ``tls``: the app speaks mTLS, connect with this context."""
     timeout = aiohttp.ClientTimeout(total=5)
+    if tls is not None:
+        endpoint = endpoint.replace("http://", "https://", 1)
     with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError, KeyError, ValueError):
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
-            session.get(f"{endpoint}/interface") as resp,
+            session.get(f"{endpoint}/interface", ssl=tls or False) as resp,
         ):
             data = await resp.json()
         return ServiceInterface.from_dict(data[name])

@@ -10,6 +10,7 @@ lets in-flight calls finish (bounded by the grace period), runs ``shutdown`` hoo
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 from collections.abc import Callable, Mapping
@@ -27,6 +28,7 @@ from lumi.runtime_services.resilience.balancer import Balancer
 from lumi.runtimes import stack
 from lumi.runtimes.base import ReplicaSpec
 from lumi.runtimes.host import Host
+from lumi.security import setup as security
 from lumi.transports import idl
 from lumi.transports.base import (
     ChannelSettings,
@@ -66,6 +68,8 @@ class ReplicaRunner:
             name: interface(cls) for name, cls in classes.items()
         }
         self.interface = self.interfaces[spec.service]
+        # mTLS: this replica's certificate, renewed in place (see lumi.security)
+        self.tls = security.replica_tls(config, spec.name, spec.tls_dir)
         binding = config.binding(spec.service)
         # A runtime hosting several replicas in one process may share one broker connection.
         self._owns_broker = broker is None
@@ -74,12 +78,13 @@ class ReplicaRunner:
             name: self._balancer(name) for name in self.interface.requires if name in spec.endpoints
         }
         self.client_stack = stack.client_middlewares(spec.service, services)
+        guard = security.guard(config, self.interfaces, [spec.service], self._hosted)
         self.host = Host(
             [self.cls],
             broker=self.broker,
             channel_for=self._channel_for,
             app=config.name,
-            middlewares=stack.server_middlewares(spec.service, services),
+            middlewares=stack.server_middlewares(spec.service, services, guard=guard),
             guards=stack.server_guards(spec.service, services),
             settings=lambda name: stack.dispatch_settings(config, name),
             external=self.interface.requires,
@@ -87,6 +92,13 @@ class ReplicaRunner:
         )
         self.health = Health(self._ready)
         self.servers: list[Server] = []
+        security.check_transports(config, ((n, transports.get(n)) for n in self.sockets))
+
+    def _hosted(self, name: str) -> tuple[object, Any] | None:
+        """The running instance of ``name`` and its ``@lumi.auth`` handler, if it has one."""
+        instance = self.host.instances.get(name)
+        auth = self.host.reflected[name].auth if name in self.host.reflected else None
+        return None if instance is None or auth is None else (instance, auth)
 
     def transport_for(self, capability: str) -> str:
         """The transport calls to ``capability`` use: the caller's choice, else the first the
@@ -118,7 +130,13 @@ class ReplicaRunner:
         chosen = self.transport_for(name)
         transport = transports.get(chosen)
         iface = self.interfaces.get(name)
-        settings = ChannelSettings(pool_size=self.pool_size(name))
+        secured = security.channel_settings(self.config, self.tls, name)
+        pool_size = self.pool_size(name)
+        settings = (
+            ChannelSettings(pool_size=pool_size)
+            if secured is None
+            else dataclasses.replace(secured, pool_size=pool_size)
+        )
         channels = [
             transport.channel(url, iface, settings)
             for url in self.spec.endpoints[name]
@@ -141,14 +159,17 @@ class ReplicaRunner:
         """Wait (with backoff, one log line per attempt) until every capability is ready."""
         for name, balancer in self.balancers.items():
             transport = transports.get(self.transport_for(name))
+            settings = security.channel_settings(self.config, self.tls, name)
 
             async def any_ready(
-                endpoints: list[str] = balancer.endpoints, transport: Transport = transport
+                endpoints: list[str] = balancer.endpoints,
+                transport: Transport = transport,
+                settings: Any = settings,
             ) -> bool:
                 errors = []
                 for endpoint in endpoints:
                     try:
-                        await transport.probe(endpoint)
+                        await transport.probe(endpoint, settings=settings)
                         return True
                     except ConnectionError as exc:
                         errors.append(str(exc))
@@ -164,6 +185,7 @@ class ReplicaRunner:
         """Start, report ``ready()``, serve until ``stop`` is set, then drain and close."""
         if self._owns_broker:
             await self.broker.start()
+        renewals = asyncio.create_task(self.tls.watch()) if self.tls is not None else None
         try:
             await self._wait_for_capabilities()
             await self.host.start()
@@ -172,6 +194,8 @@ class ReplicaRunner:
             finally:
                 await self.host.stop()
         finally:
+            if renewals is not None:
+                renewals.cancel()
             for balancer in self.balancers.values():
                 await balancer.aclose()
             if self._owns_broker:
@@ -188,6 +212,7 @@ class ReplicaRunner:
             body_timeout=self.config.defaults.body_timeout,
             grace_period=self.config.defaults.grace_period,
             admin={"/metrics": self.services.metrics.route},
+            tls=self.tls,
         )
         try:
             for name, sock in self.sockets.items():

@@ -5,8 +5,9 @@ stack (around each handled call and event delivery), the client-side stack (arou
 outbound call) and the publish stack, so logging, correlation, tracing, metrics, deadlines and
 retries are added once and inherited by every transport and broker::
 
-    server:  ServerObserver (correlation, span, metrics, access log) → dispatcher, which
-             validates the arguments, then IdempotencyCache (a guard) → the method
+    server:  ServerObserver (correlation, span, metrics, access log) → Guard (who may call,
+             lumi.security.guard; before anything is parsed) → dispatcher, which validates
+             the arguments, then IdempotencyCache (a guard) → the method
     client:  ClientObserver (span, metrics) → Resilience (deadline, retry, budget)
              → Balancer (endpoint, failover, breaker per endpoint and method) → channel
     publish: PublishObserver (span, traceparent into the envelope, counter) → broker
@@ -132,10 +133,17 @@ def configure(services: RuntimeServices) -> None:
     _current = services
 
 
-def server_middlewares(service: str, runtime: RuntimeServices | None = None) -> list[Middleware]:
-    """Middleware around calls and event deliveries handled by ``service`` (outermost first)."""
+def server_middlewares(
+    service: str, runtime: RuntimeServices | None = None, *, guard: Middleware | None = None
+) -> list[Middleware]:
+    """Middleware around calls and event deliveries handled by ``service`` (outermost first);
+    ``guard`` decides who may call (after the observer logs a call, before anything is cached
+    or parsed)."""
     r = runtime or current()
-    return [ServerObserver(r.tracing, r.metrics)]
+    stack: list[Middleware] = [ServerObserver(r.tracing, r.metrics)]
+    if guard is not None:
+        stack.append(guard)
+    return stack
 
 
 def server_guards(service: str, runtime: RuntimeServices | None = None) -> list[Middleware]:

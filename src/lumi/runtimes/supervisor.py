@@ -10,6 +10,9 @@
   exit status.
 * SIGINT/SIGTERM: services stop in reverse dependency order; each replica drains in-flight
   calls (bounded by the grace period) and is killed only if it overruns.
+* With mTLS on (``security.mtls``, the default) it is the app's certificate authority: every
+  replica and the operator get a short-lived certificate, renewed in place at half its
+  lifetime (:mod:`lumi.security.issuer`).
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ from lumi.runtimes.discovery import (
     write_interfaces,
     write_registry,
 )
+from lumi.security import setup as security
+from lumi.security.issuer import Issuer
+from lumi.security.policy import check as check_access
 
 Emit = Callable[[str, str], None]
 """Where output goes: ``emit(source, line)``; source is ``"Service[i]"`` or ``"lumi"``."""
@@ -62,6 +68,8 @@ class _Slot:
         self.endpoints = [transports.get(t).endpoint_of(s) for t, s in sockets.items()]
         self.addresses = {t: s.getsockname()[:2] for t, s in sockets.items()}
         self.runtime: Runtime = sup.runtime_of(service)
+        issuer = sup.issuer
+        self.tls_dir = str(issuer.issue_replica(service, index)) if issuer and sockets else None
         self.replica: Replica | None = None
         self.state = ReplicaState(
             index=index, endpoints=self.endpoints, runtime=self.runtime.name, node=node
@@ -85,6 +93,7 @@ class _Slot:
             environment=config.service(self.service).environment,
             node=self.node,
             placement=self.sup.placement,
+            tls_dir=self.tls_dir,
         )
         self.state.state = "starting"
         replica: Replica | None = None
@@ -199,6 +208,13 @@ class Supervisor:
             cls.name: interface(cls) for cls in config.load_services()
         }
         self.order = start_order(self.interfaces.values())
+        check_access(config, self.interfaces)
+        security.check_transports(
+            config,
+            ((n, transports.get(n)) for name in self.order for n in config.binding(name).rpc or []),
+        )
+        self.issuer = Issuer(config) if config.security.mtls else None
+        self._renewals: asyncio.Task[None] | None = None
         self.slots: dict[str, list[_Slot]] = {}
         self.endpoints: dict[str, list[str]] = {}
         self._runtimes: dict[str, Runtime] = {}
@@ -223,6 +239,9 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop)
+        if self.issuer is not None:
+            self.issuer.issue_operator()
+            self._renewals = asyncio.create_task(self.issuer.run())
         try:
             self._bind_all()
             write_interfaces(self.config.root, self.interfaces)
@@ -340,6 +359,8 @@ class Supervisor:
 
     async def shutdown(self) -> None:
         self.stopping = True
+        if self._renewals is not None:
+            self._renewals.cancel()
         grace = self.config.defaults.grace_period
         for name in reversed(self.order):
             slots = self.slots.get(name, [])
@@ -357,6 +378,7 @@ class Supervisor:
             env=self.config.environment,
             supervisor_pid=os.getpid(),
             mode=self.runtime_override or "process",
+            mtls=self.issuer is not None,
             services={
                 name: ServiceState(
                     endpoints=self.endpoints[name],
@@ -373,3 +395,6 @@ class Supervisor:
         self.emit("lumi", f"app {self.config.name!r} is running; Ctrl-C stops it")
         for name in self.order:
             self.emit("lumi", f"  {name:<16} {' '.join(self.endpoints[name])}")
+        if self.issuer is not None:
+            operator = self.issuer.folder("operator")
+            self.emit("lumi", f"mTLS on; the operator's certificate (for curl --cert): {operator}")

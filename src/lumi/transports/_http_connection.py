@@ -82,9 +82,9 @@ class ClientConnection(asyncio.Protocol):
                 self._complete()  # a body that ends with the connection
             else:
                 why = f": {exc}" if exc is not None else ""
-                waiter.set_exception(
-                    ConnectionClosed(f"the connection closed before a complete response{why}")
-                )
+                closed = ConnectionClosed(f"the connection closed before a complete response{why}")
+                closed.__cause__ = exc  # e.g. the TLS alert a server refused our certificate with
+                waiter.set_exception(closed)
         self.waiter = None
         self.on_lost(self)
 

@@ -45,11 +45,17 @@ from typing import Any
 import httptools
 
 from lumi.transports.base import DEFAULT_BACKLOG
+from lumi.transports.tls import transport_identity
+from lumi.transports.tls_server import TlsConnection
 
 log = logging.getLogger("lumi.http")
 
 Request = tuple[bytes, bytes, list[tuple[bytes, bytes]], bytes]
-"""(method, path, headers with lower-case names, body)."""
+"""(method, path, headers with lower-case names, body).
+
+Over TLS with a verified client certificate, the first header is ``(PEER, identity)``: no
+header sent by a client can have that name (``:`` ends a header name on the wire)."""
+PEER = b":peer"
 Response = tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]
 """(status, content type, body, extra headers)."""
 Respond = Callable[[Request], Awaitable[Response]]
@@ -138,6 +144,7 @@ class Connection(asyncio.Protocol):
         self.discarded = 0
         self._writable: asyncio.Future[None] | None = None  # set while the client is not reading
         self.write_paused_at = 0.0
+        self.peer: list[tuple[bytes, bytes]] = []
         self._reset()
 
     def _reset(self) -> None:
@@ -152,6 +159,9 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.state.connections.add(self)
+        identity = transport_identity(transport)  # TLS: the handshake is over by now
+        if identity is not None:
+            self.peer = [(PEER, identity.encode())]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
@@ -276,7 +286,8 @@ class Connection(asyncio.Protocol):
         path = self.url.split(b"?", 1)[0]
         body = b"".join(self.body)
         self.body = []
-        request: Request = (method, path, self.headers, body)
+        headers = [*self.peer, *self.headers] if self.peer else self.headers
+        request: Request = (method, path, headers, body)
         self.pending.append((request, self.parser.should_keep_alive()))
         self.waiting_bytes += len(body)
         if (
@@ -408,6 +419,18 @@ class Connection(asyncio.Protocol):
                 transport.close()
 
 
+_PLAINTEXT = (
+    b'{"code":"UNAUTHENTICATED","message":"this endpoint speaks TLS: call it with https:// '
+    b'(with a client certificate of the app for any method that is not public)",'
+    b'"details":null}'
+)
+
+
+def _plaintext_answer(data: bytes) -> bytes:
+    """What a plain-HTTP request to a TLS port gets: 401, saying to use TLS."""
+    return _head(401, b"application/json", len(_PLAINTEXT), False) + b"\r\n" + _PLAINTEXT
+
+
 class HttpListener:
     """Accepts connections on a listening socket and drains them on close."""
 
@@ -416,13 +439,18 @@ class HttpListener:
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
-    async def start(self, sock: Any) -> None:
+    async def start(self, sock: Any, ssl: Any = None) -> None:
+        """Accept on ``sock``; with ``ssl`` (an ``ssl.SSLContext``), over TLS."""
         loop = asyncio.get_running_loop()
+        if ssl is None:
+            factory: Callable[[], asyncio.Protocol] = lambda: Connection(self.state)  # noqa: E731
+        else:
+            factory = lambda: TlsConnection(  # noqa: E731
+                ssl, Connection(self.state), on_plaintext=_plaintext_answer
+            )
         # create_server listens again with its own backlog (100 unless told): keep the
         # documented one.
-        self._server = await loop.create_server(
-            lambda: Connection(self.state), sock=sock, backlog=DEFAULT_BACKLOG
-        )
+        self._server = await loop.create_server(factory, sock=sock, backlog=DEFAULT_BACKLOG)
         self._sweeper = loop.create_task(self._sweep())
 
     async def _sweep(self) -> None:

@@ -13,6 +13,12 @@ A transport gives a runtime everything it needs to put a service on the wire:
   middleware shared by every transport (:mod:`lumi.runtime_services.resilience.balancer`);
 * :meth:`Transport.probe` asks an endpoint whether it is ready.
 
+Mutual TLS goes through the same seam (:mod:`lumi.transports.tls`): a server given
+``ServerSettings.tls`` speaks TLS, asks for a client certificate and puts the verified peer's
+SPIFFE identity in ``Metadata.caller`` (a caller's claim is never read); a channel given
+``ChannelSettings(tls=…, server_name=…)`` presents its certificate and accepts only a callee whose
+certificate names ``server_name``. A transport that does so sets ``supports_tls``.
+
 Endpoints are URLs whose scheme names the transport: ``http://127.0.0.1:8123``,
 ``grpc://127.0.0.1:9000``. A replica may serve several transports at once, one endpoint each.
 
@@ -28,14 +34,15 @@ from __future__ import annotations
 import abc
 import dataclasses
 import socket
-import ssl
 from collections.abc import Awaitable, Callable, Mapping
+from ssl import SSLContext
 from types import TracebackType
 from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit
 
 from lumi.model.interface import ServiceInterface
 from lumi.pipeline.call import Call, Handler
+from lumi.transports.tls import Tls
 
 ReadyCheck = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
 """Readiness of what a replica hosts: ``(ready, details)``."""
@@ -82,6 +89,8 @@ class ServerSettings:
     body_timeout: float = 30.0
     grace_period: float = 10.0
     admin: Mapping[str, AdminRoute] = dataclasses.field(default_factory=dict)
+    # mTLS (lumi.transports.tls): the caller's identity is its verified certificate's
+    tls: Tls | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,12 +120,20 @@ class ChannelSettings:
 
     ``pool_size`` bounds the connections a channel keeps to its endpoint: as many calls as that
     are in flight at once (HTTP/1.1 carries one per connection), later ones wait for a free
-    connection. ``ssl``, when set, makes the connections TLS with that context (mTLS when it
-    holds a client certificate).
+    connection. ``tls``, when set, makes the connections mTLS with that identity's certificate
+    (renewed in place: new connections use the current one), and the callee's certificate must
+    name ``server_name`` (:func:`lumi.security.identity.server_name`; None: the endpoint's
+    host). ``ssl`` is a plain TLS context instead, for channels to servers outside the app.
     """
 
     pool_size: int = DEFAULT_POOL_SIZE
-    ssl: ssl.SSLContext | None = None
+    tls: Tls | None = None
+    server_name: str | None = None
+    ssl: SSLContext | None = None
+
+    def ssl_context(self) -> SSLContext | None:
+        """The context connections are made with (None: plaintext)."""
+        return self.tls.client_context() if self.tls is not None else self.ssl
 
 
 def transport_of(url: str) -> str:
@@ -182,6 +199,8 @@ class Transport(abc.ABC):
     """One way calls travel (HTTP/JSON, gRPC, ...): binding, serving, calling, probing."""
 
     name: ClassVar[str]
+    supports_tls: ClassVar[bool] = False
+    """True when servers take ``ServerSettings.tls`` and channels ``ChannelSettings.tls``."""
 
     def bind(self, host: str, port: int) -> socket.socket:
         """A socket reserving ``host:port`` (0: a free port) for one replica.
@@ -217,8 +236,10 @@ class Transport(abc.ABC):
     ) -> Channel:
         """A channel to one endpoint of this transport; ``interface`` is the callee's, for
         transports whose messages are typed by it (gRPC, Thrift); ``settings`` (None: the
-        defaults) bound its connections."""
+        defaults) bound its connections and say how to connect."""
 
     @abc.abstractmethod
-    async def probe(self, endpoint: str, *, timeout: float = 2.0) -> None:
+    async def probe(
+        self, endpoint: str, *, timeout: float = 2.0, settings: ChannelSettings | None = None
+    ) -> None:
         """Return if ``endpoint`` is ready to serve; raise ``ConnectionError`` saying why not."""

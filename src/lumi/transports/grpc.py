@@ -4,7 +4,8 @@ Wire contract::
 
     /<package>.<service>.<Service>/<Method>   request <Method>Request, response <Method>Response
                                               (the result in field ``value``)
-      metadata      x-correlation-id, traceparent, idempotency-key, x-lumi-caller
+      metadata      x-correlation-id, traceparent, idempotency-key, authorization (Bearer),
+                    x-lumi-user (read only from a caller with a verified certificate)
       deadline      the gRPC deadline (grpc-timeout)
       errors        the gRPC status code of the same number as Lumi's code, the message as the
                     status message, and google.rpc.Status in ``grpc-status-details-bin`` with an
@@ -18,10 +19,18 @@ The descriptors are built in-process from the interface (:func:`lumi.codegen.pro
 the walk that renders the ``.proto``), with field numbers from the lock: no protoc step. The
 server hands the dispatcher JSON, like every transport, so the whole pipeline is shared;
 conversion is in :mod:`lumi.transports._proto_codec`.
+
+With ``ServerSettings.tls`` the server requires a client certificate of the app's CA (grpcio
+offers no "ask, but accept calls without one" mode, so public methods are reachable without a
+certificate over HTTP and Thrift only) and takes the caller's identity from gRPC's verified
+``peer_spiffe_id``; renewed certificates are served to new connections. A channel with
+``ChannelSettings.tls`` checks the callee's certificate names ``server_name`` and moves to a
+new connection when its own certificate is renewed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import socket
@@ -63,6 +72,7 @@ from lumi.transports.base import (
     Transport,
 )
 from lumi.transports.idl import IdlOptions
+from lumi.transports.tls import Tls
 
 log = logging.getLogger("lumi.grpc")
 
@@ -73,6 +83,10 @@ _TO_GRPC = {code: grpc.StatusCode[code.value] for code in StatusCode}
 _FROM_GRPC = {grpc_code.value[0]: code for code, grpc_code in _TO_GRPC.items()}
 _SAFE_INT = 2**53
 _NOT_CONNECTED = ("failed to connect", "Connection refused", "connections to all backends failing")
+_TLS_FAILED = ("andshake", "CERTIFICATE_VERIFY_FAILED", "ertificate", "erification", "SSL_ERROR")
+# A TLS server that refuses our certificate closes the connection mid-handshake; a server
+# that is down or restarting refuses the connection instead.
+_REFUSED_HANDSHAKE = "Socket closed"
 _EMPTY_ARGS = b"{}"
 
 
@@ -160,9 +174,9 @@ def _from_value(value: struct_pb2.Value) -> Any:
     return None
 
 
-def error_from_rpc(exc: grpc.aio.AioRpcError, what: str) -> LumiError:
+def error_from_rpc(exc: grpc.aio.AioRpcError, what: str, *, tls: bool = False) -> LumiError:
     """The Lumi error an RPC failed with: rebuilt from the rich status when the server sent
-    one, else from the status code (a transport failure)."""
+    one, else from the status code (a transport failure); ``tls``: the channel is TLS."""
     for key, raw in exc.trailing_metadata() or ():
         if key == _DETAILS_KEY and isinstance(raw, bytes):
             status = status_pb2.Status.FromString(raw)
@@ -185,6 +199,15 @@ def error_from_rpc(exc: grpc.aio.AioRpcError, what: str) -> LumiError:
     if code is StatusCode.UNAVAILABLE:
         # No rich status: gRPC itself failed. Connecting failed → nothing was sent; anything
         # else (a reset, a closed socket) happened after the call went out.
+        if any(sign in message for sign in _TLS_FAILED):
+            return LumiError.for_code(StatusCode.UNAUTHENTICATED)(
+                f"{what}: the TLS handshake failed: {message}"
+            )
+        if tls and _REFUSED_HANDSHAKE in message and "failed to connect" in message:
+            return LumiError.for_code(StatusCode.UNAUTHENTICATED)(
+                f"{what}: the server closed the connection during the TLS handshake: it did not "
+                f"accept this caller's certificate (expired, or not from the app's CA)"
+            )
         if any(sign in message for sign in _NOT_CONNECTED):
             return NotSent(f"cannot reach {what}: {message}")
         return Lost(f"{what}: connection lost: {message}")
@@ -220,7 +243,7 @@ class _Health(health_aio.HealthServicer):  # type: ignore[misc]
 class _Method:
     """Serves one RPC: protobuf in, JSON through the pipeline, protobuf out."""
 
-    __slots__ = ("handler", "method", "request", "response", "service", "wraps_value")
+    __slots__ = ("handler", "method", "request", "response", "secure", "service", "wraps_value")
 
     def __init__(
         self,
@@ -229,8 +252,10 @@ class _Method:
         method: str,
         request: MessageCodec,
         response: MessageCodec,
+        secure: bool = False,
     ) -> None:
         self.handler = handler
+        self.secure = secure  # served over TLS: the caller is the peer's certificate
         self.service = service
         self.method = method
         self.request = request
@@ -238,8 +263,11 @@ class _Method:
         self.wraps_value = "value" in response.cls.DESCRIPTOR.fields_by_name
 
     async def __call__(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
-        try:
-            metadata = inbound_metadata(context.invocation_metadata() or ())
+        peer = context.auth_context().get("peer_spiffe_id") if self.secure else None
+        try:  # the caller is the certificate verified by the TLS handshake, if any
+            metadata = inbound_metadata(
+                context.invocation_metadata() or (), peer=peer[0].decode() if peer else None
+            )
         except LumiError as exc:  # the caller's bad metadata: refused before any work
             details = ((_DETAILS_KEY, status_details(exc)),)
             await context.abort(_TO_GRPC[exc.code], exc.message, trailing_metadata=details)
@@ -310,7 +338,9 @@ class GrpcServer(Server):
             handlers = {
                 rpc: grpc.unary_unary_rpc_method_handler(
                     # a bound coroutine method: grpc.aio tells async behaviours by inspection
-                    _Method(self.handler, name, method, request, response).__call__
+                    _Method(
+                        self.handler, name, method, request, response, self.settings.tls is not None
+                    ).__call__
                 )
                 for method, (rpc, request, response) in codec.methods.items()
             }
@@ -323,7 +353,12 @@ class GrpcServer(Server):
         reflection.enable_server_reflection(
             [*names, reflection.SERVICE_NAME], server, pool=self._reflection_pool()
         )
-        port = server.add_insecure_port(f"{self._host}:{self._port}")
+        address = f"{self._host}:{self._port}"
+        tls = self.settings.tls
+        if tls is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, _server_credentials(tls))
         if port == 0:
             raise OSError(f"gRPC cannot listen on {self._host}:{self._port}")
         await server.start()
@@ -353,6 +388,31 @@ class GrpcServer(Server):
         self._server = None
 
 
+def _server_credentials(tls: Tls) -> grpc.ServerCredentials:
+    """Credentials that give each new connection the certificate in use (renewals included)."""
+
+    def configuration() -> Any:
+        pem = tls.pem
+        return grpc.ssl_server_certificate_configuration([(pem.key, pem.cert)], pem.ca)
+
+    served = [tls.generation]
+
+    def fetch() -> Any:
+        if tls.generation == served[0]:
+            return None  # keep the current one
+        served[0] = tls.generation
+        return configuration()
+
+    return grpc.dynamic_ssl_server_credentials(
+        configuration(), fetch, require_client_authentication=True
+    )
+
+
+def _channel_credentials(tls: Tls) -> grpc.ChannelCredentials:
+    pem = tls.pem
+    return grpc.ssl_channel_credentials(pem.ca, pem.key or None, pem.cert or None)
+
+
 # -- channel -----------------------------------------------------------------------------------
 
 
@@ -366,14 +426,18 @@ class GrpcChannel(Channel):
         interface: ServiceInterface,
         options: IdlOptions | None = None,
         max_message: int = 64 * 1024 * 1024,
+        settings: ChannelSettings | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.target = endpoint.removeprefix("grpc://").rstrip("/")
+        self.settings = settings or ChannelSettings()
+        self._generation = -1
         chosen = options or idl.current()
         self.codec = service_codec(interface, chosen.package, lock_text(chosen.lock("proto")))
         self._max = max_message
         self._channel: grpc.aio.Channel | None = None
         self._stubs: dict[str, tuple[Any, MessageCodec, MessageCodec]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     def _stub(self, method: str) -> tuple[Any, MessageCodec, MessageCodec]:
         found = self._stubs.get(method)
@@ -386,21 +450,42 @@ class GrpcChannel(Channel):
                 f"{', '.join(sorted(self.codec.methods)) or '(none)'}"
             )
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(
-                self.target,
-                options=[
-                    ("grpc.max_receive_message_length", self._max),
-                    ("grpc.max_send_message_length", self._max),
-                    ("grpc.enable_retries", 0),  # Lumi's resilience layer decides retries
-                ],
-            )
+            self._channel = self._connect()
         rpc, request, response = entry
         stub = self._channel.unary_unary(f"/{self.codec.service}/{rpc}")
         self._stubs[method] = found = (stub, request, response)
         return found
 
+    def _connect(self) -> grpc.aio.Channel:
+        options: list[tuple[str, str | int]] = [
+            ("grpc.max_receive_message_length", self._max),
+            ("grpc.max_send_message_length", self._max),
+            ("grpc.enable_retries", 0),  # Lumi's resilience layer decides retries
+        ]
+        tls = self.settings.tls
+        if tls is None:
+            return grpc.aio.insecure_channel(self.target, options=options)
+        self._generation = tls.generation
+        if self.settings.server_name:
+            options.append(("grpc.ssl_target_name_override", self.settings.server_name))
+        return grpc.aio.secure_channel(self.target, _channel_credentials(tls), options=options)
+
+    def _renewed(self) -> None:
+        """Our certificate was renewed: new calls go over a new connection presenting it;
+        calls in flight finish on the old one, which is then closed."""
+        old = self._channel
+        self._channel = None
+        self._stubs.clear()
+        if old is not None:
+            task = asyncio.get_running_loop().create_task(old.close(grace=60.0))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
     async def call(self, call: Call) -> bytes:
         check_metadata(call.metadata)  # what the callee's edge would refuse is not sent
+        tls = self.settings.tls
+        if tls is not None and tls.generation != self._generation and self._channel is not None:
+            self._renewed()
         stub, request, response = self._stub(call.method)
         try:
             arguments = pydantic_core.from_json(call.body or _EMPTY_ARGS)
@@ -418,7 +503,8 @@ class GrpcChannel(Channel):
         try:
             answer = await stub(data, timeout=timeout, metadata=_outbound(meta))
         except grpc.aio.AioRpcError as exc:
-            raise error_from_rpc(exc, f"{call.service}.{call.method} at {self.endpoint}") from None
+            what = f"{call.service}.{call.method} at {self.endpoint}"
+            raise error_from_rpc(exc, what, tls=tls is not None) from None
         return pydantic_core.to_json(response.decode(answer).get("value"))
 
     async def aclose(self) -> None:
@@ -426,6 +512,8 @@ class GrpcChannel(Channel):
             await self._channel.close()
             self._channel = None
             self._stubs.clear()
+        for task in list(self._closing):
+            await task
 
 
 def _with_deps(file: Any) -> list[Any]:
@@ -444,15 +532,26 @@ def _outbound(meta: Metadata) -> tuple[tuple[str, str], ...]:
         pairs.append(("traceparent", meta.traceparent))
     if meta.idempotency_key:
         pairs.append(("idempotency-key", meta.idempotency_key))
-    if meta.caller:
-        pairs.append(("x-lumi-caller", meta.caller))
+    if meta.user is not None:
+        pairs.append(("x-lumi-user", meta.user.to_header()))
+    if meta.authorization:
+        pairs.append(("authorization", meta.authorization))
     return tuple(pairs)
 
 
-async def probe(endpoint: str, *, timeout: float, service: str = "") -> None:
+async def probe(
+    endpoint: str, *, timeout: float, service: str = "", settings: ChannelSettings | None = None
+) -> None:
     """Ask ``endpoint``'s grpc.health.v1 service; raise ConnectionError unless SERVING."""
     target = endpoint.removeprefix("grpc://").rstrip("/")
-    async with grpc.aio.insecure_channel(target) as channel:
+    tls = settings.tls if settings else None
+    if tls is None:
+        opened = grpc.aio.insecure_channel(target)
+    else:
+        name = settings.server_name if settings else None
+        options = [("grpc.ssl_target_name_override", name)] if name else []
+        opened = grpc.aio.secure_channel(target, _channel_credentials(tls), options=options)
+    async with opened as channel:
         check = channel.unary_unary(
             "/grpc.health.v1.Health/Check",
             request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
@@ -486,6 +585,7 @@ class GrpcTransport(Transport):
     health and reflection; channels over one HTTP/2 connection per endpoint."""
 
     name = "grpc"
+    supports_tls = True
 
     def __init__(self, options: IdlOptions | None = None) -> None:
         self.options = options  # None: this process's (lumi.transports.idl.configure)
@@ -507,7 +607,9 @@ class GrpcTransport(Transport):
     ) -> Channel:
         if interface is None:
             raise ValueError(f"a gRPC channel to {endpoint} needs the callee's interface")
-        return GrpcChannel(endpoint, interface=interface, options=self.options)
+        return GrpcChannel(endpoint, interface=interface, options=self.options, settings=settings)
 
-    async def probe(self, endpoint: str, *, timeout: float = 2.0) -> None:
-        await probe(endpoint, timeout=timeout)
+    async def probe(
+        self, endpoint: str, *, timeout: float = 2.0, settings: ChannelSettings | None = None
+    ) -> None:
+        await probe(endpoint, timeout=timeout, settings=settings)

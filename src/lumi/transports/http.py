@@ -5,7 +5,9 @@ Wire contract::
     POST /<service>/<method>        body: the JSON arguments object (empty body = {})
       request headers   content-type: application/json, x-correlation-id, traceparent,
                         x-lumi-deadline (absolute, unix epoch milliseconds), idempotency-key,
-                        x-lumi-caller — checked by :func:`lumi.pipeline.edge.inbound_metadata`
+                        authorization (Bearer, for public methods), x-lumi-user (the end
+                        user, read only from a caller with a verified certificate) — checked
+                        by :func:`lumi.pipeline.edge.inbound_metadata`
       200               the JSON result
       4xx/5xx           {"code": "NOT_FOUND", "message": "...", "details": ...}; the HTTP status
                         is ``StatusCode.http_status`` (408 too slow, 413 body too large, 414 URL
@@ -21,6 +23,11 @@ one endpoint over pooled keep-alive connections with Lumi's own client, also on 
 ``_http_client.py`` for why; bench/hop_bench.py compares a hop with an aiohttp peer), and maps
 a connection that could not be made to :class:`~lumi.model.errors.NotSent`; balancing over
 replicas is the pipeline's.
+
+With ``ServerSettings.tls`` the server speaks HTTPS (mTLS: a client certificate is asked for,
+and its verified SPIFFE identity is the call's ``caller``); a channel with
+``ChannelSettings.tls`` connects with its certificate. The endpoint URL keeps the transport's
+name (``http://``) either way.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import ssl
 import time
 import urllib.parse
 
@@ -52,7 +60,7 @@ from lumi.transports._http_client import (
     ResponseTimeout,
     ResponseTooLarge,
 )
-from lumi.transports._http_server import HttpListener, Limits, Request, Response, ServerState
+from lumi.transports._http_server import PEER, HttpListener, Limits, Request, Response, ServerState
 from lumi.transports.base import (
     AdminRoute,
     Channel,
@@ -63,6 +71,7 @@ from lumi.transports.base import (
     ServerSettings,
     Transport,
 )
+from lumi.transports.tls import handshake_failure
 
 log = logging.getLogger("lumi.http")
 
@@ -104,11 +113,14 @@ class _Router:
 
     async def _call(self, path: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> Response:
         content_type = b""
+        peer: str | None = None
         for name, value in headers:
             if name == b"content-type":
                 content_type = value
+            elif name == PEER:  # the verified client certificate's identity (first, if any)
+                peer = value.decode()
         try:
-            metadata = inbound_metadata(headers)
+            metadata = inbound_metadata(headers, peer=peer)
         except LumiError as exc:
             return _error(exc)
         # Echoed only once valid: what a Lumi client reads back is what the edge accepted.
@@ -201,7 +213,8 @@ class HttpServer(Server):
         host, port = self._sock.getsockname()[:2]
         self._endpoint = f"http://{host}:{port}"
         self._listener = HttpListener(self._state)
-        await self._listener.start(self._sock)
+        tls = self.settings.tls
+        await self._listener.start(self._sock, tls.server_context() if tls else None)
         self.health.serving = True
 
     async def aclose(self) -> None:
@@ -237,8 +250,8 @@ class HttpChannel(Channel):
             size=self.settings.pool_size,
             max_response=max_response,
             request_timeout=request_timeout,
-            ssl=self.settings.ssl,
-            server_hostname=parsed.host,
+            ssl=self.settings.ssl_context(),
+            server_hostname=self.settings.server_name or parsed.host,
         )
         self.request_timeout = request_timeout
         self._host = f"{parsed.host}:{parsed.port}"
@@ -271,6 +284,9 @@ class HttpChannel(Channel):
         try:
             status, answer = await self.pool.request(head, body, timeout)
         except ConnectFailed as exc:
+            refused = _ssl_error(exc)
+            if refused is not None:  # our verdict on its certificate, or its on ours (TLS 1.2)
+                raise handshake_failure(refused, f"{call.service} at {self.endpoint}") from None
             raise NotSent(f"{self.endpoint}: {exc}") from exc
         except ResponseTimeout:
             within = "before the deadline" if timeout is not None else f"in {self.request_timeout}s"
@@ -281,6 +297,9 @@ class HttpChannel(Channel):
                 f"{call.service}.{call.method} at {self.endpoint}: {exc}"
             ) from None
         except OSError as exc:
+            refused = _ssl_error(exc)
+            if refused is not None:  # TLS 1.3: the server's verdict on our certificate
+                raise handshake_failure(refused, f"{call.service} at {self.endpoint}") from None
             raise Lost(  # sent, then the connection broke: retried only if idempotent
                 f"{call.service}.{call.method} at {self.endpoint}: {type(exc).__name__}: {exc}"
             ) from exc
@@ -300,6 +319,8 @@ class HttpTransport(Transport):
     def server(self, handler: Handler, sock: socket.socket, settings: ServerSettings) -> Server:
         return HttpServer(handler, settings, sock=sock)
 
+    supports_tls = True
+
     def channel(
         self,
         endpoint: str,
@@ -308,9 +329,15 @@ class HttpTransport(Transport):
     ) -> Channel:
         return HttpChannel(endpoint, settings)
 
-    async def probe(self, endpoint: str, *, timeout: float = 2.0) -> None:
+    async def probe(
+        self, endpoint: str, *, timeout: float = 2.0, settings: ChannelSettings | None = None
+    ) -> None:
         parsed = Endpoint.parse(endpoint)
-        pool = ConnectionPool(parsed.host, parsed.port, size=1, connect_timeout=timeout)
+        tls = settings.ssl_context() if settings is not None else None
+        name = (settings.server_name if settings is not None else None) or parsed.host
+        pool = ConnectionPool(
+            parsed.host, parsed.port, size=1, connect_timeout=timeout, ssl=tls, server_hostname=name
+        )
         head = f"GET /readyz HTTP/1.1\r\nhost: {parsed.host}:{parsed.port}\r\n"
         head += "connection: close\r\n\r\n"
         try:
@@ -325,8 +352,9 @@ class HttpTransport(Transport):
 
 def _metadata_headers(meta: Metadata) -> bytes:
     """The metadata as header lines, each after a CRLF. The values passed
-    :func:`~lumi.pipeline.edge.check_metadata` (visible ASCII only), so none can break out of
-    its line."""
+    :func:`~lumi.pipeline.edge.check_metadata` (visible ASCII only, spaces in a token), so none
+    can break out of its line. The caller is not sent: the callee reads it from the
+    certificate."""
     text = ""
     if meta.correlation_id:
         text += "\r\nx-correlation-id: " + meta.correlation_id
@@ -336,9 +364,23 @@ def _metadata_headers(meta: Metadata) -> bytes:
         text += f"\r\nx-lumi-deadline: {int(meta.deadline * 1000)}"
     if meta.idempotency_key:
         text += "\r\nidempotency-key: " + meta.idempotency_key
-    if meta.caller:
-        text += "\r\nx-lumi-caller: " + meta.caller
+    if meta.user is not None:
+        text += "\r\nx-lumi-user: " + meta.user.to_header()
+    if meta.authorization:
+        text += "\r\nauthorization: " + meta.authorization
     return text.encode("ascii")
+
+
+def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
+    """The ``ssl.SSLError`` behind a connection error, if TLS is what failed."""
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _remote_error(status: int, body: bytes) -> LumiError:

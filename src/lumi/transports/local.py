@@ -1,10 +1,14 @@
 """The local transport: calls a dispatcher in the same event loop, with no network.
 
 Arguments and results still cross as JSON bytes, and metadata passes the same edge check, so
-validation, limits, errors and isolation are exactly those of a remote call.
+validation, limits, errors and isolation are exactly those of a remote call. As on every wire,
+the callee's ``caller`` is never what the metadata claims: in-process there is no certificate,
+so there is no caller.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from lumi.pipeline import Call, Handler
 from lumi.pipeline.edge import check_metadata
@@ -20,4 +24,6 @@ class LocalChannel(Channel):
 
     async def call(self, call: Call) -> bytes:
         check_metadata(call.metadata)
+        if call.metadata.caller is not None:
+            call.metadata = dataclasses.replace(call.metadata, caller=None)
         return await self._handle(call)

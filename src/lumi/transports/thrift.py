@@ -9,9 +9,13 @@ Wire contract::
                      (code: ErrorCode, the numbers of gRPC's codes; message; details_json)
     metadata         field 32767 ``lumi_meta`` (map<string, string>) of the arguments struct:
                      x-correlation-id, traceparent, x-lumi-deadline (epoch ms),
-                     idempotency-key, x-lumi-caller. It is not in the IDL, so a plain Thrift
-                     client never sends it and a plain Thrift server skips it; the correlation
-                     id comes back the same way in the result struct.
+                     idempotency-key, authorization (Bearer), x-lumi-user (read only from a
+                     caller with a verified certificate). It is not in the IDL, so a plain
+                     Thrift client never sends it and a plain Thrift server skips it; the
+                     correlation id comes back the same way in the result struct.
+    TLS              with ``ServerSettings.tls``, the port speaks TLS (a client certificate
+                     is asked for; its verified SPIFFE identity is the call's caller), as
+                     Apache Thrift's TSSLSocket clients expect
 
 Library: thriftpy2, chosen by measurement (bench/rpc_bench.py ``thrift-codec``): it loads the
 IDL text in-process — no compiler step, like the gRPC descriptors — and its Cython binary
@@ -28,6 +32,7 @@ import contextlib
 import functools
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -60,6 +65,8 @@ from lumi.transports import idl
 from lumi.transports._thrift_codec import MethodPlan, ServiceCodec
 from lumi.transports.base import Channel, ChannelSettings, Server, ServerSettings, Transport
 from lumi.transports.idl import IdlOptions
+from lumi.transports.tls import handshake_failure, transport_identity
+from lumi.transports.tls_server import TlsConnection
 
 log = logging.getLogger("lumi.thrift")
 
@@ -193,10 +200,12 @@ class _Connection(asyncio.Protocol):
         self.pending: collections.deque[_Request] = collections.deque()
         self.worker: asyncio.Task[None] | None = None
         self.last_active = time.monotonic()
+        self.peer: str | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.server.connections.add(self)
+        self.peer = transport_identity(transport)  # the verified client certificate's
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
@@ -291,7 +300,7 @@ class _Connection(asyncio.Protocol):
                 )
                 self._send(name, TMessageType.EXCEPTION, seqid, error)
                 continue
-            result = await self.server.answer(codec, plan, args)
+            result = await self.server.answer(codec, plan, args, self.peer)
             if kind == TMessageType.ONEWAY:
                 continue
             try:
@@ -394,11 +403,15 @@ class ThriftServer(Server):
             return None
         return f"not ready: {pydantic_core.to_json(state, fallback=repr).decode()}"
 
-    async def answer(self, codec: ServiceCodec, plan: MethodPlan, args: Any) -> Any:
-        """Run one call through the handler; the result struct to send back."""
-        metadata = Metadata()
+    async def answer(
+        self, codec: ServiceCodec, plan: MethodPlan, args: Any, peer: str | None = None
+    ) -> Any:
+        """Run one call through the handler; the result struct to send back. ``peer`` is the
+        caller's verified identity (TLS), if any."""
+        metadata = Metadata(caller=peer)
         try:
-            metadata = inbound_metadata((getattr(args, "lumi_meta", None) or {}).items())
+            meta = getattr(args, "lumi_meta", None) or {}
+            metadata = inbound_metadata(meta.items(), peer=peer)
             body = pydantic_core.to_json(plan.args.to_json(args))
             result = await self.handler(Call(codec.iface.name, plan.lumi, body, metadata))
             reply = plan.result()
@@ -415,13 +428,17 @@ class ThriftServer(Server):
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        tls = self.settings.tls
+        if tls is None:
+            factory: Any = lambda: _Connection(self)  # noqa: E731
+        else:
+            context = tls.server_context()
+            factory = lambda: TlsConnection(context, _Connection(self))  # noqa: E731
         if self._sock is not None:
             self._sock.setblocking(False)
-            server = await loop.create_server(lambda: _Connection(self), sock=self._sock)
+            server = await loop.create_server(factory, sock=self._sock)
         else:
-            server = await loop.create_server(
-                lambda: _Connection(self), self._host, self._port, reuse_address=True
-            )
+            server = await loop.create_server(factory, self._host, self._port, reuse_address=True)
         self._server = server
         self._sweeper = loop.create_task(self._sweep())
         host, port = server.sockets[0].getsockname()[:2]
@@ -490,6 +507,7 @@ class ThriftChannel(Channel):
         framed: bool = True,
         pool_size: int = 100,
         max_message: int = 64 * 1024 * 1024,
+        settings: ChannelSettings | None = None,
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown Thrift protocol {protocol!r} (valid: binary, compact)")
@@ -504,6 +522,7 @@ class ThriftChannel(Channel):
         self._idle: list[_Link] = []
         self._pool_size = pool_size
         self._seqid = 0
+        self.settings = settings or ChannelSettings()
 
     async def call(self, call: Call) -> bytes:
         plan = self.codec.methods.get(call.method)
@@ -534,6 +553,9 @@ class ThriftChannel(Channel):
         except TimeoutError:
             link.writer.close()
             raise DeadlineExceeded(f"{what} did not answer before the deadline") from None
+        except ssl.SSLError as exc:  # TLS 1.3: the server's verdict on our certificate
+            link.writer.close()
+            raise handshake_failure(exc, what) from None
         except (OSError, EOFError, asyncio.IncompleteReadError) as exc:
             link.writer.close()
             raise Lost(f"{what}: connection lost: {type(exc).__name__}") from None
@@ -563,7 +585,9 @@ class ThriftChannel(Channel):
                 return link
             link.writer.close()
         try:
-            reader, writer = await asyncio.open_connection(self.host, self.port)
+            reader, writer = await _open(self.host, self.port, self.settings)
+        except ssl.SSLError as exc:
+            raise handshake_failure(exc, what) from None
         except OSError as exc:
             raise NotSent(f"cannot reach {what}: {exc.strerror or exc}") from None
         return _Link(reader, writer)
@@ -608,13 +632,23 @@ class ThriftChannel(Channel):
         self._idle.clear()
 
 
-async def probe(endpoint: str, *, timeout: float) -> None:
+async def _open(
+    host: str, port: int, settings: ChannelSettings | None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    tls = settings.tls if settings else None
+    if tls is None:
+        return await asyncio.open_connection(host, port)
+    name = (settings.server_name if settings else None) or host
+    return await asyncio.open_connection(host, port, ssl=tls.client_context(), server_hostname=name)
+
+
+async def probe(endpoint: str, *, timeout: float, settings: ChannelSettings | None = None) -> None:
     """Ask a Lumi Thrift server whether it is ready; raise ConnectionError if not."""
     host, _, port = endpoint.removeprefix("thrift://").rstrip("/").rpartition(":")
     frame = encode_message("binary", True, HEALTH, TMessageType.CALL, 1, _Empty())
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, int(port))
+            reader, writer = await _open(host, int(port), settings)
             try:
                 writer.write(frame)
                 size = int.from_bytes(await reader.readexactly(4), "big")
@@ -640,8 +674,10 @@ def _outbound(meta: Metadata) -> dict[str, str]:
         out["x-lumi-deadline"] = str(int(meta.deadline * 1000))
     if meta.idempotency_key:
         out["idempotency-key"] = meta.idempotency_key
-    if meta.caller:
-        out["x-lumi-caller"] = meta.caller
+    if meta.user is not None:
+        out["x-lumi-user"] = meta.user.to_header()
+    if meta.authorization:
+        out["authorization"] = meta.authorization
     return out
 
 
@@ -650,6 +686,7 @@ class ThriftTransport(Transport):
     speak ``protocol`` over the framed (or, ``framed=False``, buffered) transport."""
 
     name = "thrift"
+    supports_tls = True
 
     def __init__(
         self, options: IdlOptions | None = None, *, protocol: str = "binary", framed: bool = True
@@ -673,8 +710,10 @@ class ThriftTransport(Transport):
             raise ValueError(f"a Thrift channel to {endpoint} needs the callee's interface")
         return ThriftChannel(
             endpoint, interface=interface, options=self.options, protocol=self.protocol,
-            framed=self.framed,
+            framed=self.framed, settings=settings,
         )  # fmt: skip
 
-    async def probe(self, endpoint: str, *, timeout: float = 2.0) -> None:
-        await probe(endpoint, timeout=timeout)
+    async def probe(
+        self, endpoint: str, *, timeout: float = 2.0, settings: ChannelSettings | None = None
+    ) -> None:
+        await probe(endpoint, timeout=timeout, settings=settings)

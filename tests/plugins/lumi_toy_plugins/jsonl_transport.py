@@ -5,6 +5,10 @@ One connection carries many calls at once; each frame names its call by ``id``::
     → {"id": 7, "service": "Echo", "method": "echo", "metadata": {...}, "body": "<JSON args>"}
     ← {"id": 7, "result": "<JSON result>"}   or   {"id": 7, "error": {"code": ..., ...}}
     → {"id": 8, "probe": true}               ← {"id": 8, "ready": true, "state": {...}}
+
+With ``ServerSettings.tls`` the port speaks TLS (through ``lumi.transports.tls_server``, so a
+refused certificate gets its TLS alert) and the caller is the verified certificate's identity;
+``metadata.caller`` in a frame is never read.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ import contextlib
 import itertools
 import json
 import socket
+import ssl
 import time
 from typing import Any, ClassVar
 
-from lumi.model.context import Metadata
+from lumi.model.context import Metadata, User
 from lumi.model.errors import (
     DeadlineExceeded,
     InvalidArgument,
@@ -30,8 +35,10 @@ from lumi.model.interface import ServiceInterface
 from lumi.pipeline.call import Call, Handler
 from lumi.pipeline.edge import check_metadata
 from lumi.transports.base import Channel, ChannelSettings, Server, ServerSettings, Transport
+from lumi.transports.tls import handshake_failure, transport_identity
+from lumi.transports.tls_server import tls_factory
 
-_FIELDS = ("correlation_id", "traceparent", "deadline", "idempotency_key", "caller")
+_FIELDS = ("correlation_id", "traceparent", "deadline", "idempotency_key", "authorization")
 
 
 class JsonlServer(Server):
@@ -50,7 +57,17 @@ class JsonlServer(Server):
 
     async def start(self) -> None:
         limit = self.settings.max_body * 2 + 4096
-        self._server = await asyncio.start_server(self._serve, sock=self.sock, limit=limit)
+        if self.settings.tls is None:
+            self._server = await asyncio.start_server(self._serve, sock=self.sock, limit=limit)
+        else:
+            loop = asyncio.get_running_loop()
+
+            def streams() -> asyncio.Protocol:
+                reader = asyncio.StreamReader(limit=limit)
+                return asyncio.StreamReaderProtocol(reader, self._serve)
+
+            context = self.settings.tls.server_context()
+            self._server = await loop.create_server(tls_factory(context, streams), sock=self.sock)
         self.settings.health.serving = True
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -82,6 +99,9 @@ class JsonlServer(Server):
                 meta = frame.get("metadata") or {}
                 # the edge every server calls: Lumi's limits on metadata, shared by all
                 metadata = check_metadata(Metadata(**{k: meta.get(k) for k in _FIELDS}))
+                metadata.caller = transport_identity(writer.transport)
+                if metadata.caller is not None and meta.get("user"):
+                    metadata.user = User.from_header(meta["user"])
                 call = Call(frame["service"], frame["method"], body, metadata)
                 reply = {"result": (await self.handler(call)).decode()}
         except LumiError as exc:
@@ -109,8 +129,9 @@ class JsonlServer(Server):
 class JsonlChannel(Channel):
     """One multiplexed connection to one endpoint, opened on first use and after a failure."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, settings: ChannelSettings | None = None) -> None:
         self.endpoint = endpoint
+        self.settings = settings or ChannelSettings()
         host, port = endpoint.removeprefix("jsonl://").rsplit(":", 1)
         self._address = (host, int(port))
         self._ids = itertools.count(1)
@@ -122,29 +143,39 @@ class JsonlChannel(Channel):
     async def _connection(self) -> asyncio.StreamWriter:
         async with self._connecting:
             if self._writer is None or self._writer.is_closing():
+                tls = self.settings.tls
+                secure: dict[str, Any] = {}
+                if tls is not None:
+                    name = self.settings.server_name or self._address[0]
+                    secure = {"ssl": tls.client_context(), "server_hostname": name}
                 try:
                     reader, self._writer = await asyncio.open_connection(
-                        *self._address, limit=64 * 1024 * 1024
+                        *self._address, limit=64 * 1024 * 1024, **secure
                     )
+                except ssl.SSLError as exc:
+                    raise handshake_failure(exc, self.endpoint) from None
                 except OSError as exc:
                     raise NotSent(f"{self.endpoint}: {exc.strerror or exc}") from None
                 self._reader_task = asyncio.create_task(self._read(reader))
             return self._writer
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
+        failure: LumiError = Lost(f"{self.endpoint}: connection lost")
         try:
             while line := await reader.readline():
                 frame = json.loads(line)
                 waiter = self._waiting.pop(frame.get("id"), None)
                 if waiter is not None and not waiter.done():
                     waiter.set_result(frame)
+        except ssl.SSLError as exc:  # TLS 1.3: the server refused our certificate
+            failure = handshake_failure(exc, self.endpoint)
         except (OSError, ValueError):
             pass
         finally:
             for waiter in self._waiting.values():
                 if not waiter.done():
                     # sent, then lost: the retry policy may resend only an idempotent call
-                    waiter.set_exception(Lost(f"{self.endpoint}: connection lost"))
+                    waiter.set_exception(failure)
             self._waiting.clear()
             if self._writer is not None:
                 self._writer.close()
@@ -166,10 +197,13 @@ class JsonlChannel(Channel):
         timeout = None if meta.deadline is None else meta.deadline - time.time()
         if timeout is not None and timeout <= 0:
             raise DeadlineExceeded(f"deadline passed before calling {call.service}.{call.method}")
+        sent = {k: getattr(meta, k) for k in _FIELDS if getattr(meta, k) is not None}
+        if meta.user is not None:
+            sent["user"] = meta.user.to_header()
         frame = {
             "service": call.service,
             "method": call.method,
-            "metadata": {k: getattr(meta, k) for k in _FIELDS if getattr(meta, k) is not None},
+            "metadata": sent,
             "body": call.body.decode(),
         }
         try:
@@ -190,6 +224,7 @@ class JsonlChannel(Channel):
 
 class JsonlTransport(Transport):
     name: ClassVar[str] = "jsonl"
+    supports_tls: ClassVar[bool] = True
 
     def server(self, handler: Handler, sock: socket.socket, settings: ServerSettings) -> Server:
         return JsonlServer(handler, sock, settings)
@@ -200,10 +235,12 @@ class JsonlTransport(Transport):
         interface: ServiceInterface | None = None,
         settings: ChannelSettings | None = None,
     ) -> Channel:
-        return JsonlChannel(endpoint)
+        return JsonlChannel(endpoint, settings)
 
-    async def probe(self, endpoint: str, *, timeout: float = 2.0) -> None:
-        channel = JsonlChannel(endpoint)
+    async def probe(
+        self, endpoint: str, *, timeout: float = 2.0, settings: ChannelSettings | None = None
+    ) -> None:
+        channel = JsonlChannel(endpoint, settings)
         try:
             reply = await channel.request({"probe": True}, timeout)
         except (LumiError, TimeoutError, OSError) as exc:

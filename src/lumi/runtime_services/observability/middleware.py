@@ -101,6 +101,8 @@ class ServerObserver:
                 meta.deadline,
                 meta.idempotency_key,
                 meta.caller,
+                meta.user,
+                meta.authorization,
                 meta.extra,
             ),
             call.kind,
