@@ -5,6 +5,8 @@
     .lumi/events.db          the embedded event log
     .lumi/traces.db          the span store behind ``lumi trace``
     .lumi/logs/<service>.log structured logs, one JSON object per line
+    .lumi/routes.json        traffic weights per endpoint, followed by every replica (lumi deploy)
+    .lumi/env/<name>/        a deployed environment's control plane (lumi up, lumi deploy)
 
 Everything under it may hold request data, so the folder is made private (0700) and files in
 it are created private (0600).
@@ -40,6 +42,14 @@ class AppPaths:
     @property
     def traces(self) -> Path:
         return self.state / "traces.db"
+
+    @property
+    def routes(self) -> Path:
+        return self.state / "routes.json"
+
+    def environment(self, name: str) -> Path:
+        """The state folder of the deployed environment ``name``."""
+        return self.state / "env" / name
 
     @property
     def logs(self) -> Path:

@@ -40,6 +40,9 @@ class ReplicaSpec:
     endpoints: dict[str, list[str]]  # service → endpoint URLs of all its replicas, all transports
     environment: dict[str, str] = dataclasses.field(default_factory=dict)  # services.X.environment
     node: str | None = None  # the node it runs on (per-node placement)
+    # The interpreter to run it with (a deployed artifact's environment); None: the
+    # supervisor's own. Runtimes that cannot honour it refuse to start the replica.
+    python: str | None = None
 
     @property
     def name(self) -> str:

@@ -21,12 +21,14 @@ from lumi.brokers.base import Broker
 from lumi.config import AppConfig
 from lumi.model.errors import AppError
 from lumi.model.interface import ServiceInterface, interface
+from lumi.paths import AppPaths
 from lumi.pipeline.call import Handler, compose
 from lumi.retrying import wait_ready
-from lumi.runtime_services.resilience.balancer import Balancer
+from lumi.runtime_services.resilience.balancer import Balancer, EndpointChannel
 from lumi.runtimes import stack
 from lumi.runtimes.base import ReplicaSpec
 from lumi.runtimes.host import Host
+from lumi.runtimes.routes import RouteFollower, Routes
 from lumi.transports import idl
 from lumi.transports.base import Health, Server, ServerSettings, Transport, transport_of
 
@@ -78,6 +80,11 @@ class ReplicaRunner:
         )
         self.health = Health(self._ready)
         self.servers: list[Server] = []
+        # A deployed environment's route table (lumi deploy: canary weights), when there is one.
+        table = AppPaths(config.root).routes
+        self.routes = RouteFollower(table, self._reroute) if table.exists() else None
+        self._closing: set[asyncio.Task[None]] = set()
+        self._dropped: list[EndpointChannel] = []
 
     def transport_for(self, capability: str) -> str:
         """The transport calls to ``capability`` use: the caller's choice, else the first the
@@ -108,6 +115,37 @@ class ReplicaRunner:
         ]
         breakers = self.services.resilience(self.spec.service).breakers
         return Balancer(name, channels, breakers=breakers)
+
+    def _reroute(self, routes: Routes) -> None:
+        """Point each capability's balancer at the weights of the route table (the endpoints
+        this replica was started with, evenly, for a capability the table does not list)."""
+        for name, balancer in self.balancers.items():
+            chosen = self.transport_for(name)
+            listed = routes.services.get(name)
+            if listed is None:
+                listed = dict.fromkeys(self.spec.endpoints.get(name, []), 1.0)
+            weights = {url: w for url, w in listed.items() if transport_of(url) == chosen}
+            if not any(weight > 0 for weight in weights.values()):
+                log.warning("route table %d: no %s endpoint of %s", routes.version, chosen, name)
+                continue
+            dropped = balancer.reroute(weights, self._connector(chosen, name))
+            if dropped:
+                self._dropped += dropped
+                task = asyncio.create_task(self._close_later(dropped))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+        log.info("following route table %d", routes.version)
+
+    def _connector(self, transport_name: str, name: str) -> Callable[[str], EndpointChannel]:
+        transport, iface = transports.get(transport_name), self.interfaces.get(name)
+        return lambda url: transport.channel(url, iface)
+
+    async def _close_later(self, channels: list[EndpointChannel]) -> None:
+        """Close channels a reroute dropped, once the calls in flight on them are done."""
+        await asyncio.sleep(self.config.defaults.grace_period + 1)
+        for channel in channels:
+            self._dropped.remove(channel)
+            await channel.aclose()
 
     def _channel_for(self, name: str) -> Handler:
         balancer = self.balancers.get(name)
@@ -142,6 +180,8 @@ class ReplicaRunner:
         """Start, report ``ready()``, serve until ``stop`` is set, then drain and close."""
         if self._owns_broker:
             await self.broker.start()
+        if self.routes is not None:
+            self.routes.start()
         try:
             await self._wait_for_capabilities()
             await self.host.start()
@@ -150,6 +190,12 @@ class ReplicaRunner:
             finally:
                 await self.host.stop()
         finally:
+            if self.routes is not None:
+                await self.routes.aclose()
+            for task in list(self._closing):
+                task.cancel()
+            for channel in self._dropped:
+                await channel.aclose()
             for balancer in self.balancers.values():
                 await balancer.aclose()
             if self._owns_broker:
