@@ -89,7 +89,7 @@ def test_binding_merges_service_over_defaults(tmp_path: Path) -> None:
         ),
         (
             "[bogus]\nx = 1\n",
-            "bogus: unknown key (valid keys here: app, defaults, env, repository, resilience, services, tracing)",
+            "bogus: unknown key (valid keys here: app, defaults, deploy, env, repository, resilience, services, tracing)",
         ),
     ],
 )

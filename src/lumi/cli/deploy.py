@@ -38,7 +38,7 @@ def _progress(message: str) -> None:
 def _rollout(state: EnvironmentState, path: str, body: dict[str, Any], as_json: bool) -> None:
     async def go() -> dict[str, Any] | None:
         async with client.ControlClient(state) as control:
-            return await control.stream(path, body, _progress)
+            return await control.stream(path, body, (lambda _: None) if as_json else _progress)
 
     found = asyncio.run(go())
     if as_json:

@@ -146,6 +146,6 @@ def _check(state: Mapping[str, list[Running]], what: str, env: str) -> None:
                         raise RefusedError(
                             f"{what}: {who} requires {capability} {text} "
                             f"({wanted.meaning()}), and {capability} {other.version} "
-                            f"{other.note} is outside it; deploy a {capability} version in "
-                            f"that range, or a {name} version whose range accepts it"
+                            f"{other.note} is outside it; deploy {capability} in that range, "
+                            f"or a version of {name} that accepts {other.version}"
                         )
