@@ -39,6 +39,7 @@ from lumi.deploy.state import Change, DeployedService, EnvironmentState, Event, 
 from lumi.model.errors import AppError
 from lumi.model.interface import ServiceInterface
 from lumi.packaging import Repository
+from lumi.packaging.errors import RepositoryError
 from lumi.packaging.settings import repository_for
 from lumi.paths import AppPaths
 from lumi.runtimes.base import StartError
@@ -227,7 +228,10 @@ class Environment:
         found: dict[str, DeployedService] = {}
         for move in plan.moves:
             say(f"pulling {move.ref} {move.target.digest}")
-            artifact = await repository.pull(move.service, move.target.digest)
+            try:
+                artifact = await repository.pull(move.service, move.target.digest)
+            except RepositoryError as exc:  # a tampered blob, a bad signature: nothing ran
+                raise type(exc)(f"cannot deploy {move.ref}: {exc}") from None
             installed = await self.installer.install(artifact)
             how = "installed" if installed.built else "already installed"
             say(f"{move.ref}: {how} in {installed.path}")
