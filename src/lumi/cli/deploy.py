@@ -13,7 +13,7 @@ from rich.markup import escape
 
 from lumi.cli.output import fail, print_json, stdout
 from lumi.config import load_config
-from lumi.deploy import client
+from lumi.deploy import client, kubernetes
 from lumi.deploy.state import EnvironmentState, Record
 
 AppDir = Annotated[Path, typer.Option("--app", "-a", help="The app folder (holding lumi.toml).")]
@@ -91,6 +91,16 @@ def register(app: typer.Typer) -> None:
         app_dir: AppDir = Path("."),
         repo: Repo = None,
         as_json: Json = False,
+        target: Annotated[
+            str, typer.Option("--target", "-t", help="local (the control plane) or kubernetes.")
+        ] = "local",
+        images: Annotated[
+            str | None,
+            typer.Option("--images", help="kubernetes: the registry of the services' images."),
+        ] = None,
+        out: Annotated[
+            Path, typer.Option("--out", "-o", help="kubernetes: the folder of the overlays.")
+        ] = Path("deploy/kubernetes"),
     ) -> None:
         """Deploy versions from the repository to an environment (its [deploy] strategy: a
         canary with automatic rollback, or rolling); `lumi deploy history ENV` lists them."""
@@ -99,6 +109,11 @@ def register(app: typer.Typer) -> None:
                 fail("lumi deploy history ENV: name one environment", code=2)
             _history(app_dir, (refs or [""])[0], as_json)
             return
+        if target == "kubernetes":
+            _kubernetes(app_dir, env, refs or [], repo, images, out)
+            return
+        if target != "local":
+            fail(f"unknown deploy target {target!r} (valid: local, kubernetes)", code=2)
         state = _state(app_dir, env)
         _rollout(state, "/v1/deploy", {"refs": refs or [], "repo": repo}, as_json)
 
@@ -136,6 +151,21 @@ def register(app: typer.Typer) -> None:
             print_json(status)
             return
         _print_status(env, status)
+
+
+def _kubernetes(
+    app_dir: Path, env: str, refs: list[str], repo: str | None, images: str | None, out: Path
+) -> None:
+    if not images:
+        fail("--target kubernetes needs --images REGISTRY (where lumi build image pushed)", code=2)
+    config = load_config(app_dir, env)
+    folder, pins = asyncio.run(
+        kubernetes.render_pinned(config, refs, repo=repo, images=images, out=out)
+    )
+    for pin in pins:
+        stdout.print(f"{pin.service}@{pin.version}  {pin.reference}", highlight=False)
+    stdout.print(f"wrote {folder / 'kustomization.yaml'} (kubectl apply -k {folder})",
+                 highlight=False)  # fmt: skip
 
 
 def _print_status(env: str, status: dict[str, Any]) -> None:
