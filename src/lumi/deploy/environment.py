@@ -426,9 +426,14 @@ class Environment:
                             record.steps.append(step.model_copy(update={"verdict": reason}))
                             tell(f"threshold crossed at {weight}%: {reason}")
                             raise RolloutFailed(f"{move.ref}: {reason}")
+                    if step.canary.requests < settings.min_requests:
+                        step.verdict = (
+                            f"passed unjudged: {step.canary.requests} calls, fewer than "
+                            f"min_requests ({settings.min_requests})"
+                        )
                     record.steps.append(step)
-                    tell(f"step {steps} passed: canary {step.canary.describe()}; "
-                         f"stable {step.stable.describe()}")  # fmt: skip
+                    seen = f"canary {step.canary.describe()}; stable {step.stable.describe()}"
+                    tell(f"step {steps} {step.verdict}: {seen}")
             except ConnectionError as exc:
                 raise RolloutFailed(f"{move.ref}: cannot read its metrics: {exc}") from None
 
