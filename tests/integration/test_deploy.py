@@ -11,6 +11,8 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -25,7 +27,7 @@ from lumi.deploy.state import EnvironmentState
 from lumi.packaging import oci
 from lumi.packaging.repository import open_repository
 from tests.integration.harness import alive, wait
-from tests.integration.shipping import lumi, shop_repo
+from tests.integration.shipping import ROOT, lumi, shop_repo
 from tests.registry import PASSWORD, USER, Registry
 
 pytestmark = pytest.mark.slow
@@ -36,7 +38,7 @@ LOCAL = """
 [env.local.deploy]
 strategy = "canary"
 weights = [20, 100]
-bake = 1.5
+bake = 2.0
 interval = 0.2
 min_requests = 5
 p99_floor = 2.0
@@ -57,8 +59,9 @@ class Shop:
 
     def __init__(self, root: Path, registry: Registry) -> None:
         self.app = shop_repo(root / "src")
-        with (self.app / "lumi.toml").open("a") as config:
-            config.write(LOCAL)
+        config = self.app / "lumi.toml"
+        shipped = config.read_text().split("\n# The shop deployed from the repository")[0]
+        config.write_text(shipped + LOCAL)  # the example's [env.local], with faster steps
         self.embedded = root / "embedded"
         self.registry = f"{registry.url}/shop-{uuid.uuid4().hex[:8]}"  # a namespace per test
         self.env = {
@@ -94,6 +97,14 @@ class Shop:
         self.ok("publish", service, "-q")
         self.ok("publish", service, "-q", "--repo", str(self.embedded))
         return json.loads(self.ok("repo", "show", service))["version"]
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """``lumi ARGS`` started, not waited for (its stdout, and stderr after it)."""
+        environ = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
+        environ.update({"PYTHONPATH": str(ROOT / "src"), "COLUMNS": "200", **self.env})
+        return subprocess.Popen([sys.executable, "-m", "lumi.cli.main", *args], cwd=self.app,
+                                env=environ, text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)  # fmt: skip
 
     def status(self, env: str = "local") -> dict[str, Any]:
         return json.loads(self.ok("status", env, "--json"))
@@ -182,6 +193,9 @@ def test_build_publish_deploy_canary_rollbacks_and_history(shop: Shop) -> None:
     out = shop.ok("deploy", "local")
     assert "#1 deploy Catalog - → 0.1.0, Inventory - → 0.1.0" in out and "succeeded" in out
     assert shop.versions() == dict.fromkeys(["Catalog", "Inventory", "Mailer", "Orders"], "0.1.0")
+    assert "nothing to deploy: Catalog, Inventory, Mailer, Orders already deployed" in shop.ok(
+        "deploy", "local"
+    )
     catalog = shop.endpoint("Catalog")
     assert httpx.post(f"{catalog}/Catalog/product", json={"sku": "apple"}).json()["name"] == "Apple"
     # each version runs from its installed artifact, not from the source folder
@@ -193,7 +207,13 @@ def test_build_publish_deploy_canary_rollbacks_and_history(shop: Shop) -> None:
         # v2: a good canary, promoted with no failed call
         assert shop.release("catalog", '"Apple"', '"Green apple"') == "0.1.1"
         started = time.time()
-        out = shop.ok("deploy", "local", "Catalog@0.1.1")
+        rollout = shop.start("deploy", "local", "Catalog@0.1.1")
+        seen = wait(lambda: shop.status()["rollout"], timeout=120, message="a rollout in status")
+        assert seen["what"].startswith("Catalog@0.1.1 (canary")
+        busy = shop.refused("deploy", "local", "Orders")
+        assert busy.startswith("error: a rollout is in progress in local (Catalog@0.1.1 (canary")
+        out, _ = rollout.communicate(timeout=300)
+        assert rollout.returncode == 0, out
         assert "step 1/2: 20% of calls to the canary" in out and "succeeded" in out
         assert load.count(started) > 50 and load.failures() == []
         assert shop.versions()["Catalog"] == "0.1.1"
@@ -261,6 +281,18 @@ def test_build_publish_deploy_canary_rollbacks_and_history(shop: Shop) -> None:
     wait(lambda: not any(alive(p) for p in pids), timeout=30, message="every replica stopped")
     assert shop.status()["phase"] == "down" and shop.versions()["Catalog"] == "0.1.0"
 
+    # up again: what was deployed comes back, from the artifacts' installed environments
+    shop.ok("up", "local")
+    status = shop.status()
+    assert {n: s["version"] for n, s in status["services"].items()}["Catalog"] == "0.1.0"
+    assert all(r["state"] == "ready" for s in status["services"].values() for r in s["replicas"])
+    assert (
+        httpx.post(f"{shop.endpoint('Catalog')}/Catalog/product", json={"sku": "pear"}).json()[
+            "name"
+        ]
+        == "Pear"
+    )
+
 
 def test_refusals_are_one_line_and_change_nothing(shop: Shop) -> None:
     """An unsatisfiable range, a tampered artifact, a duplicate version, a breaking change
@@ -272,7 +304,11 @@ def test_refusals_are_one_line_and_change_nothing(shop: Shop) -> None:
     line = shop.refused("deploy", "local")
     assert line == "error: environment 'local' is not up (start it: lumi up local)"
     shop.ok("up", "local")
-    shop.ok("deploy", "local")
+    assert "#1 deploy Catalog - → 0.1.0" in shop.ok("deploy", "local", "Catalog")
+    added = shop.ok("deploy", "local")  # the others join the running environment
+    assert "adding Inventory@0.1.0" in added and "#2 deploy Inventory - → 0.1.0, Mailer" in added
+    shown = shop.ok("status", "local")
+    assert "Inventory    0.1.0" in shown and "1/1 ready" in shown and "2/2 ready" in shown
 
     def snapshot() -> tuple[Any, ...]:
         status = shop.status()
@@ -315,11 +351,21 @@ def test_refusals_are_one_line_and_change_nothing(shop: Shop) -> None:
     assert json.loads(shop.ok("repo", "ls", "Catalog", "--json")) == {"Catalog": ["0.1.0", "0.2.0"]}
     assert snapshot() == before
 
-    # the control API without the token
+    # the control API without the token, and with it but with bad requests
     url = shop.state().control().url  # type: ignore[union-attr]
     assert httpx.get(f"{url}/v1/status").status_code == 401
     wrong = httpx.post(f"{url}/v1/deploy", json={"refs": []}, headers={"Authorization": "Bearer x"})
     assert wrong.status_code == 401 and "token" in wrong.json()["error"]
+    token = {"Authorization": f"Bearer {shop.state().token()}"}
+    for path, body, error in [
+        ("/v1/deploy", b"not json", "the body is not JSON"),
+        ("/v1/deploy", b'["Catalog"]', "the body is a JSON object"),
+        ("/v1/deploy", b'{"refs": "Catalog"}', "refs is a list of SERVICE[@VERSION] strings"),
+        ("/v1/deploy", b'{"ref": []}', "unknown field 'ref' (fields: refs, repo)"),
+        ("/v1/rollback", b'{"service": ""}', "service names the service to roll back"),
+    ]:
+        answer = httpx.post(f"{url}{path}", content=body, headers=token)
+        assert (answer.status_code, answer.json()) == (400, {"error": error})
     assert snapshot() == before
 
     # a wrong registry password: staging comes up, but cannot read the registry

@@ -81,7 +81,6 @@ def test_images_are_pinned_by_digest_and_the_overlay_builds(
     """Each Deployment's image becomes host/shop-<service>@<the pushed digest>; the artifact
     digests are recorded; kubectl kustomize builds it; strict schemas accept every object."""
     app = shop_repo(tmp_path / "src")
-    (app / "lumi.toml").write_text((app / "lumi.toml").read_text() + "\n[env.local]\n")
     env = {"LUMI_REPOSITORY": f"{registry.url}/team", "LUMI_REGISTRY_USERNAME": USER,
            "LUMI_REGISTRY_PASSWORD": PASSWORD}  # fmt: skip
     assert lumi("build", cwd=app, env=env).returncode == 0

@@ -26,7 +26,13 @@ services = ["svc:A"]
 def test_example_config_loads_with_and_without_env() -> None:
     """The shop's config loads; the test environment overrides the defaults."""
     config = load_config(SHOP)
-    assert config.name == "shop" and config.environments == ("grpc", "local", "mixed", "test", "thrift")
+    assert config.name == "shop" and config.environments == (
+        "grpc",
+        "local",
+        "mixed",
+        "test",
+        "thrift",
+    )
     assert config.defaults.events == "embedded" and config.service("Catalog").replicas == 2
     test = load_config(SHOP, env="test")
     assert test.defaults.events == "memory" and test.defaults.runtime == "inproc"
