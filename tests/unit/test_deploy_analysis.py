@@ -35,6 +35,18 @@ def test_parse_sums_methods_and_counts_only_the_callees_faults() -> None:
     assert parse(text, "Nobody") == Snapshot()
 
 
+def test_event_deliveries_count_as_calls_of_their_consumer_group() -> None:
+    """A subscriber's handled events are calls, its failed deliveries errors (no latency)."""
+    metrics = Metrics()
+    for ok in (True, True, False):
+        metrics.delivery("Orders.placed", "Mailer", ok, attempt=1, dead=False)
+    metrics.delivery("Orders.placed", "Mailer-audit", False, attempt=2, dead=True)
+    metrics.delivery("Orders.placed", "Mailers", False, attempt=1, dead=False)  # another service
+    snapshot = parse(metrics.render().decode(), "Mailer")
+    assert (snapshot.requests, snapshot.errors) == (4, 2)
+    assert snapshot.sample().p99 is None
+
+
 def test_a_window_is_the_difference_of_two_snapshots() -> None:
     """Subtracting the baseline leaves only the calls handled since."""
     before = parse(page([("product", "OK", 0.002)] * 5), "Catalog")

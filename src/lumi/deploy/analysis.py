@@ -2,7 +2,9 @@
 
 For each side (the canary's replicas, the stable ones) the analysis scrapes
 ``lumi_requests_total`` and ``lumi_request_duration_seconds`` of the service, sums them over
-the side's replicas and subtracts what they were when the canary started, giving a
+the side's replicas (with ``lumi_events_delivered_total`` of its consumer groups: a
+delivery is a call without a latency) and subtracts what they were when the canary started,
+giving a
 :class:`~lumi.deploy.state.Sample`: calls, errors — the codes that are the callee's fault, as
 the circuit breakers count them (INTERNAL, UNAVAILABLE, DEADLINE_EXCEEDED, UNKNOWN,
 DATA_LOSS), never the caller's mistakes — and the p99 estimated from the histogram the way
@@ -68,11 +70,17 @@ def parse(text: str, service: str) -> Snapshot:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             labels = sample.labels
-            if labels.get("service") != service:
+            group = labels.get("group", "")  # deliveries: the consumer group is the service
+            mine = group == service or group.startswith(f"{service}-")
+            if labels.get("service") != service and not mine:
                 continue
             if sample.name == "lumi_requests_total":
                 requests += sample.value
                 if labels.get("code") in _ERROR_CODES:
+                    errors += sample.value
+            elif sample.name == "lumi_events_delivered_total":
+                requests += sample.value  # an event handled is a call too, without a latency
+                if labels.get("outcome") == "error":
                     errors += sample.value
             elif sample.name == "lumi_request_duration_seconds_bucket":
                 bound = float(labels["le"])
