@@ -107,6 +107,13 @@ class Shop:
                                 stderr=subprocess.STDOUT)  # fmt: skip
 
     def status(self, env: str = "local") -> dict[str, Any]:
+        """What runs: from the control API while it is up (fast), else ``lumi status``."""
+        state = self.state(env)
+        control = state.control()
+        if control is not None and alive(control.pid):
+            headers = {"Authorization": f"Bearer {state.token()}"}
+            found: dict[str, Any] = httpx.get(f"{control.url}/v1/status", headers=headers).json()
+            return found
         return json.loads(self.ok("status", env, "--json"))
 
     def versions(self) -> dict[str, str]:
@@ -182,6 +189,7 @@ def _replicas(state: EnvironmentState) -> list[list[dict[str, Any]]]:
     return [s["replicas"] for s in registry["services"].values()]
 
 
+@pytest.mark.timeout(900)  # five builds and four pip installs, on a machine others share
 def test_build_publish_deploy_canary_rollbacks_and_history(shop: Shop) -> None:
     """The issue's end-to-end run, every step checked (see the module docstring)."""
     shop.ok("build")
@@ -276,6 +284,8 @@ def test_build_publish_deploy_canary_rollbacks_and_history(shop: Shop) -> None:
     assert shop.versions()["Catalog"] == "0.1.0"
     assert httpx.post(f"{catalog}/Catalog/product", json={"sku": "apple"}).json()["name"] == "Apple"
 
+    assert "Catalog      0.1.0" in shop.ok("status", "local")
+    assert json.loads(shop.ok("status", "local", "--json"))["phase"] == "running"
     pids = [r["pid"] for s in _replicas(shop.state()) for r in s]
     assert "environment local is down" in shop.ok("down", "local")
     wait(lambda: not any(alive(p) for p in pids), timeout=30, message="every replica stopped")
@@ -294,6 +304,7 @@ def test_build_publish_deploy_canary_rollbacks_and_history(shop: Shop) -> None:
     )
 
 
+@pytest.mark.timeout(900)
 def test_refusals_are_one_line_and_change_nothing(shop: Shop) -> None:
     """An unsatisfiable range, a tampered artifact, a duplicate version, a breaking change
     without a major bump, a bad registry password, no control token: each one line, with the

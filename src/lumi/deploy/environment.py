@@ -26,16 +26,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-import aiohttp
-
 from lumi.config import AppConfig, load_config
-from lumi.deploy import analysis
 from lumi.deploy.appdir import write_app
-from lumi.deploy.canary import CanaryGroup
-from lumi.deploy.errors import RefusedError
+from lumi.deploy.canary import CanaryRollout
+from lumi.deploy.errors import RefusedError, RolloutFailed
 from lumi.deploy.installer import Installer
 from lumi.deploy.plan import Move, Plan, make_plan
-from lumi.deploy.state import Change, DeployedService, EnvironmentState, Event, Record, Step
+from lumi.deploy.routing import Router
+from lumi.deploy.state import Change, DeployedService, EnvironmentState, Event, Record
 from lumi.model.errors import AppError
 from lumi.model.interface import ServiceInterface
 from lumi.packaging import Repository
@@ -44,15 +42,9 @@ from lumi.packaging.settings import repository_for
 from lumi.paths import AppPaths
 from lumi.runtimes.base import StartError
 from lumi.runtimes.discovery import read_registry
-from lumi.runtimes.routes import POLL_INTERVAL, Routes, write_routes
 from lumi.runtimes.supervisor import Emit, Supervisor
 
 Say = Callable[[str], None]
-ROUTE_SETTLE = 5 * POLL_INTERVAL  # every caller has followed a route change by then
-
-
-class RolloutFailed(Exception):
-    """A rollout step failed; the message says why (the environment is as it was)."""
 
 
 class Environment:
@@ -72,10 +64,9 @@ class Environment:
         self._emit = emit
         self._errors: list[str] = []
         self._run: asyncio.Task[int] | None = None
-        self._running_canary: CanaryGroup | None = None
+        self._running_canary: CanaryRollout | None = None
         self._lock = asyncio.Lock()
-        self._weights: dict[str, dict[str, float]] = {}
-        self._routes_version = 0
+        self.router = Router(AppPaths(self.state.app).routes)
 
     def config(self) -> AppConfig:
         """The app's configuration for this environment, read afresh (it may have changed)."""
@@ -91,7 +82,7 @@ class Environment:
     async def restore(self, say: Say) -> None:
         """Start what was deployed when the control plane last stopped."""
         if not self.deployed.services:
-            self._publish_routes()
+            self.router.publish()
             return
         pythons = {name: Path(s.python) for name, s in self.deployed.services.items()}
         missing = [
@@ -118,7 +109,7 @@ class Environment:
     async def _start(self, config: AppConfig, services: dict[str, DeployedService]) -> None:
         """Start a supervisor running ``services``; StartError if one cannot start."""
         app = write_app(self.state.app, config, {n: s.entry for n, s in services.items()})
-        self._publish_routes()
+        self.router.publish()
         interfaces = {n: ServiceInterface.from_dict(s.interface) for n, s in services.items()}
         sup = Supervisor(app, emit=self.emit, interfaces=interfaces)
         sup.interpreters.update({name: s.python for name, s in services.items()})
@@ -137,7 +128,7 @@ class Environment:
     async def shutdown(self) -> None:
         """Stop every service (a canary first), in reverse dependency order."""
         if self._running_canary is not None:
-            await self._running_canary.stop(self.config().defaults.grace_period)
+            await self._running_canary.group.stop(self.config().defaults.grace_period)
         if self.supervisor is not None and self._run is not None:
             self.supervisor.request_stop()
             await self._run
@@ -333,7 +324,12 @@ class Environment:
                 raise RolloutFailed(str(exc)) from None
             return
         if strategy == "canary":
-            await self._canary(config, move, new, record, tell)
+            rollout = CanaryRollout(sup, self.router, config, move, new.python, record, tell)
+            self._running_canary = rollout
+            try:
+                await rollout.run(lambda: self._replace(config, move, new), self._progress)
+            finally:
+                self._running_canary = None
             return
         tell(f"replacing every replica of {name} with {move.ref} (each ready before one drains)")
         await self._replace(config, move, new)
@@ -356,107 +352,10 @@ class Environment:
             sup.config = write_app(self.state.app, config, before)
             raise RolloutFailed(f"{move.ref} is not ready: {exc}") from None
 
-    async def _canary(
-        self, config: AppConfig, move: Move, new: DeployedService, record: Record, tell: Say
-    ) -> None:
-        sup = self.supervisor
-        assert sup is not None
-        settings = config.deploy
-        group = CanaryGroup(sup, move.service, new.python, settings.canary_replicas)
-        tell(f"starting the canary: {settings.canary_replicas} replica(s) of {move.ref}")
-        try:
-            await group.start()
-        except StartError as exc:
-            raise RolloutFailed(f"{move.ref} is not ready: {exc}") from None
-        self._running_canary = group
-        tell(f"canary ready at {' '.join(group.endpoints)}")
-        try:
-            await self._analyse(config, move, group, record, tell)
-            tell(
-                f"promoting {move.ref}: every stable replica replaced, each ready before one drains"
-            )
-            await self._replace(config, move, new)
-        except RolloutFailed:
-            self._set_weights(move.service, None)
-            tell(f"calls to {move.service} back on {move.current_version}")
-            raise
-        finally:
-            self._set_weights(move.service, None)
-            await asyncio.sleep(ROUTE_SETTLE)
-            await group.stop(config.defaults.grace_period)
-            self._running_canary = None
-            tell(f"canary of {move.ref} stopped")
-
-    async def _analyse(
-        self, config: AppConfig, move: Move, group: CanaryGroup, record: Record, tell: Say
-    ) -> None:
-        """Every step: the weight, then checks every ``interval`` for ``bake`` seconds."""
-        sup = self.supervisor
-        assert sup is not None
-        settings = config.deploy
-        name = move.service
-        stable = [url for url in sup.endpoints[name] if url.startswith("http://")]
-        loop = asyncio.get_running_loop()
-        async with aiohttp.ClientSession() as session:
-            try:
-                base_canary = await analysis.scrape(session, group.http_endpoints, name)
-                base_stable = await analysis.scrape(session, stable, name)
-                for number, weight in enumerate(settings.weights, 1):
-                    self._set_weights(name, (sup.endpoints[name], group.endpoints, weight))
-                    steps = f"{number}/{len(settings.weights)}"
-                    tell(f"step {steps}: {weight}% of calls to the canary for {settings.bake:g}s")
-                    deadline = loop.time() + settings.bake
-                    while (left := deadline - loop.time()) > 0:
-                        ended = await group.wait_ended(min(settings.interval, left))
-                        if ended:
-                            raise RolloutFailed(f"{move.ref}: {ended}")
-                        now = await analysis.scrape(session, group.http_endpoints, name)
-                        canary = (now - base_canary).sample()
-                        now = await analysis.scrape(session, stable, name)
-                        stable_now = (now - base_stable).sample()
-                        step = Step(
-                            weight=weight, canary=canary, stable=stable_now, verdict="passed"
-                        )
-                        self.rollout = {
-                            "what": f"{move.ref} (canary, step {steps}, {weight}%)",
-                            **step.model_dump(mode="json"),
-                        }
-                        reason = analysis.judge(step.canary, step.stable, settings)
-                        if reason:
-                            record.steps.append(step.model_copy(update={"verdict": reason}))
-                            tell(f"threshold crossed at {weight}%: {reason}")
-                            raise RolloutFailed(f"{move.ref}: {reason}")
-                    if step.canary.requests < settings.min_requests:
-                        step.verdict = (
-                            f"passed unjudged: {step.canary.requests} calls, fewer than "
-                            f"min_requests ({settings.min_requests})"
-                        )
-                    record.steps.append(step)
-                    seen = f"canary {step.canary.describe()}; stable {step.stable.describe()}"
-                    tell(f"step {steps} {step.verdict}: {seen}")
-            except ConnectionError as exc:
-                raise RolloutFailed(f"{move.ref}: cannot read its metrics: {exc}") from None
-
-    # --- the route table ---------------------------------------------------------------------
-
-    def _set_weights(self, name: str, split: tuple[list[str], list[str], int] | None) -> None:
-        """Route ``name``: ``(stable, canary, percent)`` endpoints, or None for stable only."""
-        if split is None:
-            if self._weights.pop(name, None) is None:
-                return
-        else:
-            stable, canary, percent = split
-            weights = {url: (100 - percent) / len(stable) for url in stable}
-            weights.update({url: percent / len(canary) for url in canary})
-            self._weights[name] = weights
-        self._publish_routes()
-
-    def _publish_routes(self) -> None:
-        self._routes_version += 1
-        table = Routes(self._routes_version, {n: dict(w) for n, w in self._weights.items()})
-        write_routes(AppPaths(self.state.app).routes, table)
-
     # --- what runs ---------------------------------------------------------------------------
+
+    def _progress(self, what: dict[str, Any]) -> None:
+        self.rollout = what
 
     def status(self) -> dict[str, Any]:
         replicas: dict[str, Any] = {}

@@ -4,6 +4,7 @@ right; when one is raised before a rollout starts, nothing in the environment ha
     DeployError (AppError)
     ├── RefusedError      the deployment cannot go ahead (a range, a runtime, a busy rollout)
     ├── InstallError      an artifact could not be installed (pip failed)
+    ├── RolloutFailed     a rollout stopped (not ready, a threshold crossed); rolled back
     └── ControlError      the environment's control plane is down or refused the request
 """
 
@@ -26,3 +27,7 @@ class InstallError(DeployError):
 
 class ControlError(DeployError):
     """The control plane is not running, or refused or failed a request."""
+
+
+class RolloutFailed(DeployError):
+    """A rollout stopped and was undone; the message says why (what ran keeps running)."""
