@@ -102,7 +102,7 @@ def register(app: typer.Typer) -> None:
             Path, typer.Option("--out", "-o", help="kubernetes: the folder of the overlays.")
         ] = Path("deploy/kubernetes"),
     ) -> None:
-        """Deploy versions from the repository to an environment (its [deploy] strategy: a
+        """Deploy versions from the repository to an environment, by its deploy strategy (a
         canary with automatic rollback, or rolling); `lumi deploy history ENV` lists them."""
         if env == "history":
             if len(refs or []) != 1:
