@@ -89,6 +89,8 @@ class Recorder:
 class BrokerContract:
     """Semantics every Lumi broker keeps (see ``lumi.brokers.base``)."""
 
+    timeout = TIMEOUT  # seconds to wait for deliveries; a slow engine (moto) may raise it
+
     # -- envelope and basic delivery ---------------------------------------------------------
 
     async def test_envelope_fields_survive_the_trip(self, connect: Connect) -> None:
@@ -108,7 +110,7 @@ class BrokerContract:
         got = Recorder()
         await broker.subscribe(topic, "G", got)
         await broker.publish(topic, [sent])
-        await wait_until(lambda: len(got.deliveries) == 1, timeout=TIMEOUT, message="delivery")
+        await wait_until(lambda: len(got.deliveries) == 1, timeout=self.timeout, message="delivery")
         received = got.deliveries[0]
         assert received.envelope == sent
         assert received.topic == topic and received.group == "G" and received.attempt == 1
@@ -122,7 +124,7 @@ class BrokerContract:
         await broker.subscribe(topic, "G", got)
         await broker.publish(topic, sent[:20])
         await broker.publish(topic, sent[20:])
-        await wait_until(lambda: len(got.ids) == 50, timeout=TIMEOUT, message="50 events")
+        await wait_until(lambda: len(got.ids) == 50, timeout=self.timeout, message="50 events")
         assert got.ids == [e.id for e in sent]
 
     async def test_order_is_kept_per_key_despite_failures(self, connect: Connect) -> None:
@@ -143,7 +145,7 @@ class BrokerContract:
 
         await broker.subscribe(topic, "G", handler)
         await broker.publish(topic, sent)
-        await wait_until(lambda: len(done) == 60, timeout=TIMEOUT, message="60 events")
+        await wait_until(lambda: len(done) == 60, timeout=self.timeout, message="60 events")
         for key in ("k0", "k1", "k2"):
             assert [e.id for e in done if e.partitionkey == key] == [
                 e.id for e in sent if e.partitionkey == key
@@ -159,7 +161,7 @@ class BrokerContract:
         sent = [envelope(topic, i) for i in range(20)]
         await broker.publish(topic, sent)
         await wait_until(
-            lambda: len(first.ids) == 20 and len(second.ids) == 20, timeout=TIMEOUT,
+            lambda: len(first.ids) == 20 and len(second.ids) == 20, timeout=self.timeout,
             message="both groups",
         )  # fmt: skip
         assert sorted(first.ids) == sorted(second.ids) == sorted(e.id for e in sent)
@@ -180,7 +182,9 @@ class BrokerContract:
         for start in range(0, 200, 20):
             await one.publish(topic, sent[start : start + 20])
         await wait_until(
-            lambda: len(first.ids) + len(second.ids) >= 200, timeout=TIMEOUT, message="200 events"
+            lambda: len(first.ids) + len(second.ids) >= 200,
+            timeout=self.timeout,
+            message="200 events",
         )
         assert sorted(first.ids + second.ids) == sorted(e.id for e in sent)
         assert first.ids and second.ids
@@ -201,12 +205,14 @@ class BrokerContract:
         got = Recorder(fail)
         await broker.subscribe(topic, "G", got, max_attempts=5)
         await broker.publish(topic, [envelope(topic, "x")])
-        await wait_until(lambda: len(got.deliveries) == 3, timeout=TIMEOUT, message="3 attempts")
+        await wait_until(
+            lambda: len(got.deliveries) == 3, timeout=self.timeout, message="3 attempts"
+        )
         assert [d.attempt for d in got.deliveries] == [1, 2, 3]
         # FAST backoff: 10 ms before the 2nd attempt, 20 ms before the 3rd (sleeps never end early)
         assert stamps[1] - stamps[0] >= 0.009 and stamps[2] - stamps[1] >= 0.019
         await broker.publish(topic, [marker := envelope(topic, "after")])
-        await wait_until(lambda: marker.id in got.ids, timeout=TIMEOUT, message="next event")
+        await wait_until(lambda: marker.id in got.ids, timeout=self.timeout, message="next event")
         assert len(got.deliveries) == 4
         assert await broker.dead_letters(topic) == []
 
@@ -219,7 +225,9 @@ class BrokerContract:
         got = Recorder(lambda d: d.envelope.id == doomed.id)
         await broker.subscribe(topic, "G", got, max_attempts=2)
         await broker.publish(topic, [doomed, after := envelope(topic, "fine", key="k")])
-        await wait_until(lambda: after.id in got.ids, timeout=TIMEOUT, message="the next event")
+        await wait_until(
+            lambda: after.id in got.ids, timeout=self.timeout, message="the next event"
+        )
         assert got.ids == [doomed.id, doomed.id, after.id]
         letters = await broker.dead_letters(topic, "G")
         assert len(letters) == 1
@@ -237,7 +245,7 @@ class BrokerContract:
         await broker.subscribe(dead_letter_topic(topic, "G"), "alerts", alerts)
         await broker.subscribe(topic, "G", Recorder(lambda d: True), max_attempts=1)
         await broker.publish(topic, [doomed := envelope(topic, "x")])
-        await wait_until(lambda: len(alerts.ids) == 1, timeout=TIMEOUT, message="alert")
+        await wait_until(lambda: len(alerts.ids) == 1, timeout=self.timeout, message="alert")
         got = alerts.deliveries[0].envelope
         assert got.id == doomed.id
         assert got.extensions["deadlettergroup"] == "G"
@@ -256,7 +264,7 @@ class BrokerContract:
 
         await broker.subscribe(topic, "G", handler, max_attempts=5)
         await broker.publish(topic, [envelope(topic, "x")])
-        letters = await _wait_dead_letters(broker, topic, 1)
+        letters = await _wait_dead_letters(broker, topic, 1, timeout=self.timeout)
         assert calls == [1]
         assert letters[0].reason == "rejected: payload can never be valid"
 
@@ -272,15 +280,15 @@ class BrokerContract:
         await broker.subscribe(topic, "Other", other)
         first, second = envelope(topic, 1), envelope(topic, 2)
         await broker.publish(topic, [first, second])
-        await _wait_dead_letters(broker, topic, 2)
+        await _wait_dead_letters(broker, topic, 2, timeout=self.timeout)
         broken = False
         assert await broker.replay(topic, "Failing", event_ids=[second.id]) == 1
-        await wait_until(lambda: len(failing.ids) == 3, timeout=TIMEOUT, message="replayed")
+        await wait_until(lambda: len(failing.ids) == 3, timeout=self.timeout, message="replayed")
         assert failing.ids[-1] == second.id
         assert failing.deliveries[-1].envelope == second  # no dead-letter extensions
         assert [d.envelope.id for d in await broker.dead_letters(topic)] == [first.id]
         assert await broker.replay() == 1
-        await wait_until(lambda: len(failing.ids) == 4, timeout=TIMEOUT, message="replay all")
+        await wait_until(lambda: len(failing.ids) == 4, timeout=self.timeout, message="replay all")
         assert await broker.dead_letters(topic) == []
         assert sorted(other.ids) == sorted([first.id, second.id])
 
@@ -298,7 +306,7 @@ class BrokerContract:
         await broker.subscribe(topic, "Late", latest, start="latest")
         await broker.publish(topic, [after := envelope(topic, "after")])
         await wait_until(
-            lambda: len(earliest.ids) == 4 and len(latest.ids) == 1, timeout=TIMEOUT,
+            lambda: len(earliest.ids) == 4 and len(latest.ids) == 1, timeout=self.timeout,
             message="both groups",
         )  # fmt: skip
         assert earliest.ids == [*(e.id for e in before), after.id]
@@ -312,13 +320,13 @@ class BrokerContract:
         got = Recorder()
         subscription = await broker.subscribe(topic, "G", got)
         await broker.publish(topic, [envelope(topic, i) for i in range(3)])
-        await wait_until(lambda: len(got.ids) == 3, timeout=TIMEOUT, message="first three")
+        await wait_until(lambda: len(got.ids) == 3, timeout=self.timeout, message="first three")
         await subscription.aclose()
         later = [envelope(topic, i) for i in range(3, 5)]
         await broker.publish(topic, later)
         again = Recorder()
         await broker.subscribe(topic, "G", again, start="earliest")
-        await wait_until(lambda: len(again.ids) == 2, timeout=TIMEOUT, message="the rest")
+        await wait_until(lambda: len(again.ids) == 2, timeout=self.timeout, message="the rest")
         assert again.ids == [e.id for e in later]
 
     async def test_reader_without_group_follows_the_topic(self, connect: Connect) -> None:
@@ -329,7 +337,7 @@ class BrokerContract:
         got = Recorder()
         reader = await broker.subscribe(topic, None, got, start="latest")
         await broker.publish(topic, [new := envelope(topic, "new")])
-        await wait_until(lambda: got.ids == [new.id], timeout=TIMEOUT, message="new event")
+        await wait_until(lambda: got.ids == [new.id], timeout=self.timeout, message="new event")
         assert got.deliveries[0].group is None
         await reader.aclose()
 
@@ -358,7 +366,7 @@ class BrokerContract:
         after = Recorder()
         await broker.subscribe(topic, "G", after)
         await broker.publish(topic, [marker := envelope(topic, "marker")])
-        await wait_until(lambda: marker.id in after.ids, timeout=TIMEOUT, message="marker")
+        await wait_until(lambda: marker.id in after.ids, timeout=self.timeout, message="marker")
         assert after.ids == [marker.id]
 
     async def test_bad_subscribe_arguments_are_named(self, connect: Connect) -> None:
@@ -383,8 +391,10 @@ class BrokerContract:
             )
             await app.client(Emitter).emit(n=5)
             listener = app.service(Listener)
-            await wait_until(lambda: len(listener.seen) == 1, timeout=TIMEOUT, message="good one")
-            letters = await _wait_dead_letters(broker, "Emitter.emitted", 1)
+            await wait_until(
+                lambda: len(listener.seen) == 1, timeout=self.timeout, message="good one"
+            )
+            letters = await _wait_dead_letters(broker, "Emitter.emitted", 1, timeout=self.timeout)
             assert letters[0].envelope.id == bad.id and letters[0].attempts == 1
             assert "invalid payload" in letters[0].reason and "n:" in letters[0].reason
             assert listener.seen[0][0] == 5
@@ -405,7 +415,7 @@ class BrokerContract:
         ) as app:
             await app.client(Emitter).emit(n=1)
             listener = app.service(Listener)
-            await wait_until(lambda: len(listener.seen) == 1, timeout=TIMEOUT, message="event")
+            await wait_until(lambda: len(listener.seen) == 1, timeout=self.timeout, message="event")
             n, correlation_id, received, kind = listener.seen[0]
             assert n == 1
             assert (correlation_id, kind) == ("corr-42", "event")
@@ -420,8 +430,8 @@ class BrokerContract:
             await broker.publish("Emitter.emitted", [dup, dup])
             await broker.publish("Emitter.emitted", [envelope("Emitter.emitted", {"n": 8})])
             listener = app.service(Listener)
-            await wait_until(lambda: 8 in listener.once, timeout=TIMEOUT, message="marker")
-            await wait_until(lambda: len(listener.seen) == 3, timeout=TIMEOUT, message="all")
+            await wait_until(lambda: 8 in listener.once, timeout=self.timeout, message="marker")
+            await wait_until(lambda: len(listener.seen) == 3, timeout=self.timeout, message="all")
             # Unkeyed events have no order to keep: compare what arrived, not when.
             assert sorted(listener.once) == [7, 8]
             assert sorted(n for n, *_ in listener.seen) == [7, 7, 8]
@@ -464,12 +474,14 @@ def _chain(*handlers: Callable[[Delivery], Awaitable[None]]) -> Callable[[Delive
     return run
 
 
-async def _wait_dead_letters(broker: Broker, topic: str, count: int) -> list[Any]:
+async def _wait_dead_letters(
+    broker: Broker, topic: str, count: int, *, timeout: float = TIMEOUT
+) -> list[Any]:
     letters: list[Any] = []
 
     async def enough() -> bool:
         letters[:] = await broker.dead_letters(topic)
         return len(letters) >= count
 
-    await wait_until(enough, timeout=TIMEOUT, message=f"{count} dead letter(s) on {topic}")
+    await wait_until(enough, timeout=timeout, message=f"{count} dead letter(s) on {topic}")
     return letters

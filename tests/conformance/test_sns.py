@@ -13,6 +13,8 @@ from tests.engines.moto import MotoServer
 
 
 class TestSnsBroker(BrokerContract):
+    timeout = 60.0  # moto_server slows down badly on a loaded machine; the semantics are the same
+
     @pytest.fixture
     async def connect(self, moto_server: MotoServer) -> AsyncIterator[Connect]:
         """Each connection is a new pair of SNS and SQS clients of the same server. Every test
