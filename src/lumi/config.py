@@ -366,6 +366,8 @@ class RepositoryConfig(pydantic.BaseModel):
 class ImageConfig(pydantic.BaseModel):
     """Container images of the app's services (``lumi build image``): ``[image]``."""
 
+    model_config = _STRICT
+
     base: str = pydantic.Field(
         default="docker.io/library/python:3.11-slim-bookworm",
         min_length=1,
@@ -374,6 +376,42 @@ class ImageConfig(pydantic.BaseModel):
     registry: str = pydantic.Field(
         default="localhost", min_length=1, description="prefix of image references"
     )
+
+
+class DeployConfig(pydantic.BaseModel):
+    """How ``lumi deploy`` rolls out a new version (``[deploy]``, ``[env.NAME.deploy]``); see
+    docs/shipping.md."""
+
+    model_config = _STRICT
+
+    strategy: Literal["rolling", "canary"] = "canary"
+    weights: list[int] = pydantic.Field(
+        default_factory=lambda: [10, 50, 100], description="the canary's share of calls per step"
+    )
+    bake: float = pydantic.Field(default=30.0, gt=0, description="seconds each step is watched")
+    interval: float = pydantic.Field(default=1.0, gt=0, description="seconds between checks")
+    min_requests: int = pydantic.Field(default=20, ge=1, description="calls before a verdict")
+    max_error_rate: float = pydantic.Field(
+        default=0.02, ge=0, le=1, description="how far the canary's error rate may exceed stable's"
+    )
+    max_p99_ratio: float = pydantic.Field(
+        default=2.0, ge=1, description="how many times the stable p99 the canary's may be"
+    )
+    p99_floor: float = pydantic.Field(
+        default=0.1, ge=0, description="seconds: a p99 below this never fails a canary"
+    )
+    canary_replicas: int = pydantic.Field(default=1, ge=1, le=64)
+
+    @pydantic.field_validator("weights")
+    @classmethod
+    def _check_weights(cls, value: list[int]) -> list[int]:
+        if not value or value[-1] != 100:
+            raise ValueError(f"weights must end at 100 (the canary takes every call), not {value}")
+        if any(w < 1 or w > 100 for w in value) or value != sorted(set(value)):
+            raise ValueError(
+                f"weights are rising percentages from 1 to 100, like [10, 50, 100], not {value}"
+            )
+        return value
 
 
 class AppSection(pydantic.BaseModel):
@@ -397,6 +435,7 @@ class _File(pydantic.BaseModel):
     repository: RepositoryConfig = pydantic.Field(default_factory=RepositoryConfig)
     image: ImageConfig = pydantic.Field(default_factory=ImageConfig)
     security: SecurityConfig = pydantic.Field(default_factory=SecurityConfig)
+    deploy: DeployConfig = pydantic.Field(default_factory=DeployConfig)
     env: dict[str, dict[str, Any]] = pydantic.Field(default_factory=dict)
 
 
@@ -416,6 +455,7 @@ class AppConfig:
     repository: RepositoryConfig = dataclasses.field(default_factory=RepositoryConfig)
     image: ImageConfig = dataclasses.field(default_factory=ImageConfig)
     security: SecurityConfig = dataclasses.field(default_factory=SecurityConfig)
+    deploy: DeployConfig = dataclasses.field(default_factory=DeployConfig)
 
     @property
     def name(self) -> str:
@@ -542,6 +582,7 @@ def load_config(path: str | Path = ".", env: str | None = None) -> AppConfig:
         repository=chosen.repository,
         image=chosen.image,
         security=chosen.security,
+        deploy=chosen.deploy,
     )
 
 

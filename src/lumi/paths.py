@@ -7,6 +7,8 @@
     .lumi/logs/<service>.log structured logs, one JSON object per line
     .lumi/ca/ca.crt, ca.key  the app's certificate authority (``lumi run``, mTLS)
     .lumi/ca/certs/<name>/   one identity's tls.crt, tls.key, ca.crt (a replica, the operator)
+    .lumi/routes.json        traffic weights per endpoint, followed by every replica (lumi deploy)
+    .lumi/env/<name>/        a deployed environment's control plane (lumi up, lumi deploy)
 
 Everything under it may hold request data, so the folder is made private (0700) and files in
 it are created private (0600). ``LUMI_STATE_DIR`` moves it (a Lambda function's app folder is
@@ -45,6 +47,14 @@ class AppPaths:
     @property
     def traces(self) -> Path:
         return self.state / "traces.db"
+
+    @property
+    def routes(self) -> Path:
+        return self.state / "routes.json"
+
+    def environment(self, name: str) -> Path:
+        """The state folder of the deployed environment ``name``."""
+        return self.state / "env" / name
 
     @property
     def logs(self) -> Path:

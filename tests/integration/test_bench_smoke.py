@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 def run_bench(*args: str) -> dict[str, object]:
     out = subprocess.run(
-        [sys.executable, *args, "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, *args, "--json"], cwd=ROOT, capture_output=True, text=True, timeout=600
     )
     assert out.returncode == 0, out.stderr
     result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -135,3 +135,20 @@ def test_soak_bench_reports_good_calls_under_hostile_traffic() -> None:
     sent = result["hostile_sent"]
     assert len(sent) == 12 and all(count > 0 for count in sent.values())  # type: ignore[union-attr, arg-type]
     assert result["rss_high_water_mb"] > 0  # type: ignore[operator]
+
+
+def test_rollback_bench_reports_the_time_from_the_first_bad_signal() -> None:
+    """bench/rollback_bench.py rolls a failing canary back and times it from its first error."""
+    result = run_bench("bench/rollback_bench.py", "--rounds", "1")
+    figures = result["figures"]
+    assert set(figures) == {
+        "detect_s",
+        "traffic_off_s",
+        "last_error_s",
+        "stopped_s",
+        "failed_calls",
+    }  # type: ignore[arg-type]
+    off = figures["traffic_off_s"]["median"]  # type: ignore[index]
+    # detection may precede the first failed answer by the milliseconds the answer travels
+    assert figures["detect_s"]["median"] <= off < figures["stopped_s"]["median"] < 30  # type: ignore[index]
+    assert figures["failed_calls"]["median"] >= 1  # type: ignore[index]

@@ -71,6 +71,10 @@ def test_readme_shipping_snippets_run(tmp_path: Path, registry: Registry) -> Non
     (snippet,) = blocks(readme_shipping(), "sh")
     out = run(snippet, "sh", root, env)
     assert "ci passed: gen, api, test, build" in out
+    assert (
+        "deploy Catalog - → 0.1.0, Inventory - → 0.1.0" in out
+        and "environment local is down" in out
+    )
 
 
 def test_docs_shipping_snippets_run_in_order(tmp_path: Path, registry: Registry) -> None:
@@ -80,6 +84,8 @@ def test_docs_shipping_snippets_run_in_order(tmp_path: Path, registry: Registry)
     outputs = [run(snippet, "sh", root, env) for snippet in blocks(text, "sh")]
     assert any("verified" in out for out in outputs)
     assert any("Inventory 0.1.0" in out and "import inventory_client" in out for out in outputs)
+    assert any("#2 deploy Catalog 0.1.0 → 0.1.1 (canary): succeeded" in out for out in outputs)
+    assert any("#3 rollback Catalog 0.1.1 → 0.1.0 (rolling): succeeded" in out for out in outputs)
     scripts = [b for b in blocks(text, "python") if "asyncio.run(" in b]
     assert scripts
     for script in scripts:

@@ -29,6 +29,7 @@ def test_example_config_loads_with_and_without_env() -> None:
     assert config.name == "shop" and config.environments == (
         "containers",
         "grpc",
+        "local",
         "mixed",
         "prod",
         "staging",
@@ -97,7 +98,7 @@ def test_binding_merges_service_over_defaults(tmp_path: Path) -> None:
         ),
         (
             "[bogus]\nx = 1\n",
-            "bogus: unknown key (valid keys here: app, defaults, env, image, repository, resilience, security, services, tracing)",
+            "bogus: unknown key (valid keys here: app, defaults, deploy, env, image, repository, resilience, security, services, tracing)",
         ),
     ],
 )

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "lumi.cli.repo",
     "lumi.cli.deps",
     "lumi.cli.ci",
+    "lumi.cli.deploy",
     "lumi.cli.dashboard",
     "lumi.cli.new",
     "lumi.cli.serve",

@@ -44,6 +44,9 @@ class ReplicaSpec:
     # mTLS: the folder of its certificate bundle (tls.crt, tls.key, ca.crt), kept current by
     # whoever issued it; None: $LUMI_TLS_DIR (a mounted Secret), when the app's mTLS is on
     tls_dir: str | None = None
+    # The interpreter to run it with (a deployed artifact's environment); None: the
+    # supervisor's own. Runtimes that cannot honour it refuse to start the replica.
+    python: str | None = None
 
     @property
     def name(self) -> str:

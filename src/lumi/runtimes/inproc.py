@@ -116,6 +116,11 @@ class InprocRuntime(Runtime):
     async def start(
         self, spec: ReplicaSpec, sockets: Mapping[str, socket.socket], output: Output
     ) -> Replica:
+        if spec.python:
+            raise StartError(
+                f"{spec.name} must run with {spec.python}, and the inproc runtime runs every "
+                f'replica in this process: use runtime = "process"'
+            )
         key = (spec.app_dir, spec.env)
         config = self._configs.get(key)
         if config is None:

@@ -137,7 +137,8 @@ class ProcessRuntime(Runtime):
             serve.SPEC: spec.to_json(),
             serve.PARENT_PID: str(os.getpid()),
         }
-        spare = self._spares.take() if self._spares is not None else None
+        # Spares run this interpreter; a replica of a deployed artifact runs its own.
+        spare = self._spares.take() if self._spares is not None and not spec.python else None
         if spare is not None:
             try:
                 spare.assign(own, {"ready": write_fd, **fds})
@@ -153,7 +154,7 @@ class ProcessRuntime(Runtime):
         }
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable,
+                spec.python or sys.executable,
                 "-m",
                 "lumi.runtimes.serve",
                 spec.service,

@@ -22,12 +22,14 @@ from lumi.brokers.base import Broker
 from lumi.config import AppConfig
 from lumi.model.errors import AppError
 from lumi.model.interface import ServiceInterface, interface
+from lumi.paths import AppPaths
 from lumi.pipeline.call import Handler, compose
 from lumi.retrying import wait_ready
-from lumi.runtime_services.resilience.balancer import Balancer
+from lumi.runtime_services.resilience.balancer import Balancer, EndpointChannel
 from lumi.runtimes import stack
 from lumi.runtimes.base import ReplicaSpec
 from lumi.runtimes.host import Host
+from lumi.runtimes.routes import RouteFollower, Routes
 from lumi.security import setup as security
 from lumi.transports import idl
 from lumi.transports.base import (
@@ -93,6 +95,11 @@ class ReplicaRunner:
         self.health = Health(self._ready)
         self.servers: list[Server] = []
         security.check_transports(config, ((n, transports.get(n)) for n in self.sockets))
+        # A deployed environment's route table (lumi deploy: canary weights), when there is one.
+        table = AppPaths(config.root).routes
+        self.routes = RouteFollower(table, self._reroute) if table.exists() else None
+        self._closing: set[asyncio.Task[None]] = set()
+        self._dropped: list[EndpointChannel] = []
 
     def _hosted(self, name: str) -> tuple[object, Any] | None:
         """The running instance of ``name`` and its ``@lumi.auth`` handler, if it has one."""
@@ -149,6 +156,37 @@ class ReplicaRunner:
             local = [url for url, node in self.spec.placement.items() if node == self.spec.node]
         return Balancer(name, channels, breakers=breakers, local=local)
 
+    def _reroute(self, routes: Routes) -> None:
+        """Point each capability's balancer at the weights of the route table (the endpoints
+        this replica was started with, evenly, for a capability the table does not list)."""
+        for name, balancer in self.balancers.items():
+            chosen = self.transport_for(name)
+            listed = routes.services.get(name)
+            if listed is None:
+                listed = dict.fromkeys(self.spec.endpoints.get(name, []), 1.0)
+            weights = {url: w for url, w in listed.items() if transport_of(url) == chosen}
+            if not any(weight > 0 for weight in weights.values()):
+                log.warning("route table %d: no %s endpoint of %s", routes.version, chosen, name)
+                continue
+            dropped = balancer.reroute(weights, self._connector(chosen, name))
+            if dropped:
+                self._dropped += dropped
+                task = asyncio.create_task(self._close_later(dropped))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+        log.info("following route table %d", routes.version)
+
+    def _connector(self, transport_name: str, name: str) -> Callable[[str], EndpointChannel]:
+        transport, iface = transports.get(transport_name), self.interfaces.get(name)
+        return lambda url: transport.channel(url, iface)
+
+    async def _close_later(self, channels: list[EndpointChannel]) -> None:
+        """Close channels a reroute dropped, once the calls in flight on them are done."""
+        await asyncio.sleep(self.config.defaults.grace_period + 1)
+        for channel in channels:
+            self._dropped.remove(channel)
+            await channel.aclose()
+
     def _channel_for(self, name: str) -> Handler:
         balancer = self.balancers.get(name)
         if balancer is None:
@@ -186,6 +224,8 @@ class ReplicaRunner:
         if self._owns_broker:
             await self.broker.start()
         renewals = asyncio.create_task(self.tls.watch()) if self.tls is not None else None
+        if self.routes is not None:
+            self.routes.start()
         try:
             await self._wait_for_capabilities()
             await self.host.start()
@@ -196,6 +236,12 @@ class ReplicaRunner:
         finally:
             if renewals is not None:
                 renewals.cancel()
+            if self.routes is not None:
+                await self.routes.aclose()
+            for task in list(self._closing):
+                task.cancel()
+            for channel in self._dropped:
+                await channel.aclose()
             for balancer in self.balancers.values():
                 await balancer.aclose()
             if self._owns_broker:

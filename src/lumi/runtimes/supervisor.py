@@ -23,7 +23,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 
 from lumi import transports
 from lumi.backends import RUNTIMES
@@ -84,17 +84,7 @@ class _Slot:
     async def start(self) -> None:
         """Start a replica and wait until it is ready; StartError otherwise."""
         config = self.sup.config
-        spec = ReplicaSpec(
-            app_dir=str(config.root),
-            env=config.environment,
-            service=self.service,
-            replica=self.index,
-            endpoints=self.sup.endpoints,
-            environment=config.service(self.service).environment,
-            node=self.node,
-            placement=self.sup.placement,
-            tls_dir=self.tls_dir,
-        )
+        spec = self.sup.replica_spec(self.service, self.index, node=self.node, tls_dir=self.tls_dir)
         self.state.state = "starting"
         replica: Replica | None = None
         try:
@@ -194,6 +184,7 @@ class Supervisor:
         restart_backoff: float = 0.5,
         max_backoff: float = 30.0,
         stable_after: float = 10.0,
+        interfaces: Mapping[str, ServiceInterface] | None = None,
     ) -> None:
         self.config = config
         self.emit = emit
@@ -204,9 +195,13 @@ class Supervisor:
         self.max_backoff = max_backoff
         self.stable_after = stable_after
         self.stopping = False
-        self.interfaces: dict[str, ServiceInterface] = {
-            cls.name: interface(cls) for cls in config.load_services()
-        }
+        # Given (lumi deploy: from artifacts' manifests), the app's code is never imported here.
+        self.interfaces: dict[str, ServiceInterface] = (
+            dict(interfaces)
+            if interfaces is not None
+            else {cls.name: interface(cls) for cls in config.load_services()}
+        )
+        self.interpreters: dict[str, str] = {}  # service → the Python its replicas run with
         self.order = start_order(self.interfaces.values())
         check_access(config, self.interfaces)
         security.check_transports(
@@ -227,6 +222,25 @@ class Supervisor:
         if found is None:
             found = self._runtimes[name] = RUNTIMES.load(name)()
         return found
+
+    def replica_spec(
+        self, service: str, index: int, *, node: str | None = None, tls_dir: str | None = None
+    ) -> ReplicaSpec:
+        """What replica ``index`` of ``service`` is started with (on ``node``, with the
+        certificate bundle in ``tls_dir``)."""
+        config = self.config
+        return ReplicaSpec(
+            app_dir=str(config.root),
+            env=config.environment,
+            service=service,
+            replica=index,
+            endpoints=self.endpoints,
+            environment=config.service(service).environment,
+            node=node,
+            placement=self.placement,
+            tls_dir=tls_dir,
+            python=self.interpreters.get(service),
+        )
 
     def is_stopping(self) -> bool:
         return self.stopping
@@ -312,10 +326,34 @@ class Supervisor:
         self.save()
         await asyncio.gather(*(r.stop(grace) for r in old if r is not None))
 
-    def _bind_all(self) -> None:
-        host = self.config.defaults.host
+    async def add_service(self, name: str, iface: ServiceInterface) -> None:
+        """Start a service that joins the running app (lumi deploy): bind its replicas'
+        sockets and wait until they are all ready. If one cannot start, the service is taken
+        out again and StartError raised; nothing else is touched."""
+        self.interfaces[name] = iface
+        self.order = start_order(self.interfaces.values())
         try:
-            for name in self.order:
+            self._bind_all([name])
+            write_interfaces(self.config.root, {name: iface})
+            await asyncio.gather(*(slot.start() for slot in self.slots[name]))
+        except BaseException:
+            grace = self.config.defaults.grace_period
+            slots = self.slots.pop(name, [])
+            await asyncio.gather(*(s.stop(grace) for s in slots), return_exceptions=True)
+            self.endpoints.pop(name, None)
+            del self.interfaces[name]
+            self.order.remove(name)
+            self.save()
+            raise
+        for slot in self.slots[name]:
+            slot.monitor = asyncio.create_task(slot.watch())
+        self.save()
+
+    def _bind_all(self, names: Iterable[str] | None = None) -> None:
+        host = self.config.defaults.host
+        chosen = list(self.order if names is None else names)
+        try:
+            for name in chosen:
                 service = self.config.service(name)
                 names = self.config.binding(name).rpc or ["http"]
                 slots = self.slots[name] = []
@@ -349,12 +387,12 @@ class Supervisor:
                     if url.startswith(f"{transport}://")
                 ]
         except StartError:
-            self._close_sockets()
+            self._close_sockets(chosen)
             raise
 
-    def _close_sockets(self) -> None:
-        for slots in self.slots.values():
-            for slot in slots:
+    def _close_sockets(self, names: Iterable[str] | None = None) -> None:
+        for name in self.slots if names is None else names:
+            for slot in self.slots.get(name, []):
                 slot.close()
 
     async def shutdown(self) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from lumi.config import AppConfig
@@ -70,9 +71,9 @@ def render(config: AppConfig) -> Rendered:
     for name in interfaces:
         data[envvars.endpoints_variable(name)] = " ".join(_endpoints(config, name))
     objects: list[Object] = []
+    refs = _image_refs(config, interfaces, images)
     for name, iface in interfaces.items():
-        ref = images[name].ref if name in images else image_ref(config, name, iface.version)
-        objects += _service_objects(config, iface, ref, config_name, warnings)
+        objects += _service_objects(config, iface, refs[name], config_name, warnings)
     unbuilt = [name for name in interfaces if name not in images]
     if unbuilt:
         warnings.append(
@@ -80,6 +81,31 @@ def render(config: AppConfig) -> Rendered:
             f"`lumi build image` would tag (build them before applying)"
         )
     return Rendered(objects, dict(sorted(data.items())), config_name, warnings)
+
+
+def image_names(config: AppConfig) -> dict[str, str]:
+    """Service → the image name (no tag or digest) its workload references, as :func:`render`
+    writes it: what a pinning overlay's ``images`` entries match."""
+    classes = {cls.name: cls for cls in config.load_services()}
+    interfaces = {name: interface(cls) for name, cls in classes.items()}
+    refs = _image_refs(config, interfaces, read_images(config.root))
+    return {name: _without_tag(ref) for name, ref in refs.items()}
+
+
+def _image_refs(
+    config: AppConfig, interfaces: dict[str, ServiceInterface], images: Mapping[str, Any]
+) -> dict[str, str]:
+    return {
+        name: images[name].ref if name in images else image_ref(config, name, iface.version)
+        for name, iface in interfaces.items()
+    }
+
+
+def _without_tag(ref: str) -> str:
+    name = ref.split("@", 1)[0]
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    return name[:colon] if colon > slash else name
 
 
 def _events_warnings(config: AppConfig, interfaces: dict[str, ServiceInterface]) -> list[str]:
