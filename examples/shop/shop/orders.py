@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from typing import Annotated
+
+from pydantic import Field
 
 import lumi
 from shop.inventory import Inventory
@@ -20,10 +23,12 @@ class Orders(lumi.Service):
         self.orders: dict[str, Order] = {}
 
     @lumi.api
-    async def place(self, customer: str, lines: list[OrderLine]) -> Order:
+    async def place(
+        self,
+        customer: Annotated[str, Field(min_length=1, max_length=100)],
+        lines: Annotated[list[OrderLine], Field(min_length=1, max_length=50)],
+    ) -> Order:
         """Reserve every line and record the order; publishes ``placed``."""
-        if not lines:
-            raise lumi.InvalidArgument("an order needs at least one line")
         total = 0
         for line in lines:
             total += await self.inventory.reserve(sku=line.sku, qty=line.qty)

@@ -24,7 +24,7 @@ from typing import Annotated, Any
 import typer
 
 from lumi.brokers import create_broker, scheme_of
-from lumi.brokers.base import Broker, Delivery, split_dead_letter_topic
+from lumi.brokers.base import Broker, Delivery, dead_letter_topic, split_dead_letter_topic
 from lumi.cli.output import fail, print_json, stdout
 from lumi.config import AppConfig, load_config
 from lumi.model.context import new_id
@@ -59,6 +59,37 @@ async def _connected(config: AppConfig, topic: str | None) -> AsyncIterator[Brok
 def _check_topic(topic: str) -> None:
     if topic.count(".") < 1 or not all(topic.split(".")):
         fail(f"{topic!r} is not a topic; topics are SERVICE.EVENT, e.g. Orders.placed")
+
+
+def app_topics(config: AppConfig) -> list[str]:
+    """Every topic the app's services publish or subscribe to, with their dead-letter topics."""
+    topics: set[str] = set()
+    for cls in config.load_services():
+        iface = reflect(cls).interface
+        topics.update(iface.topic(name) for name in iface.events)
+        for sub in iface.subscriptions:
+            topics.update((sub.topic, dead_letter_topic(sub.topic, iface.name)))
+    return sorted(topics)
+
+
+def _check_known_topic(config: AppConfig, topic: str) -> None:
+    """Exit with a did-you-mean unless one of the app's services uses ``topic`` (tailing a
+    misspelt topic would wait forever)."""
+    topics = app_topics(config)
+    if topic in topics:
+        return
+    service = topic.partition(".")[0]
+    own = [t for t in topics if t.startswith(f"{service}.") and t.count(".") == 1]
+    if own and topic.count(".") == 1:
+        match = difflib.get_close_matches(topic, own, n=1)
+        hint = f"; did you mean {match[0]!r}?" if match else ""
+        fail(f"{service} has no topic {topic!r}{hint} (its topics: {', '.join(own)})")
+    match = difflib.get_close_matches(topic, topics, n=1)
+    hint = f"; did you mean {match[0]!r}?" if match else ""
+    fail(
+        f"no service of this app publishes or subscribes to {topic!r}{hint} "
+        f"(topics: {', '.join(topics) or 'none'}; --any-topic tails it anyway)"
+    )
 
 
 def _envelope(
@@ -106,10 +137,16 @@ def register(app: typer.Typer) -> None:
         count: Annotated[
             int | None, typer.Option("--count", "-n", min=1, help="Stop after N events.")
         ] = None,
+        any_topic: Annotated[
+            bool,
+            typer.Option("--any-topic", help="Allow a topic none of the app's services uses."),
+        ] = False,
     ) -> None:
         """Print each event published on TOPIC as one line of CloudEvents JSON."""
         _check_topic(topic)
         config = load_config(app_dir, env)
+        if not any_topic:
+            _check_known_topic(config, topic)
         asyncio.run(_tail(config, topic, "earliest" if from_start else "latest", count))
 
     @events.command("publish")

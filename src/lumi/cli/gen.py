@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import shlex
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -93,8 +94,10 @@ def register(app: typer.Typer) -> None:
                 for path in stale:
                     state = "missing" if not path.exists() else "differs"
                     stdout.print(f"stale: {path} ({state})", highlight=False)
-                count = len(stale)
-                fail(f"{count} generated file(s) out of date; run: lumi gen {target} --out {out}")
+                again = _command(
+                    target, services or [], out, app_dir, env, interface_files, package
+                )
+                fail(f"{len(stale)} generated file(s) out of date; run: {again}")
             stdout.print(f"{len(files)} generated file(s) up to date", highlight=False)
             return
         for path in stale:
@@ -104,6 +107,30 @@ def register(app: typer.Typer) -> None:
             f"wrote {len(stale)} file(s) to {out} ({len(files) - len(stale)} unchanged)",
             highlight=False,
         )
+
+
+def _command(
+    target: str,
+    services: list[str],
+    out: Path,
+    app_dir: Path,
+    env: str | None,
+    interface_files: list[Path] | None,
+    package: str | None,
+) -> str:
+    """The ``lumi gen`` command that rewrites what ``--check`` found stale, as typed."""
+    words = ["lumi", "gen", target, *services, "--out", str(out)]
+    if interface_files:
+        for file in interface_files:
+            words += ["--interface", str(file)]
+    else:
+        if app_dir != Path("."):
+            words += ["--app", str(app_dir)]
+        if env is not None:
+            words += ["--env", env]
+    if package is not None:
+        words += ["--package", package]
+    return shlex.join(words)
 
 
 def _read(path: Path) -> str | None:
