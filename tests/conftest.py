@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-pytest_plugins = ["tests.engines.redis", "tests.engines.moto"]
+pytest_plugins = ["tests.engines.redis", "tests.engines.moto", "tests.integration.running_shop"]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
