@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,11 @@ def test_golden_files_match_the_example_app() -> None:
     assert {p.name for p in GOLDEN.iterdir()} == set(targets())
 
 
+def _pythonpath() -> dict[str, str]:
+    """The caller's PYTHONPATH, if any, so the child imports the same Lumi."""
+    return {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
+
+
 def test_output_is_deterministic() -> None:
     """Two runs in separate processes (different hash seeds) give byte-identical files."""
     code = (
@@ -44,7 +50,7 @@ def test_output_is_deterministic() -> None:
     runs = [
         subprocess.run(
             [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
-            env={"PYTHONHASHSEED": str(seed), "PATH": "/usr/bin:/bin"},
+            env={"PYTHONHASHSEED": str(seed), "PATH": "/usr/bin:/bin", **_pythonpath()},
         ).stdout
         for seed in (1, 2)
     ]  # fmt: skip
