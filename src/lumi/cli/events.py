@@ -12,25 +12,22 @@ validated against the event's schema first.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import difflib
 import json
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from lumi.brokers import create_broker, scheme_of
-from lumi.brokers.base import Broker, Delivery, dead_letter_topic, split_dead_letter_topic
 from lumi.cli.output import fail, print_json, stdout
-from lumi.config import AppConfig, load_config
-from lumi.model.context import new_id
-from lumi.model.envelope import Envelope, now_rfc3339
-from lumi.model.reflect import reflect
-from lumi.pipeline.publish import EventSink
+
+if TYPE_CHECKING:
+    from lumi.brokers.base import Broker, Delivery
+    from lumi.config import AppConfig
+    from lumi.model.envelope import Envelope
 
 AppDir = Annotated[Path, typer.Option("--app", "-a", help="The app folder (holding lumi.toml).")]
 Env = Annotated[str | None, typer.Option("--env", "-e", help="A named environment of the config.")]
@@ -38,6 +35,8 @@ Group = Annotated[str | None, typer.Option("--group", "-g", help="Only this cons
 
 
 def _broker(config: AppConfig, topic: str | None) -> Broker:
+    from lumi.brokers import create_broker, scheme_of
+
     service = topic.split(".", 1)[0] if topic else None
     known = {cls.name for cls in config.load_services()}
     url = config.binding(service).events if service in known else config.defaults.events
@@ -63,6 +62,9 @@ def _check_topic(topic: str) -> None:
 
 def app_topics(config: AppConfig) -> list[str]:
     """Every topic the app's services publish or subscribe to, with their dead-letter topics."""
+    from lumi.brokers.base import dead_letter_topic
+    from lumi.model.reflect import reflect
+
     topics: set[str] = set()
     for cls in config.load_services():
         iface = reflect(cls).interface
@@ -96,6 +98,11 @@ def _envelope(
     config: AppConfig, broker: Broker, topic: str, payload: Any, key: str | None
 ) -> Envelope:
     """The event to publish: validated by the app's event schema when the topic is the app's."""
+    from lumi.model.context import new_id
+    from lumi.model.envelope import Envelope, now_rfc3339
+    from lumi.model.reflect import reflect
+    from lumi.pipeline.publish import EventSink
+
     service, _, event = topic.partition(".")
     classes = {cls.name: cls for cls in config.load_services()}
     if service in classes and "." not in event:
@@ -144,10 +151,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Print each event published on TOPIC as one line of CloudEvents JSON."""
         _check_topic(topic)
+        from lumi.config import load_config
+
         config = load_config(app_dir, env)
         if not any_topic:
             _check_known_topic(config, topic)
-        asyncio.run(_tail(config, topic, "earliest" if from_start else "latest", count))
+        _run(_tail(config, topic, "earliest" if from_start else "latest", count))
 
     @events.command("publish")
     def publish_cmd(
@@ -165,10 +174,12 @@ def register(app: typer.Typer) -> None:
             data = json.loads(payload)
         except ValueError as exc:
             fail(f"--json is not valid JSON: {exc}")
+        from lumi.config import load_config
+
         config = load_config(app_dir, env)
         broker = _broker(config, topic)
         envelope = _envelope(config, broker, topic, data, key)
-        asyncio.run(_publish(broker, topic, envelope))
+        _run(_publish(broker, topic, envelope))
         stdout.print(envelope.id, highlight=False)
 
     @dlq.command("ls")
@@ -181,8 +192,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """List dead letters, oldest first, with the reason each was given up on."""
         topic, group = _target(topic, group)
+        from lumi.config import load_config
+
         config = load_config(app_dir, env)
-        letters = asyncio.run(_dead_letters(config, topic, group))
+        letters = _run(_dead_letters(config, topic, group))
         if not letters:
             if not as_json:
                 stdout.print("no dead letters", highlight=False)
@@ -213,15 +226,25 @@ def register(app: typer.Typer) -> None:
         topic, group = _target(topic, group)
         if not (topic or group or ids or everything):
             fail("say which dead letters to replay: a TOPIC, --group, --id EVENT_ID, or --all")
+        from lumi.config import load_config
+
         config = load_config(app_dir, env)
-        count = asyncio.run(_replay(config, topic, group, ids))
+        count = _run(_replay(config, topic, group, ids))
         if not count:
             fail("no dead letters matched, so none were replayed (see: lumi events dlq ls)")
         stdout.print(f"replayed {count} dead letter(s)", highlight=False)
 
 
+def _run(main: Any) -> Any:
+    import asyncio
+
+    return asyncio.run(main)
+
+
 def _target(topic: str | None, group: str | None) -> tuple[str | None, str | None]:
     """A topic may be given as its dead-letter topic name, which also names the group."""
+    from lumi.brokers.base import split_dead_letter_topic
+
     if topic is None:
         return None, group
     origin = split_dead_letter_topic(topic)
@@ -234,6 +257,8 @@ def _target(topic: str | None, group: str | None) -> tuple[str | None, str | Non
 
 
 async def _tail(config: AppConfig, topic: str, start: str, count: int | None) -> None:
+    import asyncio
+
     done = asyncio.Event()
     seen = 0
 

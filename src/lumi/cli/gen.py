@@ -6,21 +6,22 @@ import difflib
 import json
 import shlex
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from lumi.cli.inspect import load_interfaces
+from lumi.backends import GENERATORS
 from lumi.cli.output import fail, stdout
-from lumi.codegen import get_generator, targets
-from lumi.codegen.base import LOCK_FILE, GenerateRequest
-from lumi.config import load_config
-from lumi.model.interface import ServiceInterface
+
+if TYPE_CHECKING:
+    from lumi.model.interface import ServiceInterface
 
 
 def read_interfaces(files: list[Path], *, code: int = 1) -> dict[str, ServiceInterface]:
     """Interfaces from JSON files: one interface each, or a {name: interface} map (as served
     by GET /interface); a file that is not one exits with ``code``."""
+    from lumi.model.interface import ServiceInterface
+
     found: dict[str, ServiceInterface] = {}
     for file in files:
         try:
@@ -44,6 +45,9 @@ def plan(
 ) -> dict[Path, str]:
     """Every file ``target`` generates, as absolute paths under ``out`` (targets under
     ``out/<target>`` for ``all``)."""
+    from lumi.codegen import get_generator, targets
+    from lumi.codegen.base import LOCK_FILE, GenerateRequest
+
     names = targets() if target == "all" else [target]
     files: dict[Path, str] = {}
     for name in names:
@@ -59,7 +63,12 @@ def plan(
 def register(app: typer.Typer) -> None:
     @app.command("gen")
     def gen_cmd(
-        target: Annotated[str, typer.Argument(help=f"One of: {', '.join(targets())}, or all.")],
+        target: Annotated[
+            str,
+            typer.Argument(
+                help=f"One of: {', '.join(sorted(GENERATORS.builtins))}, a plugin's, or all."
+            ),
+        ],
         services: Annotated[list[str] | None, typer.Argument(help="Only these services.")] = None,
         out: Annotated[Path, typer.Option("--out", "-o", help="Where the files go.")] = Path("gen"),
         app_dir: Annotated[Path, typer.Option("--app", "-a", help="The app folder.")] = Path("."),
@@ -74,6 +83,10 @@ def register(app: typer.Typer) -> None:
         package: Annotated[str | None, typer.Option(help="Package/namespace prefix.")] = None,
     ) -> None:
         """Generate .proto, .thrift, OpenAPI, AsyncAPI, JSON Schema or clients from interfaces."""
+        from lumi.cli.inspect import load_interfaces
+        from lumi.codegen import get_generator
+        from lumi.config import load_config
+
         if target != "all":
             try:
                 get_generator(target)

@@ -11,22 +11,15 @@ from typing import Annotated
 import typer
 
 from lumi.cli.output import fail, stdout
-from lumi.config import load_config
-from lumi.paths import AppPaths
-from lumi.runtime_services.observability import logfiles
-from lumi.runtime_services.observability.spanquery import (
-    AmbiguousId,
-    clean_id,
-    read_trace,
-    recent_traces,
-)
-from lumi.runtime_services.observability.waterfall import summary, waterfall
 
 AppDir = Annotated[Path, typer.Option("--app", "-a", help="The app folder (holding lumi.toml).")]
 
 
 def _service_names(app_dir: Path) -> list[str]:
     """Service names from the config (class names) and from the log files themselves."""
+    from lumi.config import load_config
+    from lumi.runtime_services.observability import logfiles
+
     names: set[str] = set()
     try:
         config = load_config(app_dir)
@@ -51,6 +44,8 @@ def _resolve_correlation(files: list[Path], given: str, *, required: bool) -> st
     """The correlation id ``given`` names (itself, or the one id it is a prefix of); exit
     with one line when it names none (unless ``required`` is False: a followed request may
     come later) or several."""
+    from lumi.runtime_services.observability import logfiles
+
     ids = {r["correlation_id"] for p in files for r in logfiles.read(p) if r.get("correlation_id")}
     if given in ids:
         return given
@@ -87,6 +82,9 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Merge the app's logs (every service, every replica) by time, filtered."""
+        from lumi.runtime_services.observability import logfiles
+        from lumi.runtime_services.observability.spanquery import clean_id
+
         services = service or []
         _check_services(app_dir, services)
         files = logfiles.log_files(app_dir)
@@ -120,6 +118,15 @@ def register(app: typer.Typer) -> None:
         limit: Annotated[int, typer.Option(help="How many recent traces to list.")] = 20,
     ) -> None:
         """Print one request's spans as a waterfall tree, from the app's local span store."""
+        from lumi.paths import AppPaths
+        from lumi.runtime_services.observability.spanquery import (
+            AmbiguousId,
+            clean_id,
+            read_trace,
+            recent_traces,
+        )
+        from lumi.runtime_services.observability.waterfall import summary, waterfall
+
         store = AppPaths(app_dir).traces
         if not store.is_file():
             fail(f"no span store at {store} (has the app run with tracing on?)")
