@@ -86,3 +86,16 @@ def test_reload_bench_reports_lumi_and_uvicorn() -> None:
     """bench/reload_bench.py times an edit until the new code serves, for both contestants."""
     result = run_bench("bench/reload_bench.py", "--rounds", "1")
     assert result["lumi_ms"] > 0 and result["uvicorn_ms"] > 0  # type: ignore[operator]
+
+
+def test_cli_bench_reports_lumi_against_python_and_peer_clis() -> None:
+    """bench/cli_bench.py times lumi's start-ups, python -c pass, fastapi and uvicorn --help."""
+    result = run_bench("bench/cli_bench.py", "--rounds", "1")
+    results = result["results"]
+    assert set(results) == {  # type: ignore[arg-type]
+        "python -c pass", "lumi --help", "lumi call --help", "lumi ls", "lumi call",
+        "fastapi --help", "uvicorn --help",
+    }  # fmt: skip
+    for figures in results.values():  # type: ignore[attr-defined]
+        assert figures["wall_ms"] > 0 and figures["rss_mib"] > 0
+    assert set(result["lumi_help_vs"]) == {"fastapi --help", "uvicorn --help"}  # type: ignore[arg-type]

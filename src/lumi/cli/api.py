@@ -12,8 +12,6 @@ import io
 import json
 import subprocess
 import sys
-import tarfile
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -89,6 +87,9 @@ def _git_interfaces(
     archive = _git(root, "archive", "--format=tar", ref)
     if archive.returncode != 0:
         fail(f"{side}: git archive {ref} failed: {archive.stderr.decode().strip()}", code=2)
+    import tarfile  # only here: it is a noticeable share of a `lumi --help`
+    import tempfile
+
     relative = app_dir.resolve().relative_to(root.resolve())
     with tempfile.TemporaryDirectory(prefix="lumi-api-") as tmp:
         with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
