@@ -9,7 +9,10 @@ from round to round; each figure is the median wall time and peak RSS over the r
 machine is noisy), and each ratio is to ``python -c pass``. ``--imports`` adds, per command,
 what its imports cost (``python -X importtime``): the largest top-level imports, cumulative.
 
-Run: ``python bench/cli_bench.py [--rounds 15] [--imports] [--json]``.
+``--compare SRC`` adds ``lumi --help`` and ``lumi call --help`` run from another source tree
+(``PYTHONPATH=SRC``), e.g. the main branch's, to show a change's effect on the same machine.
+
+Run: ``python bench/cli_bench.py [--rounds 15] [--imports] [--compare SRC] [--json]``.
 """
 
 from __future__ import annotations
@@ -115,21 +118,27 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--imports", action="store_true", help="Also show import costs.")
     parser.add_argument("--json", action="store_true", help="One JSON line of results.")
+    parser.add_argument("--compare", type=Path, help="Also time these help commands from SRC.")
     args = parser.parse_args()
     env = environment()
+    envs: dict[str, dict[str, str]] = {}
     with tempfile.TemporaryDirectory(prefix="lumi-cli-bench-") as tmp:
         shop, app = start_shop(Path(tmp), env)
         try:
             table = commands(app)
+            if args.compare:
+                for name in ("lumi --help", "lumi call --help"):
+                    table[f"{name} (compare)"] = table[name]
+                    envs[f"{name} (compare)"] = {**env, "PYTHONPATH": str(args.compare)}
             names = list(table)
             walls: dict[str, list[float]] = {name: [] for name in names}
             rss: dict[str, list[float]] = {name: [] for name in names}
             for name in names:  # one warm-up run each (page cache, bytecode)
-                measure(table[name], env)
+                measure(table[name], envs.get(name, env))
             for index in range(args.rounds):
                 shift = index % len(names)
                 for name in names[shift:] + names[:shift]:
-                    wall, peak = measure(table[name], env)
+                    wall, peak = measure(table[name], envs.get(name, env))
                     walls[name].append(wall)
                     rss[name].append(peak)
             imports = (
@@ -151,12 +160,13 @@ def main() -> None:
     lumi_help = statistics.median(walls["lumi --help"])
     versus = {peer: round(lumi_help / statistics.median(walls[peer]), 2) for peer in PEERS}
     if args.json:
-        print(json.dumps({"rounds": args.rounds, "results": results,
+        compare = str(args.compare or "")
+        print(json.dumps({"rounds": args.rounds, "compare": compare, "results": results,
                           "lumi_help_vs": versus, "imports": imports}))  # fmt: skip
         return
-    print(f"{'command':18} {'wall ms':>8} {'over python':>12} {'ratio':>6} {'RSS MiB':>8}")
+    print(f"{'command':28} {'wall ms':>8} {'over python':>12} {'ratio':>6} {'RSS MiB':>8}")
     for name, row in results.items():
-        print(f"{name:18} {row['wall_ms']:8.1f} {row['over_python_ms']:12.1f} "
+        print(f"{name:28} {row['wall_ms']:8.1f} {row['over_python_ms']:12.1f} "
               f"{row['ratio']:6.2f} {row['rss_mib']:8.1f}")  # fmt: skip
     print("lumi --help / " + ", ".join(f"{peer}: {ratio:.2f}" for peer, ratio in versus.items()))
     for name, rows in imports.items():
