@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.engines.nats",
     "tests.engines.brokers",
     "tests.engines.podman",
+    "tests.integration.running_shop",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,12 +22,14 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
-import importlib.metadata
 import importlib.util
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lumi.model.errors import ConfigError
+
+if TYPE_CHECKING:
+    import importlib.metadata
 
 DISTRIBUTION = "lumi-runtime"
 
@@ -58,6 +60,8 @@ class Registry:
     def plugins(self) -> dict[str, importlib.metadata.EntryPoint]:
         """Third-party backends registered under this axis's entry-point group."""
         if self._plugins is None:
+            import importlib.metadata  # only when a name is looked up: it costs a CLI start
+
             found = importlib.metadata.entry_points(group=self.group)
             self._plugins = {ep.name: ep for ep in found if ep.name not in self.builtins}
         return self._plugins

@@ -38,6 +38,7 @@ from typing import Any, Literal
 import pydantic
 
 from lumi.backends import BROKERS, RUNTIMES, TRANSPORTS
+from lumi.config_refs import Variant, check_references
 from lumi.model.errors import ConfigError
 from lumi.model.hints import Retry
 from lumi.model.service import Service
@@ -456,6 +457,8 @@ class AppConfig:
     image: ImageConfig = dataclasses.field(default_factory=ImageConfig)
     security: SecurityConfig = dataclasses.field(default_factory=SecurityConfig)
     deploy: DeployConfig = dataclasses.field(default_factory=DeployConfig)
+    # the services tables of the file and of every environment, checked by load_services
+    variants: tuple[Variant, ...] = ()
 
     @property
     def name(self) -> str:
@@ -481,16 +484,11 @@ class AppConfig:
     def load_services(self) -> list[type[Service]]:
         """Import the service classes named in ``app.services``."""
         classes = [self._import(i, ref) for i, ref in enumerate(self.app.services)]
-        names = [cls.name for cls in classes]
-        for key in self.services:
-            if key not in names:
-                raise _error(
-                    self.path,
-                    f"services.{key}",
-                    f"no service named {key!r} in app.services{_did_you_mean(key, names)} "
-                    f"(services: {', '.join(names)})",
-                )
+        check_references(self.path, self.variants or [self._variant("")], classes)
         return classes
+
+    def _variant(self, prefix: str) -> Variant:
+        return Variant(prefix, self.defaults.rpc or ["http"], self.services)
 
     def _import(self, index: int, ref: str) -> type[Service]:
         key = f"app.services[{index}]"
@@ -558,17 +556,18 @@ def load_config(path: str | Path = ".", env: str | None = None) -> AppConfig:
         if not isinstance(raw, dict):
             raise ConfigError(f"{file}: has no [tool.lumi] table")
     base = _validate(file, raw, prefix="")
-    for name, overlay in base.env.items():
-        _validate(file, _merge(raw, overlay), prefix=f"env.{name}.")
+    checked = {
+        name: _validate(file, _merge(raw, overlay), prefix=f"env.{name}.")
+        for name, overlay in base.env.items()
+    }
     environments = tuple(sorted(base.env))
     if env is not None and env not in base.env:
         raise ConfigError(
             f"{file}: no environment {env!r}{_did_you_mean(env, environments)} "
             f"(environments: {', '.join(environments) or 'none; add [env.NAME] tables'})"
         )
-    chosen = (
-        base if env is None else _validate(file, _merge(raw, base.env[env]), prefix=f"env.{env}.")
-    )
+    chosen = base if env is None else checked[env]
+    variants = [("", base)] + [(f"env.{name}.", checked[name]) for name in environments]
     return AppConfig(
         path=file,
         root=file.parent.resolve(),
@@ -583,6 +582,11 @@ def load_config(path: str | Path = ".", env: str | None = None) -> AppConfig:
         image=chosen.image,
         security=chosen.security,
         deploy=chosen.deploy,
+        variants=tuple(
+            Variant(prefix, f.defaults.rpc or ["http"], f.services)
+            for prefix, f in variants
+            if f.app.services == chosen.app.services
+        ),
     )
 
 

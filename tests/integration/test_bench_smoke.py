@@ -152,3 +152,16 @@ def test_rollback_bench_reports_the_time_from_the_first_bad_signal() -> None:
     # detection may precede the first failed answer by the milliseconds the answer travels
     assert figures["detect_s"]["median"] <= off < figures["stopped_s"]["median"] < 30  # type: ignore[index]
     assert figures["failed_calls"]["median"] >= 1  # type: ignore[index]
+
+
+def test_cli_bench_reports_lumi_against_python_and_peer_clis() -> None:
+    """bench/cli_bench.py times lumi's start-ups, python -c pass, fastapi and uvicorn --help."""
+    result = run_bench("bench/cli_bench.py", "--rounds", "1")
+    results = result["results"]
+    assert set(results) == {  # type: ignore[arg-type]
+        "python -c pass", "lumi --help", "lumi call --help", "lumi ls", "lumi call",
+        "fastapi --help", "uvicorn --help",
+    }  # fmt: skip
+    for figures in results.values():  # type: ignore[attr-defined]
+        assert figures["wall_ms"] > 0 and figures["rss_mib"] > 0
+    assert set(result["lumi_help_vs"]) == {"fastapi --help", "uvicorn --help"}  # type: ignore[arg-type]

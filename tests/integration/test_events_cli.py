@@ -81,10 +81,13 @@ def test_publish_refuses_bad_input_in_one_line(shop: Path, args: list[str], mess
 
 
 def test_topic_outside_the_app_is_published_as_given(shop: Path) -> None:
-    """A topic of a service the app does not have is published without a schema to check."""
+    """A topic of a service the app does not have is published without a schema to check,
+    and tailed with --any-topic."""
     result = lumi_cmd("events", "publish", "Billing.paid", "--json", '{"any": [1]}', app=shop)
     assert result.returncode == 0, result.stderr
-    tail = lumi_cmd("events", "tail", "Billing.paid", "--from-start", "-n", "1", app=shop)
+    tail = lumi_cmd(
+        "events", "tail", "Billing.paid", "--from-start", "-n", "1", "--any-topic", app=shop
+    )
     assert json.loads(tail.stdout)["data"] == {"any": [1]}
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import lumi
-from shop.models import Product
+from shop.models import Product, Sku
 
 PRODUCTS = {
     "apple": Product(sku="apple", name="Apple", price_cents=50),
@@ -16,7 +16,7 @@ class Catalog(lumi.Service):
     """The products on sale."""
 
     @lumi.api(idempotent=True)
-    def product(self, sku: str) -> Product:
+    def product(self, sku: Sku) -> Product:
         """One product by SKU; NOT_FOUND for an unknown SKU."""
         try:
             return PRODUCTS[sku]

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from pydantic import Field
-
 import lumi
 from shop.catalog import Catalog
+from shop.models import Quantity, Sku
 
 
 class Inventory(lumi.Service):
@@ -19,13 +16,13 @@ class Inventory(lumi.Service):
         self.stock = {"apple": 10, "pear": 5, "melon": 1}
 
     @lumi.api(idempotent=True)
-    async def available(self, sku: str) -> int:
+    async def available(self, sku: Sku) -> int:
         """Units of ``sku`` in stock."""
         await self.catalog.product(sku=sku)  # NOT_FOUND for an unknown SKU
         return self.stock.get(sku, 0)
 
     @lumi.api
-    async def reserve(self, sku: str, qty: Annotated[int, Field(gt=0)]) -> int:
+    async def reserve(self, sku: Sku, qty: Quantity) -> int:
         """Take ``qty`` units out of stock; returns their price in cents.
 
         FAILED_PRECONDITION when there is not enough stock.

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, Field
+
+# Constraints live in the types: a call that breaks one is refused with INVALID_ARGUMENT and
+# pydantic's details before the method runs, and the interface's JSON Schema carries them.
+Quantity = Annotated[int, Field(gt=0, le=1000, description="units, 1 to 1000")]
+Sku = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z0-9-]+$")]
 
 
 class Product(BaseModel):
@@ -14,8 +20,8 @@ class Product(BaseModel):
 
 
 class OrderLine(BaseModel):
-    sku: str
-    qty: int = Field(gt=0)
+    sku: Sku
+    qty: Quantity
 
 
 class Order(BaseModel):

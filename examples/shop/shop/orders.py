@@ -24,7 +24,9 @@ class Orders(lumi.Service):
 
     @lumi.api
     async def place(
-        self, customer: str, lines: Annotated[list[OrderLine], Field(min_length=1)]
+        self,
+        customer: Annotated[str, Field(min_length=1, max_length=100)],
+        lines: Annotated[list[OrderLine], Field(min_length=1, max_length=50)],
     ) -> Order:
         """Reserve every line and record the order; publishes ``placed``."""
         total = 0

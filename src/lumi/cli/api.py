@@ -12,30 +12,18 @@ import io
 import json
 import subprocess
 import sys
-import tarfile
-import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
+from lumi.cli.constants import ALLOW_FILE
 from lumi.cli.gen import read_interfaces
 from lumi.cli.output import fail, print_json, stdout
-from lumi.config import find_config
-from lumi.model.errors import ConfigError
-from lumi.model.interface import ServiceInterface
-from lumi.packaging.compat import (
-    ALLOW_FILE,
-    Change,
-    Level,
-    apply_allow_list,
-    diff_apps,
-    load_allow_list,
-    version_errors,
-)
 
-_MARKS = {Level.WIRE: "[red]✗ wire[/]", Level.SOURCE: "[yellow]✗ source[/]"}
+if TYPE_CHECKING:
+    from lumi.model.interface import ServiceInterface
+    from lumi.packaging.compat import Change
 
 
 def load_side(spec: str, app_dir: Path, env: str | None, side: str) -> dict[str, ServiceInterface]:
@@ -56,6 +44,9 @@ def load_side(spec: str, app_dir: Path, env: str | None, side: str) -> dict[str,
 
 
 def _is_app(folder: Path) -> bool:
+    from lumi.config import find_config
+    from lumi.model.errors import ConfigError
+
     try:
         find_config(folder)
     except ConfigError:
@@ -71,6 +62,8 @@ def _app_interfaces(folder: Path, env: str | None, what: str) -> dict[str, Servi
     if out.returncode != 0:
         lines = (out.stderr or out.stdout).strip().splitlines() or ["(no output)"]
         fail(f"{what}: cannot load its interfaces: {lines[-1].removeprefix('error: ')}", code=2)
+    from lumi.model.interface import ServiceInterface
+
     data = json.loads(out.stdout)
     return {name: ServiceInterface.from_dict(entry) for name, entry in data.items()}
 
@@ -94,6 +87,9 @@ def _git_interfaces(
     archive = _git(root, "archive", "--format=tar", ref)
     if archive.returncode != 0:
         fail(f"{side}: git archive {ref} failed: {archive.stderr.decode().strip()}", code=2)
+    import tarfile  # only here: it is a noticeable share of a `lumi --help`
+    import tempfile
+
     relative = app_dir.resolve().relative_to(root.resolve())
     with tempfile.TemporaryDirectory(prefix="lumi-api-") as tmp:
         with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
@@ -111,6 +107,11 @@ def _print_human(
     errors: list[str],
     stale: list[str],
 ) -> None:
+    from rich.markup import escape
+
+    from lumi.packaging.compat import Level
+
+    marks = {Level.WIRE: "[red]✗ wire[/]", Level.SOURCE: "[yellow]✗ source[/]"}
     for name in sorted(set(old) | set(new)):
         mine = [c for c in changes if c.service == name]
         was = old[name].version if name in old else "-"
@@ -122,7 +123,7 @@ def _print_human(
             if change.allowed:
                 mark = f"[green]✓ allowed[/] [dim]({change.level.label})[/]"
             else:
-                mark = _MARKS.get(change.level, "[green]✓ compatible[/]")
+                mark = marks.get(change.level, "[green]✓ compatible[/]")
             note = f" [dim](allowed: {escape(change.reason)})[/]" if change.allowed else ""
             stdout.print(
                 f"  {mark}  {escape(change.path)}  [bold]{change.kind}[/]: "
@@ -170,6 +171,13 @@ def register(app: typer.Typer) -> None:
         version bump (with --strict: when it is not in the allow-list), 2 when OLD, NEW or the
         allow-list cannot be read, 0 otherwise.
         """
+        from lumi.packaging.compat import (
+            apply_allow_list,
+            diff_apps,
+            load_allow_list,
+            version_errors,
+        )
+
         old_ifaces = load_side(old, app_dir, env, "OLD")
         new_ifaces = load_side(new or str(app_dir), app_dir, env, "NEW")
         allow_path = allow or app_dir / ALLOW_FILE

@@ -7,16 +7,13 @@ runs it, anything else (or nothing) is the default command, ``lumi build artifac
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from typer.core import TyperGroup
 
 from lumi.cli.output import stderr, stdout
-from lumi.config import load_config
 
 DEFAULT = "artifacts"
 
@@ -55,6 +52,10 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Build one OCI artifact per service: wheel, lock, clients and manifest."""
+        import asyncio
+
+        from rich.markup import escape
+
         from lumi.packaging.build import build_app
 
         def step(message: str) -> None:
@@ -80,6 +81,7 @@ def register(app: typer.Typer) -> None:
     @build.command("lock")
     def lock_cmd(app_dir: AppDir = Path("."), env: Env = None) -> None:
         """Write requirements.lock afresh from the versions installed here."""
+        from lumi.config import load_config
         from lumi.packaging.build import write_lock
 
         config = load_config(app_dir, env)

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from lumi import transports
 from lumi.cli.output import fail, print_json
-from lumi.model.interface import ServiceInterface
-from lumi.pipeline.call import compose
-from lumi.pipeline.client import Client
-from lumi.runtime_services.resilience.balancer import Balancer
-from lumi.runtime_services.resilience.breaker import Breakers
-from lumi.runtime_services.resilience.policies import Policies
-from lumi.runtime_services.resilience.retry import Resilience
-from lumi.runtimes.discovery import read_interface, read_registry
-from lumi.security.identity import server_name
-from lumi.security.issuer import operator_tls
-from lumi.transports import idl
-from lumi.transports.base import ChannelSettings, transport_of
+
+if TYPE_CHECKING:
+    from lumi.model.interface import ServiceInterface
+    from lumi.transports.base import ChannelSettings
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
@@ -94,6 +84,12 @@ def register(app: typer.Typer) -> None:
         ] = 30.0,
     ) -> None:
         """Call a method of the running app and print the result as JSON."""
+        import asyncio
+
+        from lumi.runtimes.discovery import read_interface, read_registry
+        from lumi.transports import idl
+        from lumi.transports.base import transport_of
+
         service, sep, method = target.partition(".")
         if not sep or not service or not method:
             fail(f"{target!r} is not SERVICE.METHOD, e.g. Orders.place")
@@ -126,6 +122,10 @@ def register(app: typer.Typer) -> None:
         # mTLS: call as the operator, with the certificate lumi run issued
         settings = None
         if registry.mtls:
+            from lumi.security.identity import server_name
+            from lumi.security.issuer import operator_tls
+            from lumi.transports.base import ChannelSettings
+
             settings = ChannelSettings(
                 tls=operator_tls(root), server_name=server_name(registry.app, service)
             )
@@ -143,6 +143,14 @@ async def _call(
     settings: ChannelSettings | None = None,
 ) -> Any:
     """One call through the same client pipeline a service uses (balancing, retries)."""
+    from lumi import transports
+    from lumi.pipeline.call import compose
+    from lumi.pipeline.client import Client
+    from lumi.runtime_services.resilience.balancer import Balancer
+    from lumi.runtime_services.resilience.breaker import Breakers
+    from lumi.runtime_services.resilience.policies import Policies
+    from lumi.runtime_services.resilience.retry import Resilience
+
     transport = transports.get(transport_name)
     balancer = Balancer(
         iface.name, [transport.channel(url, iface, settings) for url in urls], breakers=Breakers()

@@ -3,24 +3,20 @@ writes a GitHub Actions workflow that runs the same stages."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.live import Live
-from rich.markup import escape
-from rich.spinner import Spinner
-from rich.table import Table
 
+from lumi.cli.constants import CI_STAGES as STAGES
+from lumi.cli.constants import CI_WORKFLOW as WORKFLOW
 from lumi.cli.output import stdout
-from lumi.config import load_config
 from lumi.model.errors import ConfigError
-from lumi.packaging.ci import STAGES, Pipeline
-from lumi.packaging.github import WORKFLOW, workflow
-from lumi.packaging.settings import repository_for
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 AppDir = Annotated[Path, typer.Option("--app", "-a", help="The app folder (holding lumi.toml).")]
 _MARKS = {"ok": "[green]✓[/]", "skipped": "[dim]-[/]", "failed": "[red]✗[/]",
@@ -42,6 +38,10 @@ class _Board:
         row[2] = time.perf_counter() - self.started.get(name, time.perf_counter())
 
     def __rich__(self) -> Table:
+        from rich.markup import escape
+        from rich.spinner import Spinner
+        from rich.table import Table
+
         table = Table.grid(padding=(0, 1))
         for name, (state, detail, seconds) in self.rows.items():
             mark = Spinner("dots") if state == "running" else _MARKS[str(state)]
@@ -70,6 +70,12 @@ def register(app: typer.Typer) -> None:
         """Run gen --check → api diff against the last release → tests → build → publish."""
         if ctx.invoked_subcommand is not None:
             return
+        import asyncio
+
+        from lumi.config import load_config
+        from lumi.packaging.ci import Pipeline
+        from lumi.packaging.settings import repository_for
+
         unknown = [s for s in only or [] if s not in STAGES]
         if unknown:
             raise ConfigError(f"no stage {unknown[0]!r} (stages: {', '.join(STAGES)})")
@@ -83,6 +89,8 @@ def register(app: typer.Typer) -> None:
                 await pipeline.run(only=only or chosen, publish=publish, on_event=board.event)
 
         if stdout.is_terminal:
+            from rich.live import Live
+
             with Live(board, console=stdout, refresh_per_second=10):
                 asyncio.run(run())
         else:
@@ -100,6 +108,9 @@ def register(app: typer.Typer) -> None:
         force: Annotated[bool, typer.Option(help="Overwrite an existing workflow.")] = False,
     ) -> None:
         """Write a CI workflow that runs lumi ci's stages (GitHub Actions)."""
+        from lumi.config import load_config
+        from lumi.packaging.github import workflow
+
         if provider != "github":
             raise ConfigError(f"no CI provider {provider!r} (providers: github)")
         config = load_config(app_dir)
@@ -119,6 +130,8 @@ def register(app: typer.Typer) -> None:
 
 def _print_lines(board: _Board) -> None:
     """Without a terminal: one line per finished stage."""
+    from rich.markup import escape
+
     original = board.event
 
     def event(name: str, state: str, detail: str) -> None:

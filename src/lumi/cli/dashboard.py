@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from lumi.cli.constants import DASHBOARD_PORT as DEFAULT_PORT
 from lumi.cli.output import stdout
-from lumi.config import AppConfig, load_config
-from lumi.dashboard.server import DEFAULT_PORT
-from lumi.runtimes.discovery import read_registry
+
+if TYPE_CHECKING:
+    from lumi.config import AppConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -25,12 +24,20 @@ def register(app: typer.Typer) -> None:
         ] = DEFAULT_PORT,
     ) -> None:
         """Serve the dashboard of an app started with `lumi run` (e.g. with --no-dashboard)."""
+        import asyncio
+
+        from lumi.config import load_config
+        from lumi.runtimes.discovery import read_registry
+
         config = load_config(app_dir, env)
         read_registry(config.root)  # one clear line if the app is not running
         asyncio.run(_serve(config, port))
 
 
 async def _serve(config: AppConfig, port: int) -> None:
+    import asyncio
+    import signal
+
     from lumi.dashboard import Dashboard
 
     stop = asyncio.Event()

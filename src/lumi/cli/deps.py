@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from lumi.cli.output import print_json, stdout
-from lumi.config import load_config
-from lumi.packaging.errors import ResolutionError
-from lumi.packaging.install import LOCK_FILE, SITE, Lock, install, resolve_app
-from lumi.packaging.settings import repository_for
+
+if TYPE_CHECKING:
+    from lumi.packaging.install import Lock
 
 AppDir = Annotated[Path, typer.Option("--app", "-a", help="The app folder (holding lumi.toml).")]
 Repo = Annotated[
@@ -32,6 +30,12 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     ) -> None:
         """Choose a published version of every required interface and write lumi-requires.lock."""
+        import asyncio
+
+        from lumi.config import load_config
+        from lumi.packaging.install import LOCK_FILE, resolve_app
+        from lumi.packaging.settings import repository_for
+
         config = load_config(app_dir)
         repository = repository_for(config, url=repo)
 
@@ -61,6 +65,13 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Install the Python client of every resolved interface into .lumi/site-packages."""
+        import asyncio
+
+        from lumi.config import load_config
+        from lumi.packaging.errors import ResolutionError
+        from lumi.packaging.install import LOCK_FILE, SITE, Lock, install, resolve_app
+        from lumi.packaging.settings import repository_for
+
         config = load_config(app_dir)
         repository = repository_for(config, url=repo)
 

@@ -12,25 +12,22 @@ app's services is validated against the event's schema first.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import difflib
 import json
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from lumi.brokers import create_broker, scheme_of
-from lumi.brokers.base import Broker, Delivery, split_dead_letter_topic
 from lumi.cli.output import fail, print_json, stdout
-from lumi.config import AppConfig, load_config
-from lumi.model.context import new_id
-from lumi.model.envelope import Envelope, now_rfc3339
-from lumi.model.reflect import reflect
-from lumi.pipeline.publish import EventSink
+
+if TYPE_CHECKING:
+    from lumi.brokers.base import Broker, Delivery
+    from lumi.config import AppConfig
+    from lumi.model.envelope import Envelope
 
 AppDir = Annotated[Path, typer.Option("--app", "-a", help="The app folder (holding lumi.toml).")]
 Env = Annotated[str | None, typer.Option("--env", "-e", help="A named environment of the config.")]
@@ -39,6 +36,8 @@ Group = Annotated[str | None, typer.Option("--group", "-g", help="Only this cons
 
 def _urls(config: AppConfig, topic: str | None) -> list[str]:
     """The brokers to ask: the topic's service's, or (no topic) every broker of the app."""
+    from lumi.brokers import scheme_of
+
     known = {cls.name for cls in config.load_services()}
     service = topic.split(".", 1)[0] if topic else None
     if service in known:
@@ -58,6 +57,8 @@ def _urls(config: AppConfig, topic: str | None) -> list[str]:
 
 
 def _broker(config: AppConfig, topic: str | None) -> Broker:
+    from lumi.brokers import create_broker
+
     return create_broker(_urls(config, topic)[0], app_dir=config.root)
 
 
@@ -72,10 +73,49 @@ def _check_topic(topic: str) -> None:
         fail(f"{topic!r} is not a topic; topics are SERVICE.EVENT, e.g. Orders.placed")
 
 
+def app_topics(config: AppConfig) -> list[str]:
+    """Every topic the app's services publish or subscribe to, with their dead-letter topics."""
+    from lumi.brokers.base import dead_letter_topic
+    from lumi.model.reflect import reflect
+
+    topics: set[str] = set()
+    for cls in config.load_services():
+        iface = reflect(cls).interface
+        topics.update(iface.topic(name) for name in iface.events)
+        for sub in iface.subscriptions:
+            topics.update((sub.topic, dead_letter_topic(sub.topic, iface.name)))
+    return sorted(topics)
+
+
+def _check_known_topic(config: AppConfig, topic: str) -> None:
+    """Exit with a did-you-mean unless one of the app's services uses ``topic`` (tailing a
+    misspelt topic would wait forever)."""
+    topics = app_topics(config)
+    if topic in topics:
+        return
+    service = topic.partition(".")[0]
+    own = [t for t in topics if t.startswith(f"{service}.") and t.count(".") == 1]
+    if own and topic.count(".") == 1:
+        match = difflib.get_close_matches(topic, own, n=1)
+        hint = f"; did you mean {match[0]!r}?" if match else ""
+        fail(f"{service} has no topic {topic!r}{hint} (its topics: {', '.join(own)})")
+    match = difflib.get_close_matches(topic, topics, n=1)
+    hint = f"; did you mean {match[0]!r}?" if match else ""
+    fail(
+        f"no service of this app publishes or subscribes to {topic!r}{hint} "
+        f"(topics: {', '.join(topics) or 'none'}; --any-topic tails it anyway)"
+    )
+
+
 def _envelope(
     config: AppConfig, broker: Broker, topic: str, payload: Any, key: str | None
 ) -> Envelope:
     """The event to publish: validated by the app's event schema when the topic is the app's."""
+    from lumi.model.context import new_id
+    from lumi.model.envelope import Envelope, now_rfc3339
+    from lumi.model.reflect import reflect
+    from lumi.pipeline.publish import EventSink
+
     service, _, event = topic.partition(".")
     classes = {cls.name: cls for cls in config.load_services()}
     if service in classes and "." not in event:
@@ -117,11 +157,19 @@ def register(app: typer.Typer) -> None:
         count: Annotated[
             int | None, typer.Option("--count", "-n", min=1, help="Stop after N events.")
         ] = None,
+        any_topic: Annotated[
+            bool,
+            typer.Option("--any-topic", help="Allow a topic none of the app's services uses."),
+        ] = False,
     ) -> None:
         """Print each event published on TOPIC as one line of CloudEvents JSON."""
         _check_topic(topic)
+        from lumi.config import load_config
+
         config = load_config(app_dir, env)
-        asyncio.run(_tail(config, topic, "earliest" if from_start else "latest", count))
+        if not any_topic:
+            _check_known_topic(config, topic)
+        _run(_tail(config, topic, "earliest" if from_start else "latest", count))
 
     @events.command("publish")
     def publish_cmd(
@@ -139,10 +187,12 @@ def register(app: typer.Typer) -> None:
             data = json.loads(payload)
         except ValueError as exc:
             fail(f"--json is not valid JSON: {exc}")
+        from lumi.config import load_config
+
         config = load_config(app_dir, env)
         broker = _broker(config, topic)
         envelope = _envelope(config, broker, topic, data, key)
-        asyncio.run(_publish(broker, topic, envelope))
+        _run(_publish(broker, topic, envelope))
         stdout.print(envelope.id, highlight=False)
 
     @dlq.command("ls")
@@ -155,8 +205,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """List dead letters, oldest first, with the reason each was given up on."""
         topic, group = _target(topic, group)
+        from lumi.config import load_config
+
         config = load_config(app_dir, env)
-        letters = asyncio.run(_dead_letters(config, topic, group))
+        letters = _run(_dead_letters(config, topic, group))
         if not letters:
             if not as_json:
                 stdout.print("no dead letters", highlight=False)
@@ -187,15 +239,25 @@ def register(app: typer.Typer) -> None:
         topic, group = _target(topic, group)
         if not (topic or group or ids or everything):
             fail("say which dead letters to replay: a TOPIC, --group, --id EVENT_ID, or --all")
+        from lumi.config import load_config
+
         config = load_config(app_dir, env)
-        count = asyncio.run(_replay(config, topic, group, ids))
+        count = _run(_replay(config, topic, group, ids))
         if not count:
             fail("no dead letters matched, so none were replayed (see: lumi events dlq ls)")
         stdout.print(f"replayed {count} dead letter(s)", highlight=False)
 
 
+def _run(main: Any) -> Any:
+    import asyncio
+
+    return asyncio.run(main)
+
+
 def _target(topic: str | None, group: str | None) -> tuple[str | None, str | None]:
     """A topic may be given as its dead-letter topic name, which also names the group."""
+    from lumi.brokers.base import split_dead_letter_topic
+
     if topic is None:
         return None, group
     origin = split_dead_letter_topic(topic)
@@ -208,6 +270,8 @@ def _target(topic: str | None, group: str | None) -> tuple[str | None, str | Non
 
 
 async def _tail(config: AppConfig, topic: str, start: str, count: int | None) -> None:
+    import asyncio
+
     done = asyncio.Event()
     seen = 0
 
@@ -235,6 +299,8 @@ async def _publish(broker: Broker, topic: str, envelope: Envelope) -> None:
 async def _dead_letters(
     config: AppConfig, topic: str | None, group: str | None
 ) -> list[dict[str, Any]]:
+    from lumi.brokers import create_broker
+
     letters = []
     for url in _urls(config, topic):
         async with create_broker(url, app_dir=config.root) as broker:
@@ -257,6 +323,8 @@ async def _dead_letters(
 async def _replay(
     config: AppConfig, topic: str | None, group: str | None, ids: list[str] | None
 ) -> int:
+    from lumi.brokers import create_broker
+
     count = 0
     for url in _urls(config, topic):
         async with create_broker(url, app_dir=config.root) as broker:

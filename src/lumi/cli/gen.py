@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import difflib
 import json
+import shlex
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from lumi.brokers.asyncapi import describe as describe_broker
-from lumi.cli.inspect import load_interfaces
+from lumi.backends import GENERATORS
 from lumi.cli.output import fail, stdout
-from lumi.codegen import get_generator, targets
-from lumi.codegen.base import LOCK_FILE, GenerateRequest
-from lumi.config import load_config
-from lumi.model.interface import ServiceInterface
+
+if TYPE_CHECKING:
+    from lumi.model.interface import ServiceInterface
 
 
 def read_interfaces(files: list[Path], *, code: int = 1) -> dict[str, ServiceInterface]:
     """Interfaces from JSON files: one interface each, or a {name: interface} map (as served
     by GET /interface); a file that is not one exits with ``code``."""
+    from lumi.model.interface import ServiceInterface
+
     found: dict[str, ServiceInterface] = {}
     for file in files:
         try:
@@ -48,6 +49,10 @@ def plan(
 ) -> dict[Path, str]:
     """Every file ``target`` generates, as absolute paths under ``out`` (targets under
     ``out/<target>`` for ``all``); ``events``: each service's events config value."""
+    from lumi.brokers.asyncapi import describe as describe_broker
+    from lumi.codegen import get_generator, targets
+    from lumi.codegen.base import LOCK_FILE, GenerateRequest
+
     names = targets() if target == "all" else [target]
     files: dict[Path, str] = {}
     brokers = {}
@@ -68,7 +73,12 @@ def plan(
 def register(app: typer.Typer) -> None:
     @app.command("gen")
     def gen_cmd(
-        target: Annotated[str, typer.Argument(help=f"One of: {', '.join(targets())}, or all.")],
+        target: Annotated[
+            str,
+            typer.Argument(
+                help=f"One of: {', '.join(sorted(GENERATORS.builtins))}, a plugin's, or all."
+            ),
+        ],
         services: Annotated[list[str] | None, typer.Argument(help="Only these services.")] = None,
         out: Annotated[Path, typer.Option("--out", "-o", help="Where the files go.")] = Path("gen"),
         app_dir: Annotated[Path, typer.Option("--app", "-a", help="The app folder.")] = Path("."),
@@ -83,6 +93,10 @@ def register(app: typer.Typer) -> None:
         package: Annotated[str | None, typer.Option(help="Package/namespace prefix.")] = None,
     ) -> None:
         """Generate .proto, .thrift, OpenAPI, AsyncAPI, JSON Schema or clients from interfaces."""
+        from lumi.cli.inspect import load_interfaces
+        from lumi.codegen import get_generator
+        from lumi.config import load_config
+
         if target != "all":
             try:
                 get_generator(target)
@@ -105,8 +119,10 @@ def register(app: typer.Typer) -> None:
                 for path in stale:
                     state = "missing" if not path.exists() else "differs"
                     stdout.print(f"stale: {path} ({state})", highlight=False)
-                count = len(stale)
-                fail(f"{count} generated file(s) out of date; run: lumi gen {target} --out {out}")
+                again = _command(
+                    target, services or [], out, app_dir, env, interface_files, package
+                )
+                fail(f"{len(stale)} generated file(s) out of date; run: {again}")
             stdout.print(f"{len(files)} generated file(s) up to date", highlight=False)
             return
         for path in stale:
@@ -116,6 +132,30 @@ def register(app: typer.Typer) -> None:
             f"wrote {len(stale)} file(s) to {out} ({len(files) - len(stale)} unchanged)",
             highlight=False,
         )
+
+
+def _command(
+    target: str,
+    services: list[str],
+    out: Path,
+    app_dir: Path,
+    env: str | None,
+    interface_files: list[Path] | None,
+    package: str | None,
+) -> str:
+    """The ``lumi gen`` command that rewrites what ``--check`` found stale, as typed."""
+    words = ["lumi", "gen", target, *services, "--out", str(out)]
+    if interface_files:
+        for file in interface_files:
+            words += ["--interface", str(file)]
+    else:
+        if app_dir != Path("."):
+            words += ["--app", str(app_dir)]
+        if env is not None:
+            words += ["--env", env]
+    if package is not None:
+        words += ["--package", package]
+    return shlex.join(words)
 
 
 def _read(path: Path) -> str | None:

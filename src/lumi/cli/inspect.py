@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
 from lumi.cli.output import fail, print_json, stdout
-from lumi.config import AppConfig, load_config
-from lumi.model.errors import AppError
-from lumi.model.interface import MethodInfo, ServiceInterface, interface
-from lumi.runtimes.discovery import Registry, read_registry
-from lumi.security.policy import Policy, policies
+
+if TYPE_CHECKING:
+    from lumi.config import AppConfig
+    from lumi.model.interface import MethodInfo, ServiceInterface
+    from lumi.runtimes.discovery import Registry
+    from lumi.security.policy import Policy
 
 AppDir = Annotated[Path, typer.Option("--app", "-a", help="The app folder (holding lumi.toml).")]
 Env = Annotated[str | None, typer.Option("--env", "-e", help="A named environment of the config.")]
 
 
 def load_interfaces(config: AppConfig) -> dict[str, ServiceInterface]:
+    from lumi.model.interface import interface
+
     return {cls.name: interface(cls) for cls in config.load_services()}
 
 
@@ -98,6 +100,8 @@ def register(app: typer.Typer) -> None:
         env: Env = None,
     ) -> None:
         """Print a service's interface JSON, or a {name: interface} map of all of them."""
+        from lumi.config import load_config
+
         interfaces = load_interfaces(load_config(app_dir, env))
         if service is None:
             print_json({name: iface.to_dict() for name, iface in sorted(interfaces.items())})
@@ -107,6 +111,13 @@ def register(app: typer.Typer) -> None:
     @app.command("ls")
     def ls_cmd(app_dir: AppDir = Path("."), env: Env = None) -> None:
         """List the app's services with method signatures, events and, while it runs, endpoints."""
+        from rich.markup import escape
+
+        from lumi.config import load_config
+        from lumi.model.errors import AppError
+        from lumi.runtimes.discovery import read_registry
+        from lumi.security.policy import policies
+
         config = load_config(app_dir, env)
         try:
             running: Registry | None = read_registry(config.root)

@@ -1,5 +1,10 @@
 """``lumi``: the entry point. Each command group lives in its own module with a
-``register(app)`` function; this module only assembles them and turns errors into one line."""
+``register(app)`` function; this module only assembles them and turns errors into one line.
+
+Starting is kept cheap (``bench/cli_bench.py``): a command module imports only typer and the
+standard library at the top and everything else inside its command function, and help is
+click's plain text rather than typer's rich panels (which cost more than the rest of a
+``lumi --help``); ``tests/unit/test_cli_startup.py`` checks what loads."""
 
 from __future__ import annotations
 
@@ -44,6 +49,17 @@ app = typer.Typer(
 
 for module_name in COMMAND_MODULES:
     importlib.import_module(module_name).register(app)
+
+
+def _plain_help(typer_app: typer.Typer) -> None:
+    """Plain help and usage errors in every group: rich's would load rich on every start."""
+    typer_app.rich_markup_mode = None
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _plain_help(group.typer_instance)
+
+
+_plain_help(app)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

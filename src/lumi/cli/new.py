@@ -10,14 +10,15 @@ from __future__ import annotations
 import difflib
 import keyword
 import re
-from importlib import resources
-from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from lumi.cli.output import fail, stdout
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 _RENAMES = {"gitignore": ".gitignore"}
@@ -25,6 +26,8 @@ _RENAMES = {"gitignore": ".gitignore"}
 
 def templates() -> list[str]:
     """The names of the templates that ship with Lumi."""
+    from importlib import resources
+
     root = resources.files("lumi") / "starters"
     return sorted(t.name for t in root.iterdir() if t.is_dir() and not t.name.startswith("_"))
 
@@ -37,6 +40,8 @@ def package_name(app: str) -> str:
 
 def scaffold(target: Path, app: str, template: str = "basic") -> list[Path]:
     """Write the template's files into ``target`` (which must not hold files yet)."""
+    from importlib import resources
+
     source = resources.files("lumi") / "starters" / template
     written: list[Path] = []
     values = {"{{app}}": app, "{{pkg}}": package_name(app)}

@@ -11,17 +11,15 @@ from typing import Annotated
 import typer
 
 from lumi.cli.output import fail, stdout
-from lumi.config import load_config
-from lumi.paths import AppPaths
-from lumi.runtime_services.observability import logfiles
-from lumi.runtime_services.observability.spanstore import read_trace, recent_traces
-from lumi.runtime_services.observability.waterfall import summary, waterfall
 
 AppDir = Annotated[Path, typer.Option("--app", "-a", help="The app folder (holding lumi.toml).")]
 
 
 def _service_names(app_dir: Path) -> list[str]:
     """Service names from the config (class names) and from the log files themselves."""
+    from lumi.config import load_config
+    from lumi.runtime_services.observability import logfiles
+
     names: set[str] = set()
     try:
         config = load_config(app_dir)
@@ -40,6 +38,29 @@ def _check_services(app_dir: Path, services: list[str]) -> None:
             match = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean {match[0]!r}?" if match else ""
             fail(f"no service {name!r} in this app{hint} (services: {', '.join(known)})")
+
+
+def _resolve_correlation(files: list[Path], given: str, *, required: bool) -> str:
+    """The correlation id ``given`` names (itself, or the one id it is a prefix of); exit
+    with one line when it names none (unless ``required`` is False: a followed request may
+    come later) or several."""
+    from lumi.runtime_services.observability import logfiles
+
+    ids = {r["correlation_id"] for p in files for r in logfiles.read(p) if r.get("correlation_id")}
+    if given in ids:
+        return given
+    matches = sorted(i for i in ids if isinstance(i, str) and i.startswith(given))
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        shown = ", ".join(matches[:5]) + (", …" if len(matches) > 5 else "")
+        fail(f"{given!r} starts {len(matches)} correlation ids ({shown}); give more of it")
+    if required:
+        fail(
+            f"no log line has correlation id {given!r} ({len(files)} log file(s) read; "
+            f"`lumi trace` lists recent requests with their correlation ids)"
+        )
+    return given
 
 
 def register(app: typer.Typer) -> None:
@@ -61,11 +82,16 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Merge the app's logs (every service, every replica) by time, filtered."""
+        from lumi.runtime_services.observability import logfiles
+        from lumi.runtime_services.observability.spanquery import clean_id
+
         services = service or []
         _check_services(app_dir, services)
         files = logfiles.log_files(app_dir)
         if not files and not follow:
             fail(f"no logs in {logfiles.log_dir(app_dir)} (has the app run with `lumi run`?)")
+        if correlation is not None:
+            correlation = _resolve_correlation(files, clean_id(correlation), required=not follow)
         keep = logfiles.matcher(services, correlation)
         records = (
             logfiles.follow(app_dir, keep, from_start=True)
@@ -92,6 +118,15 @@ def register(app: typer.Typer) -> None:
         limit: Annotated[int, typer.Option(help="How many recent traces to list.")] = 20,
     ) -> None:
         """Print one request's spans as a waterfall tree, from the app's local span store."""
+        from lumi.paths import AppPaths
+        from lumi.runtime_services.observability.spanquery import (
+            AmbiguousId,
+            clean_id,
+            read_trace,
+            recent_traces,
+        )
+        from lumi.runtime_services.observability.waterfall import summary, waterfall
+
         store = AppPaths(app_dir).traces
         if not store.is_file():
             fail(f"no span store at {store} (has the app run with tracing on?)")
@@ -101,10 +136,13 @@ def register(app: typer.Typer) -> None:
                 fail(f"no traces in {store} yet")
             stdout.print(summary(roots))
             return
-        spans = read_trace(store, ident.strip())
+        try:
+            spans = read_trace(store, ident)
+        except AmbiguousId as exc:
+            fail(str(exc))
         if not spans:
             recent = [r.trace_id for r in recent_traces(store, 200)]
-            match = difflib.get_close_matches(ident, recent, n=1, cutoff=0.8)
+            match = difflib.get_close_matches(clean_id(ident), recent, n=1, cutoff=0.8)
             hint = f"; did you mean {match[0]!r}?" if match else ""
             fail(
                 f"no trace or correlation id {ident!r} in {store}{hint} "

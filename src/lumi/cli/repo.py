@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from lumi.cli.output import print_json, stderr, stdout
-from lumi.config import AppConfig, load_config
-from lumi.model.errors import ConfigError
-from lumi.packaging.artifact import Artifact
-from lumi.packaging.build import BUILD_DIR, load_built
-from lumi.packaging.errors import BuildError
-from lumi.packaging.progress import transfer_bars
-from lumi.packaging.publish import publish
-from lumi.packaging.repository import Repository, parse_ref
-from lumi.packaging.settings import repository_for
+
+if TYPE_CHECKING:
+    from lumi.config import AppConfig
+    from lumi.packaging.artifact import Artifact
+    from lumi.packaging.repository import Repository
 
 AppDir = Annotated[Path, typer.Option("--app", "-a", help="The app folder (holding lumi.toml).")]
 Repo = Annotated[
@@ -32,6 +27,9 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 def _config(app_dir: Path) -> AppConfig | None:
     """The app's config if ``app_dir`` holds one (repo commands also work outside an app)."""
+    from lumi.config import load_config
+    from lumi.model.errors import ConfigError
+
     try:
         return load_config(app_dir)
     except ConfigError:
@@ -54,6 +52,13 @@ def register(app: typer.Typer) -> None:
         quiet: Quiet = False,
     ) -> None:
         """Push the last build's artifacts; refuses all if any version is taken or breaks."""
+        from lumi.config import load_config
+        from lumi.packaging.build import BUILD_DIR, load_built
+        from lumi.packaging.errors import BuildError
+        from lumi.packaging.progress import transfer_bars
+        from lumi.packaging.publish import publish
+        from lumi.packaging.settings import repository_for
+
         config = load_config(app_dir)
         repository = repository_for(config, url=repo, signing_key=sign_key)
 
@@ -80,7 +85,7 @@ def register(app: typer.Typer) -> None:
                              highlight=False)  # fmt: skip
             stdout.print(f"to {repository.url}", highlight=False)
 
-        asyncio.run(run())
+        _run(run())
 
     repo_app = typer.Typer(help="Look into an artifact repository.", no_args_is_help=True)
     app.add_typer(repo_app, name="repo")
@@ -93,6 +98,8 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     ) -> None:
         """List the services in the repository, or one service's versions."""
+        from lumi.packaging.settings import repository_for
+
         repository = repository_for(_config(app_dir), url=repo)
 
         async def run() -> dict[str, list[str]]:
@@ -100,7 +107,7 @@ def register(app: typer.Typer) -> None:
                 names = [service] if service else await repository.services()
                 return {name: await repository.versions(name) for name in names}
 
-        listing = asyncio.run(run())
+        listing = _run(run())
         if as_json:
             print_json(listing)
             return
@@ -117,6 +124,9 @@ def register(app: typer.Typer) -> None:
         trust_key: TrustKey = None,
     ) -> None:
         """Print the Lumi manifest of a published version (digest-checked) as JSON."""
+        from lumi.packaging.repository import parse_ref
+        from lumi.packaging.settings import repository_for
+
         repository = repository_for(_config(app_dir), url=repo, trust_key=trust_key)
         service, reference = parse_ref(ref)
 
@@ -126,7 +136,7 @@ def register(app: typer.Typer) -> None:
             print_json({"digest": published.digest, "size": published.size,
                         **published.manifest.model_dump(mode="json")})  # fmt: skip
 
-        asyncio.run(run())
+        _run(run())
 
     @repo_app.command("pull")
     def pull_cmd(
@@ -138,9 +148,12 @@ def register(app: typer.Typer) -> None:
         quiet: Quiet = False,
     ) -> None:
         """Download a published version's layers (checked) and manifest into a folder."""
+        from lumi.packaging.repository import parse_ref
+        from lumi.packaging.settings import repository_for
+
         repository = repository_for(_config(app_dir), url=repo, trust_key=trust_key)
         service, reference = parse_ref(ref)
-        artifact = asyncio.run(_pull(repository, service, reference, quiet))
+        artifact = _run(_pull(repository, service, reference, quiet))
         out.mkdir(parents=True, exist_ok=True)
         for layer in artifact.layers:
             (out / Path(layer.descriptor.title).name).write_bytes(layer.data)
@@ -160,9 +173,17 @@ def register(app: typer.Typer) -> None:
         stdout.print(f"wrote {private} (keep it secret) and {public} (the trust key)")
 
 
+def _run(main: Any) -> Any:
+    import asyncio
+
+    return asyncio.run(main)
+
+
 async def _pull(
     repository: Repository, service: str, reference: str | None, quiet: bool
 ) -> Artifact:
+    from lumi.packaging.progress import transfer_bars
+
     async with repository:
         with transfer_bars(stderr, enabled=not quiet) as progress:
             return await repository.pull(service, reference, progress=progress)

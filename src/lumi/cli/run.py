@@ -3,20 +3,19 @@ all in this one process with --inproc."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from lumi.config import AppConfig, load_config
-from lumi.dashboard.server import DEFAULT_PORT
-from lumi.model.errors import ConfigError
-from lumi.runtimes.reload import run_with_reload
-from lumi.runtimes.supervisor import Supervisor
+from lumi.cli.constants import DASHBOARD_PORT as DEFAULT_PORT
+
+if TYPE_CHECKING:
+    from lumi.config import AppConfig
+    from lumi.runtimes.supervisor import Supervisor
 
 _COLOURS = (36, 33, 32, 35, 34, 91, 92, 93, 94, 95, 96)
 
@@ -74,6 +73,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run an app: every service replica on its runtime (a local process by default), in
         dependency order."""
+        import asyncio
+
+        from lumi.config import load_config
+        from lumi.model.errors import ConfigError
+        from lumi.runtimes.reload import run_with_reload
+        from lumi.runtimes.supervisor import Supervisor
+
         config = load_config(app_dir, env)
         if reload and inproc:
             raise ConfigError("--reload restarts service processes; it does not work with --inproc")
@@ -96,6 +102,8 @@ async def with_dashboard(
 ) -> int:
     """Run ``main`` with the dashboard served beside it (``port`` None: no dashboard). Its URL
     is printed once the supervisor is running (right away without one), below the banner."""
+    import asyncio
+
     if port is None:
         return await main
     from lumi.dashboard import Dashboard

@@ -7,20 +7,16 @@ after checking the new version against the last published one (see
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from lumi.cli.output import print_json, stdout
-from lumi.config import load_config
-from lumi.model.semver import BUMPS, VersionError, bump
-from lumi.packaging.build import select_services
-from lumi.packaging.introspect import ServiceEntry, app_services
-from lumi.packaging.repository import Repository
-from lumi.packaging.settings import repository_for
-from lumi.packaging.versioning import bump_source, check_release, refusal
+
+if TYPE_CHECKING:
+    from lumi.packaging.introspect import ServiceEntry
+    from lumi.packaging.repository import Repository
 
 AppDir = Annotated[Path, typer.Option("--app", "-a", help="The app folder (holding lumi.toml).")]
 Repo = Annotated[
@@ -40,10 +36,20 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     ) -> None:
         """Show each service's version and its latest release, or bump one service's version."""
+        from lumi.model.semver import BUMPS, VersionError, bump
+
         if service in BUMPS and part is None:
             raise VersionError(f"name the service to bump: lumi version SERVICE {service}")
         if part is not None and part not in BUMPS:
             raise VersionError(f"cannot bump {part!r}; say one of: {', '.join(BUMPS)}")
+        import asyncio
+
+        from lumi.config import load_config
+        from lumi.packaging.build import select_services
+        from lumi.packaging.introspect import app_services
+        from lumi.packaging.settings import repository_for
+        from lumi.packaging.versioning import bump_source, check_release, refusal
+
         config = load_config(app_dir)
         entries = app_services(config.root)
         names = select_services(entries, [service] if service else [])

@@ -79,7 +79,9 @@ def py_type(t: Type, names: dict[str, str]) -> str:
 def _init(iface: ServiceInterface) -> str:
     cls = pascal(iface.name)
     return (
-        f'"""A client of the {iface.name} service ({iface.version})."""\n\n'
+        f'"""A client of the {iface.name} service ({iface.version}).\n\n'
+        "It needs httpx and pydantic: both come with lumi-runtime; elsewhere\n"
+        '``pip install "httpx>=0.27" "pydantic>=2.7"``.\n"""\n\n'
         f"from .client import Async{cls}Client, {cls}Client\n"
         "from .errors import LumiError\n"
         "from .models import *  # noqa: F403\n\n"

@@ -9,7 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from lumi.dashboard.hub import Hub
-from lumi.runtime_services.observability.spanstore import StoredSpan, build_tree, read_trace
+from lumi.runtime_services.observability.spanquery import (
+    AmbiguousId,
+    StoredSpan,
+    build_tree,
+    read_trace,
+)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -74,6 +79,8 @@ def detail(path: Path, ident: str) -> dict[str, Any] | None:
     try:
         spans = read_trace(path, ident.strip())
     except sqlite3.Error:  # e.g. busy while a writer checkpoints: "not yet", ask again
+        return None
+    except AmbiguousId:  # a prefix of several ids names no one trace
         return None
     if not spans:
         return None

@@ -38,6 +38,10 @@ class Service:
         super().__init_subclass__(**kwargs)
         if "name" not in cls.__dict__:
             cls.name = cls.__name__
+        # a type that cannot travel fails the class statement, not the first interface build
+        from lumi.model.declare import check_declaration
+
+        check_declaration(cls, API_ATTR, SUBSCRIBE_ATTR, EventSpec)
 
     async def startup(self) -> None:
         """Called once after capabilities are injected, in dependency order."""

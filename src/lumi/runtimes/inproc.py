@@ -20,6 +20,7 @@ from lumi.brokers import create_broker
 from lumi.brokers.base import Broker
 from lumi.config import AppConfig, load_config
 from lumi.model.errors import AppError, ConfigError, DefinitionError
+from lumi.runtime_services.observability.logroute import hosted
 from lumi.runtimes import stack
 from lumi.runtimes.base import Output, Replica, ReplicaSpec, Runtime, StartError
 from lumi.runtimes.replica import ReplicaRunner
@@ -28,14 +29,19 @@ from lumi.runtimes.replica import ReplicaRunner
 class InprocReplica(Replica):
     """A replica running as a task in this event loop."""
 
-    def __init__(self, runner: Callable[[], ReplicaRunner], output: Output) -> None:
+    def __init__(
+        self, runner: Callable[[], ReplicaRunner], output: Output, spec: ReplicaSpec | None = None
+    ) -> None:
         self.pid = os.getpid()
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
         self._output = output
-        self._task = asyncio.create_task(self._run(runner))
+        self._task = asyncio.create_task(self._run(runner, spec))
 
-    async def _run(self, runner: Callable[[], ReplicaRunner]) -> None:
+    async def _run(self, runner: Callable[[], ReplicaRunner], spec: ReplicaSpec | None) -> None:
+        if spec is not None:
+            # this task and every task it starts log as this replica, to its own file
+            hosted.set((spec.service, spec.replica))
         await runner().run(self._stop, self._ready.set)
 
     async def ready(self, timeout: float) -> None:
@@ -127,7 +133,7 @@ class InprocRuntime(Runtime):
             config = self._configs[key] = load_config(Path(spec.app_dir), spec.env)
             if self._configure_process:
                 # The first in-process replica sets up this process's logs and tracing.
-                stack.setup_process(config, config.name)
+                stack.setup_shared_process(config)
                 self._configure_process = False
         tracing = stack.current().tracing
         broker = await self._broker(config, spec.service)
@@ -145,4 +151,4 @@ class InprocRuntime(Runtime):
                     sock.close()
                 raise
 
-        return InprocReplica(runner, output)
+        return InprocReplica(runner, output, spec)

@@ -234,6 +234,10 @@ def setup_process(
         colour=colour,
         lean=lean,
     )
+    return _setup_tracing(config, service)
+
+
+def _setup_tracing(config: AppConfig, service: str) -> RuntimeServices:
     store = AppPaths(config.root).traces if config.tracing.store else None
     tracing = setup_tracing(
         service=service,
@@ -245,3 +249,19 @@ def setup_process(
     services = runtime_for(config, service, tracing=tracing)
     configure(services)
     return services
+
+
+def setup_shared_process(config: AppConfig) -> RuntimeServices:
+    """Set up a process that hosts replicas of several services (the ``inproc`` runtime):
+    each replica's lines go to its own log file, at its service's level, as they would from a
+    process of its own; tracing and policies as :func:`setup_process`."""
+    levels = {name: logging.getLevelName(config.log_level(name)) for name in config.services}
+    default = logging.getLevelName(config.defaults.log_level)
+    configure_logging(
+        service=None,
+        replica=None,
+        level=min([default, *levels.values()]),
+        service_files=config.root,
+        service_levels=levels,
+    )
+    return _setup_tracing(config, config.name)

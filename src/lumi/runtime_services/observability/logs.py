@@ -27,6 +27,7 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 from lumi.model.context import context
 from lumi.model.redact import redact_event
 from lumi.paths import private_file
+from lumi.runtime_services.observability.logroute import ServiceFiles, hosted
 
 _process: dict[str, Any] = {"service": None, "replica": None}
 _HANDLER_MARK = "_lumi_handler"
@@ -36,9 +37,11 @@ _PLAIN_HANDLERS = (logging.StreamHandler, logging.FileHandler)
 def add_call_context(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     """Add the process's service/replica and the current call's ids to a log event."""
     ctx = context()
+    here = hosted.get()  # a replica's task, where several share this process
     if ctx is None:
-        if _process["service"] is not None:
-            event.setdefault("service", _process["service"])
+        service = here[0] if here is not None else _process["service"]
+        if service is not None:
+            event.setdefault("service", service)
     else:
         event.setdefault("service", ctx.service)
         if ctx.kind == "event":
@@ -53,7 +56,10 @@ def add_call_context(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
         if tp is not None and len(tp) >= 55:
             event.setdefault("trace_id", tp[3:35])
             event.setdefault("span_id", tp[36:52])
-    if _process["replica"] is not None:
+    if here is not None:
+        if ctx is None or ctx.service == here[0]:
+            event.setdefault("replica", here[1])
+    elif _process["replica"] is not None:
         event.setdefault("replica", _process["replica"])
     return event
 
@@ -127,6 +133,8 @@ def configure_logging(
     json: bool | None = None,
     colour: bool | None = None,
     lean: bool = False,
+    service_files: Path | None = None,
+    service_levels: dict[str, int] | None = None,
 ) -> None:
     """Set up logging for one service process.
 
@@ -135,6 +143,10 @@ def configure_logging(
     ``log_file`` when given. ``lean`` console lines leave out what a prefix already says
     (service, replica) and the trace ids, and show only the time of day. Standard-library
     loggers are routed through the same processors. Calling it again replaces the setup.
+
+    Where replicas of several services share the process, ``service_files`` (the app folder)
+    writes each line to its replica's own file instead (:mod:`.logroute`), dropping those
+    below the service's level in ``service_levels``.
     """
     _process["service"] = service
     _process["replica"] = replica
@@ -166,6 +178,10 @@ def configure_logging(
         file_handler = logging.FileHandler(log_file, encoding="utf-8")
         file_handler.setFormatter(_formatter(True, shared))
         handlers.append(file_handler)
+    if service_files is not None:
+        routed = ServiceFiles(service_files, service_levels, default=numeric)
+        routed.setFormatter(_formatter(True, shared))
+        handlers.append(routed)
     root = logging.getLogger()
     for old in list(root.handlers):
         # Ours from a previous setup, or plain ones from logging.basicConfig; never a test

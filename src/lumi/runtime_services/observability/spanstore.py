@@ -3,12 +3,12 @@
 Every service process of an app writes its spans there through a batch processor (the exporter
 runs in the processor's thread, with its own connection; SQLite's WAL mode and a busy timeout let
 several processes write at once). ``lumi trace ID`` reads one trace back — by trace id or by
-correlation id — with no collector to run.
+correlation id — with no collector to run (reading is :mod:`.spanquery`, which needs no
+OpenTelemetry).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sqlite3
 import threading
@@ -21,7 +21,21 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from lumi.paths import private_file
+from lumi.runtime_services.observability.spanquery import (
+    StoredSpan,
+    build_tree,
+    read_trace,
+    recent_traces,
+)
 from lumi.runtime_services.observability.tracing import Span
+
+__all__ = [
+    "SqliteSpanExporter",
+    "StoredSpan",
+    "build_tree",
+    "read_trace",
+    "recent_traces",
+]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spans (
@@ -127,94 +141,3 @@ def _row(span: ReadableSpan) -> tuple[Any, ...]:
         attributes.get("lumi.correlation_id"),
         json.dumps(attributes, default=str, separators=(",", ":")),
     )
-
-
-@dataclasses.dataclass
-class StoredSpan:
-    """One span read back from the store."""
-
-    trace_id: str
-    span_id: str
-    parent_id: str | None
-    name: str
-    service: str | None
-    kind: str
-    start_ns: int
-    end_ns: int
-    status: str
-    correlation_id: str | None
-    attributes: dict[str, Any]
-    children: list[StoredSpan] = dataclasses.field(default_factory=list)
-
-    @property
-    def duration_ms(self) -> float:
-        return (self.end_ns - self.start_ns) / 1e6
-
-
-def read_trace(path: Path, ident: str) -> list[StoredSpan]:
-    """Every span of the trace ``ident`` names (a trace id, or a correlation id), by start."""
-    if not path.is_file():
-        return []
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
-    try:
-        traces = [
-            row[0]
-            for row in conn.execute(
-                "SELECT DISTINCT trace_id FROM spans WHERE trace_id = ? OR correlation_id = ?",
-                (ident.lower(), ident),
-            )
-        ]
-        if not traces:
-            return []
-        marks = ",".join("?" * len(traces))
-        rows = conn.execute(
-            f"SELECT * FROM spans WHERE trace_id IN ({marks}) ORDER BY start_ns", traces
-        ).fetchall()
-    finally:
-        conn.close()
-    return [_stored(row) for row in rows]
-
-
-def recent_traces(path: Path, limit: int = 20) -> list[StoredSpan]:
-    """The root spans of the most recent traces (for ``lumi trace`` without an id)."""
-    if not path.is_file():
-        return []
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
-    try:
-        rows = conn.execute(
-            "SELECT * FROM spans WHERE parent_id IS NULL ORDER BY start_ns DESC LIMIT ?", (limit,)
-        ).fetchall()
-    finally:
-        conn.close()
-    return [_stored(row) for row in rows]
-
-
-def _stored(row: tuple[Any, ...]) -> StoredSpan:
-    return StoredSpan(
-        trace_id=row[0],
-        span_id=row[1],
-        parent_id=row[2],
-        name=row[3],
-        service=row[4],
-        kind=row[5],
-        start_ns=row[6],
-        end_ns=row[7],
-        status=row[8],
-        correlation_id=row[9],
-        attributes=json.loads(row[10]) if row[10] else {},
-    )
-
-
-def build_tree(spans: list[StoredSpan]) -> list[StoredSpan]:
-    """Link spans to their parents; returns the roots (spans whose parent is not stored)."""
-    by_id = {span.span_id: span for span in spans}
-    roots: list[StoredSpan] = []
-    for span in spans:
-        span.children = []
-    for span in spans:
-        parent = by_id.get(span.parent_id) if span.parent_id else None
-        if parent is None or parent is span:
-            roots.append(span)
-        else:
-            parent.children.append(span)
-    return roots

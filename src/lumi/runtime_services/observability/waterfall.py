@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
-from lumi.runtime_services.observability.spanstore import StoredSpan, build_tree
+from lumi.runtime_services.observability.spanquery import StoredSpan, build_tree
 
 _KIND_MARK = {"server": "▶", "client": "→", "producer": "✉", "consumer": "✉", "internal": "·"}
 
@@ -53,18 +53,23 @@ def waterfall(spans: list[StoredSpan], width: int = 40) -> Table:
     return table
 
 
+SHOWN_ID = 12  # characters of a trace id in the list: random, so unique; `lumi trace` takes it
+
+
 def summary(roots: list[StoredSpan]) -> Table:
-    """Recent traces, one row each (``lumi trace`` without an id)."""
+    """Recent traces, one row each (``lumi trace`` without an id). Trace ids are shown as
+    their first characters and correlation ids whole (those of one process share their first
+    20), never cut further, so either can be pasted back as ``lumi trace ID``."""
     table = Table(box=None, pad_edge=False)
-    table.add_column("trace id")
-    table.add_column("correlation id")
-    table.add_column("root span")
-    table.add_column("service", style="cyan")
-    table.add_column("ms", justify="right")
-    table.add_column("status")
+    table.add_column("trace id", no_wrap=True, min_width=SHOWN_ID)
+    table.add_column("correlation id", no_wrap=True, min_width=32)
+    table.add_column("root span", no_wrap=True, overflow="ellipsis", max_width=40)
+    table.add_column("service", style="cyan", no_wrap=True, overflow="ellipsis")
+    table.add_column("ms", justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
     for span in roots:
         table.add_row(
-            span.trace_id,
+            span.trace_id[:SHOWN_ID],
             span.correlation_id or "",
             span.name,
             span.service or "",

@@ -39,6 +39,9 @@ struct Order {
 }
 
 struct OrderLine {
+  /**
+   * units, 1 to 1000
+   */
   1: required i64 qty,
   2: required string sku,
 }

@@ -8,6 +8,9 @@ export interface AvailableArgs {
 /** The arguments of reserve. */
 export interface ReserveArgs {
   sku: string;
+  /**
+   * units, 1 to 1000
+   */
   qty: number;
 }
 

@@ -9,6 +9,9 @@ export interface Order {
 }
 
 export interface OrderLine {
+  /**
+   * units, 1 to 1000
+   */
   qty: number;
   sku: string;
 }

@@ -1,0 +1,99 @@
+"""The CLI starts cheaply: defining its commands and printing any help loads none of the
+heavy libraries (they load inside the command that needs them), and the constants the CLI
+copies to show in its help are the library's."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import typer.main
+
+from lumi.backends import GENERATORS
+from lumi.cli import constants
+from lumi.cli.main import app
+from lumi.codegen import targets
+from lumi.dashboard.server import DEFAULT_PORT
+from lumi.packaging.ci import STAGES
+from lumi.packaging.compat import ALLOW_FILE
+from lumi.packaging.github import WORKFLOW
+
+# What made `lumi --help` take ~0.45 s and ~60 MB before (issue 12).
+HEAVY = ("asyncio", "aiohttp", "opentelemetry", "structlog", "rich", "pydantic", "httpx",
+         "lumi.runtimes", "lumi.config", "lumi.pipeline", "lumi.transports", "lumi.packaging")  # fmt: skip
+
+_LOADED = """
+import json, sys
+sys.argv[0] = "lumi"
+from lumi.cli.main import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+sys.stdout.flush()
+print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+def loaded_by(*args: str) -> list[str]:
+    """The modules a fresh interpreter has loaded after ``lumi ARGS`` (which must succeed)."""
+    out = subprocess.run([sys.executable, "-c", _LOADED, *args], capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "NO_COLOR": "1"})  # fmt: skip
+    modules: list[str] = json.loads(out.stderr.strip().splitlines()[-1])
+    assert "Usage:" in out.stdout, out.stdout
+    return modules
+
+
+def heavy(modules: list[str]) -> list[str]:
+    return [m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY)]
+
+
+def all_command_paths() -> list[list[str]]:
+    """Every command and group of the CLI, as the words that name it."""
+
+    def walk(command: object, path: list[str]) -> list[list[str]]:
+        found = [path]
+        for name, sub in sorted(getattr(command, "commands", {}).items()):
+            found += walk(sub, [*path, name])
+        return found
+
+    return walk(typer.main.get_command(app), [])
+
+
+def test_the_copied_constants_are_the_librarys() -> None:
+    """Each constant lumi.cli.constants copies equals the one the library uses."""
+    assert constants.ALLOW_FILE == ALLOW_FILE
+    assert constants.CI_STAGES == STAGES
+    assert constants.CI_WORKFLOW == WORKFLOW
+    assert constants.DASHBOARD_PORT == DEFAULT_PORT
+    assert sorted(GENERATORS.builtins) == [t for t in targets() if t in GENERATORS.builtins]
+
+
+def test_lumi_help_loads_no_heavy_library() -> None:
+    """`lumi --help` imports none of the heavy libraries."""
+    assert heavy(loaded_by("--help")) == []
+
+
+@pytest.mark.parametrize("command", ["call", "ls", "run", "events"])
+def test_a_commands_help_loads_only_what_typer_itself_needs(command: str) -> None:
+    """`lumi COMMAND --help` imports none of the heavy libraries but pydantic, which typer
+    (0.2x) loads itself to coerce the group's own options once a subcommand is named."""
+    assert [m for m in heavy(loaded_by(command, "--help")) if m.split(".")[0] != "pydantic"] == []
+
+
+def test_every_command_prints_its_help() -> None:
+    """Every command and group answers --help with its usage and exits 0 (in one process)."""
+    paths = all_command_paths()
+    assert len(paths) > 20  # the walk found the groups' commands too
+    code = ("import sys\nsys.argv[0] = 'lumi'\nfrom lumi.cli.main import main\nfor words in " + repr(paths) + ":\n"
+            "    try:\n        main([*words, '--help'])\n    except SystemExit as exc:\n"
+            "        assert not exc.code, (words, exc.code)\n    print('==', ' '.join(words))\n")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "NO_COLOR": "1"})  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    *helps, _ = out.stdout.split("\n== ")  # each help is followed by its command's words
+    assert len(helps) == len(paths)
+    assert all("Usage: lumi" in text for text in helps)
