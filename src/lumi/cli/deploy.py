@@ -6,18 +6,16 @@ Kustomize base plus an overlay per environment), pinned to the repository's vers
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from lumi.cli.output import fail, print_json, stderr, stdout
-from lumi.config import load_config
-from lumi.deploy import client, kubernetes
-from lumi.deploy.state import EnvironmentState, Record
+
+if TYPE_CHECKING:  # the commands import what they use: a CLI start stays cheap
+    from lumi.deploy.state import EnvironmentState, Record
 
 AppDir = Annotated[Path, typer.Option("--app", "-a", help="The app folder (holding lumi.toml).")]
 Repo = Annotated[
@@ -29,16 +27,26 @@ Env = Annotated[str, typer.Argument(help="The environment: an [env.NAME] of lumi
 
 def _state(app_dir: Path, env: str) -> EnvironmentState:
     """The environment's state, once ``env`` is known to be one of the app's environments."""
+    from lumi.config import load_config
+    from lumi.deploy.state import EnvironmentState
+
     config = load_config(app_dir, env)
     return EnvironmentState(config.root, env)
 
 
 def _progress(message: str) -> None:
+    from rich.markup import escape
+
     # stdout, like the summary: stderr carries only the one line of an error
     stdout.print(f"[dim]{escape(message)}[/]", highlight=False)
 
 
 def _rollout(state: EnvironmentState, path: str, body: dict[str, Any], as_json: bool) -> None:
+    import asyncio
+
+    from lumi.deploy import client
+    from lumi.deploy.state import Record
+
     async def go() -> dict[str, Any] | None:
         async with client.ControlClient(state) as control:
             return await control.stream(path, body, (lambda _: None) if as_json else _progress)
@@ -72,6 +80,9 @@ def register(app: typer.Typer) -> None:
     @app.command("up")
     def up_cmd(env: Env, app_dir: AppDir = Path(".")) -> None:
         """Start the environment's control plane in the background (and what was deployed)."""
+        from lumi.config import load_config
+        from lumi.deploy import client
+
         root = load_config(app_dir, env).root
         control, started = client.start(root, env)
         how = "is up" if started else "was already up"
@@ -81,6 +92,9 @@ def register(app: typer.Typer) -> None:
     @app.command("down")
     def down_cmd(env: Env, app_dir: AppDir = Path(".")) -> None:
         """Stop every service of the environment, then its control plane."""
+        from lumi.config import load_config
+        from lumi.deploy import client
+
         stopped = client.stop(load_config(app_dir, env).root, env)
         stdout.print(f"environment {env} {'is down' if stopped else 'was not up'}", highlight=False)
 
@@ -159,6 +173,10 @@ def register(app: typer.Typer) -> None:
     @app.command("status")
     def status_cmd(env: Env, app_dir: AppDir = Path("."), as_json: Json = False) -> None:
         """What runs in the environment: versions, digests, replicas, a rollout in progress."""
+        import asyncio
+
+        from lumi.deploy import client
+
         state = _state(app_dir, env)
         if client.running(state) is None:
             services = {
@@ -192,6 +210,12 @@ def _kubernetes(
 ) -> None:
     """Render the base and each environment's overlay; with ``images``, pin one environment to
     the repository's versions of ``refs`` (an overlay on top of its own)."""
+    import asyncio
+
+    from rich.markup import escape
+
+    from lumi.config import load_config
+    from lumi.deploy import kubernetes
     from lumi.targets import kustomize
     from lumi.targets.kubernetes import image_names
 
@@ -253,6 +277,8 @@ def _print_status(env: str, status: dict[str, Any]) -> None:
 
 
 def _history(app_dir: Path, env: str, as_json: bool) -> None:
+    from rich.markup import escape
+
     records = _state(app_dir, env).history()
     if as_json:
         print_json([r.model_dump(mode="json") for r in records])
