@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import pytest
 from lumi.deploy.state import EnvironmentState
 from lumi.packaging import oci
 from lumi.packaging.repository import open_repository
+from lumi.transports.tls import Tls, TlsFiles
 from tests.integration.harness import alive, wait
 from tests.integration.shipping import ROOT, lumi, shop_repo
 from tests.registry import PASSWORD, USER, Registry
@@ -119,9 +120,28 @@ class Shop:
     def versions(self) -> dict[str, str]:
         return {name: s["version"] for name, s in self.status()["services"].items()}
 
+    def running(self) -> dict[str, Any]:
+        """The deployed environment's registry of running replicas."""
+        return dict(json.loads((self.state().app / ".lumi" / "registry.json").read_text()))
+
     def endpoint(self, service: str) -> str:
-        registry = json.loads((self.state().app / ".lumi" / "registry.json").read_text())
-        return str(registry["services"][service]["endpoints"][0])
+        """Where to call ``service`` with :meth:`client` (``https://`` over mTLS, the default)."""
+        registry = self.running()
+        url = str(registry["services"][service]["endpoints"][0])
+        return url.replace("http://", "https://", 1) if registry.get("mtls") else url
+
+    def client(self) -> httpx.Client:
+        """An HTTP client calling the deployed services as the operator, with the certificate
+        the environment's supervisor issued (renewed: new connections use the current one)."""
+        if not self.running().get("mtls"):
+            return httpx.Client(timeout=30)
+        tls = Tls(TlsFiles.in_folder(self.state().app / ".lumi" / "ca" / "certs" / "operator"))
+        hooks = {"request": [lambda request: tls.reload() and None]}
+        return httpx.Client(verify=tls.client_context(), timeout=30, event_hooks=hooks)
+
+    def post(self, url: str, body: dict[str, Any]) -> Any:
+        with self.client() as http:
+            return http.post(url, json=body).json()
 
     def state(self, env: str = "local") -> EnvironmentState:
         return EnvironmentState(self.app, env)
@@ -138,15 +158,16 @@ class Load:
     """Steady calls of Inventory.available (which calls Catalog) from a thread, each call's
     time and status recorded."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, client: Callable[[], httpx.Client]) -> None:
         self.url = f"{url}/Inventory/available"
+        self.client = client
         self.calls: list[tuple[float, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        with httpx.Client(timeout=30) as http:
+        with self.client() as http:
             while not self._stop.is_set():
                 try:
                     status = http.post(self.url, json={"sku": "apple"}).status_code
@@ -205,12 +226,12 @@ def test_build_publish_deploy_canary_rollbacks_and_history(shop: Shop) -> None:
         "deploy", "local"
     )
     catalog = shop.endpoint("Catalog")
-    assert httpx.post(f"{catalog}/Catalog/product", json={"sku": "apple"}).json()["name"] == "Apple"
+    assert shop.post(f"{catalog}/Catalog/product", {"sku": "apple"})["name"] == "Apple"
     # each version runs from its installed artifact, not from the source folder
     python = shop.state().deployed().services["Catalog"].python
     assert Path(python).parent.parent.parent == Path(shop.env["LUMI_DEPLOY_CACHE"])
 
-    load = Load(shop.endpoint("Inventory"))
+    load = Load(shop.endpoint("Inventory"), shop.client)
     try:
         # v2: a good canary, promoted with no failed call
         assert shop.release("catalog", '"Apple"', '"Green apple"') == "0.1.1"
@@ -225,7 +246,7 @@ def test_build_publish_deploy_canary_rollbacks_and_history(shop: Shop) -> None:
         assert "step 1/2: 20% of calls to the canary" in out and "succeeded" in out
         assert load.count(started) > 50 and load.failures() == []
         assert shop.versions()["Catalog"] == "0.1.1"
-        answer = httpx.post(f"{catalog}/Catalog/product", json={"sku": "apple"}).json()
+        answer = shop.post(f"{catalog}/Catalog/product", {"sku": "apple"})
         assert answer["name"] == "Green apple"  # on the stable sockets: promoted
         v2 = shop.state().history()[-1]
         assert [s.weight for s in v2.steps] == [20, 100]
@@ -282,7 +303,7 @@ def test_build_publish_deploy_canary_rollbacks_and_history(shop: Shop) -> None:
     out = shop.ok("rollback", "local", "Catalog")
     assert "#5 rollback Catalog 0.1.1 → 0.1.0 (rolling): succeeded" in out
     assert shop.versions()["Catalog"] == "0.1.0"
-    assert httpx.post(f"{catalog}/Catalog/product", json={"sku": "apple"}).json()["name"] == "Apple"
+    assert shop.post(f"{catalog}/Catalog/product", {"sku": "apple"})["name"] == "Apple"
 
     assert "Catalog      0.1.0" in shop.ok("status", "local")
     assert json.loads(shop.ok("status", "local", "--json"))["phase"] == "running"
@@ -297,10 +318,7 @@ def test_build_publish_deploy_canary_rollbacks_and_history(shop: Shop) -> None:
     assert {n: s["version"] for n, s in status["services"].items()}["Catalog"] == "0.1.0"
     assert all(r["state"] == "ready" for s in status["services"].values() for r in s["replicas"])
     assert (
-        httpx.post(f"{shop.endpoint('Catalog')}/Catalog/product", json={"sku": "pear"}).json()[
-            "name"
-        ]
-        == "Pear"
+        shop.post(f"{shop.endpoint('Catalog')}/Catalog/product", {"sku": "pear"})["name"] == "Pear"
     )
 
 

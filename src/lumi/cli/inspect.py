@@ -127,7 +127,7 @@ def register(app: typer.Typer) -> None:
         access = policies(config, interfaces)
         if not config.security.mtls:
             stdout.print(
-                "[red]mTLS is off[/] (security.mtls = false): any local process may call any "
+                "[yellow]mTLS is off[/] (security.mtls = false): any local process may call any "
                 "method, and callers are not known",
                 highlight=False,
             )

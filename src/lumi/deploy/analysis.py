@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+import ssl
 from collections.abc import Iterable
 
 import aiohttp
@@ -108,15 +109,21 @@ def quantile(q: float, buckets: Iterable[tuple[float, float]]) -> float | None:
 
 
 async def scrape(
-    session: aiohttp.ClientSession, endpoints: Iterable[str], service: str
+    session: aiohttp.ClientSession,
+    endpoints: Iterable[str],
+    service: str,
+    tls: ssl.SSLContext | None = None,
 ) -> Snapshot:
-    """The sum of ``service``'s counts over the replicas at ``endpoints`` (http:// URLs);
-    ConnectionError naming the first that did not answer."""
+    """The sum of ``service``'s counts over the replicas at ``endpoints`` (http:// URLs; over
+    HTTPS with the ``tls`` context when the app speaks mTLS); ConnectionError naming the first
+    that did not answer."""
 
     async def one(endpoint: str) -> Snapshot:
+        url = endpoint.replace("http://", "https://", 1) if tls is not None else endpoint
         try:
             timeout = aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT)
-            async with session.get(f"{endpoint}/metrics", timeout=timeout) as resp:
+            get = session.get(f"{url}/metrics", timeout=timeout, ssl=tls if tls else False)
+            async with get as resp:
                 if resp.status != 200:
                     raise ConnectionError(f"{endpoint}/metrics answered {resp.status}")
                 return parse(await resp.text(), service)

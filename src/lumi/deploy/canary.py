@@ -37,6 +37,7 @@ from lumi.deploy.routing import SETTLE, Router
 from lumi.deploy.state import Record, Sample, Step
 from lumi.runtimes.base import Output, Replica, StartError
 from lumi.runtimes.supervisor import Supervisor
+from lumi.transports.tls import Tls, TlsFiles
 
 Say = Callable[[str], None]
 
@@ -184,10 +185,14 @@ class CanaryRollout:
         stable = [url for url in self.sup.endpoints[name] if url.startswith("http://")]
         canary = self.group.http_endpoints
         loop = asyncio.get_running_loop()
+        issuer = self.sup.issuer  # mTLS: the metrics are read over TLS, as the operator
+        tls = None
+        if issuer is not None:
+            tls = Tls(TlsFiles.in_folder(issuer.folder("operator"))).client_context()
         async with aiohttp.ClientSession() as session:
             try:
-                base_canary = await analysis.scrape(session, canary, name)
-                base_stable = await analysis.scrape(session, stable, name)
+                base_canary = await analysis.scrape(session, canary, name, tls)
+                base_stable = await analysis.scrape(session, stable, name, tls)
                 for number, weight in enumerate(settings.weights, 1):
                     self.router.split(name, self.sup.endpoints[name], self.group.endpoints, weight)
                     steps = f"{number}/{len(settings.weights)}"
@@ -200,8 +205,12 @@ class CanaryRollout:
                         ended = await self.group.wait_ended(min(settings.interval, left))
                         if ended:
                             raise RolloutFailed(f"{move.ref}: {ended}")
-                        seen_canary = await analysis.scrape(session, canary, name) - base_canary
-                        seen_stable = await analysis.scrape(session, stable, name) - base_stable
+                        seen_canary = await analysis.scrape(session, canary, name, tls)
+                        seen_stable = await analysis.scrape(session, stable, name, tls)
+                        seen_canary, seen_stable = (
+                            seen_canary - base_canary,
+                            seen_stable - base_stable,
+                        )
                         step = step.model_copy(
                             update={"canary": seen_canary.sample(), "stable": seen_stable.sample()}
                         )

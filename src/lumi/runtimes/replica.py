@@ -133,17 +133,19 @@ class ReplicaRunner:
             return chosen.pool_size
         return self.config.defaults.pool_size
 
+    def channel_settings(self, name: str) -> ChannelSettings:
+        """How this replica connects to ``name``: its pool size, and its certificate (mTLS)."""
+        secured = security.channel_settings(self.config, self.tls, name)
+        pool_size = self.pool_size(name)
+        if secured is None:
+            return ChannelSettings(pool_size=pool_size)
+        return dataclasses.replace(secured, pool_size=pool_size)
+
     def _balancer(self, name: str) -> Balancer:
         chosen = self.transport_for(name)
         transport = transports.get(chosen)
         iface = self.interfaces.get(name)
-        secured = security.channel_settings(self.config, self.tls, name)
-        pool_size = self.pool_size(name)
-        settings = (
-            ChannelSettings(pool_size=pool_size)
-            if secured is None
-            else dataclasses.replace(secured, pool_size=pool_size)
-        )
+        settings = self.channel_settings(name)
         channels = [
             transport.channel(url, iface, settings)
             for url in self.spec.endpoints[name]
@@ -178,7 +180,8 @@ class ReplicaRunner:
 
     def _connector(self, transport_name: str, name: str) -> Callable[[str], EndpointChannel]:
         transport, iface = transports.get(transport_name), self.interfaces.get(name)
-        return lambda url: transport.channel(url, iface)
+        settings = self.channel_settings(name)
+        return lambda url: transport.channel(url, iface, settings)
 
     async def _close_later(self, channels: list[EndpointChannel]) -> None:
         """Close channels a reroute dropped, once the calls in flight on them are done."""
