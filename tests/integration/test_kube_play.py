@@ -47,6 +47,8 @@ def played(podman_env: dict[str, str], tmp_path: Path) -> Iterator[int]:
         "-m",
         "lumi.cli.main",
         "deploy",
+        "--target",
+        "kubernetes",
         "--out",
         str(out),
         "--app",

@@ -60,7 +60,7 @@ def built(folder: Path) -> list[Object]:
 
 def test_golden_files_match_the_example_app() -> None:
     """The shop's base and its staging and prod overlays equal the committed golden files."""
-    done = lumi("deploy", "--env", "staging", "--env", "prod", "--out", str(GOLDEN),
+    done = lumi("deploy", "--target", "kubernetes", "--env", "staging", "--env", "prod", "--out", str(GOLDEN),
                 "--app", str(SHOP), "--check")  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "is up to date" in done.stdout
@@ -185,7 +185,7 @@ def test_apply_without_a_cluster_says_so(tmp_path: Path) -> None:
     empty = tmp_path / "kubeconfig"
     empty.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
     out = tmp_path / "deploy"
-    done = lumi("deploy", "--env", "prod", "--out", str(out), "--app", str(SHOP), "--apply",
+    done = lumi("deploy", "--target", "kubernetes", "--env", "prod", "--out", str(out), "--app", str(SHOP), "--apply",
                 env={"KUBECONFIG": str(empty)})  # fmt: skip
     assert done.returncode == 2
     assert "no Kubernetes cluster is configured" in done.stderr
@@ -196,9 +196,9 @@ def test_apply_without_a_cluster_says_so(tmp_path: Path) -> None:
 def test_cli_mistakes_get_one_line(tmp_path: Path) -> None:
     """An unknown target, environment, or --apply without one environment: one line each."""
     cases = [
-        (["--target", "nomad"], "unknown deploy target 'nomad' (valid: kubernetes)"),
-        (["--env", "prd"], "no environment 'prd'; did you mean 'prod'?"),
-        (["--apply"], "--apply applies one environment: give exactly one --env"),
+        (["--target", "nomad"], "unknown deploy target 'nomad' (valid: local, kubernetes)"),
+        (["--target", "kubernetes", "--env", "prd"], "no environment 'prd'; did you mean 'prod'?"),
+        (["--target", "kubernetes", "--apply"], "--apply and --images take one environment"),
     ]
     for args, message in cases:
         done = lumi("deploy", *args, "--out", str(tmp_path / "x"), "--app", str(SHOP))
