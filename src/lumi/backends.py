@@ -71,8 +71,9 @@ class Registry:
         shipped = [n for n, b in self.builtins.items() if _exists(b.module)]
         return [*shipped, *sorted(self.plugins())]
 
-    def check(self, name: str) -> None:
-        """Raise ValueError (one readable sentence) unless ``name`` can be loaded here."""
+    def check(self, name: str, *, installed: bool = True) -> None:
+        """Raise ValueError (one readable sentence) unless ``name`` can be loaded here (with
+        ``installed=False``: unless it names a backend at all, its library present or not)."""
         backend = self.builtins.get(name)
         if backend is None:
             if name in self.plugins():
@@ -82,6 +83,8 @@ class Registry:
                 f"unknown {self.axis} {name!r}{_did_you_mean(name, known)} "
                 f"(valid: {', '.join(self.names())})"
             )
+        if not installed:
+            return
         if not _exists(backend.module):
             raise ValueError(
                 f"the {name} {self.axis} is not available in this version of Lumi "

@@ -24,6 +24,7 @@ Every mistake â€” an unknown key, a bad value, a service that does not import â€
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import dataclasses
 import difflib
@@ -56,6 +57,10 @@ def _one_of(value: str, allowed: tuple[str, ...], what: str) -> str:
     return value
 
 
+_INSTALLED: contextvars.ContextVar[bool] = contextvars.ContextVar("installed", default=True)
+"""While validating: whether the backends named must be installed (the chosen environment)."""
+
+
 def _rpc(value: str | list[str]) -> list[str]:
     values = [value] if isinstance(value, str) else list(value)
     if not values:
@@ -63,18 +68,19 @@ def _rpc(value: str | list[str]) -> list[str]:
     if len(set(values)) != len(values):
         raise ValueError(f"each RPC transport once, not {values}")
     for name in values:
-        TRANSPORTS.check(name)
+        TRANSPORTS.check(name, installed=_INSTALLED.get())
     return values
 
 
 def _events(value: str) -> str:
     # "kafka://host:9092" or "embedded?retention=3d": the scheme decides the broker
-    BROKERS.check(value.split("://", 1)[0] if "://" in value else value.split("?", 1)[0])
+    scheme = value.split("://", 1)[0] if "://" in value else value.split("?", 1)[0]
+    BROKERS.check(scheme, installed=_INSTALLED.get())
     return value
 
 
 def _runtime(value: str) -> str:
-    RUNTIMES.check(value)
+    RUNTIMES.check(value, installed=_INSTALLED.get())
     return value
 
 
@@ -183,7 +189,7 @@ class CapabilityConfig(CallPolicyConfig):
     @classmethod
     def _check_transport(cls, value: str | None) -> str | None:
         if value is not None:
-            TRANSPORTS.check(value)
+            TRANSPORTS.check(value, installed=_INSTALLED.get())
         return value
 
 
@@ -556,11 +562,20 @@ def load_config(path: str | Path = ".", env: str | None = None) -> AppConfig:
         raw = raw.get("tool", {}).get("lumi")
         if not isinstance(raw, dict):
             raise ConfigError(f"{file}: has no [tool.lumi] table")
-    base = _validate(file, raw, prefix="")
-    checked = {
-        name: _validate(file, _merge(raw, overlay), prefix=f"env.{name}.")
-        for name, overlay in base.env.items()
-    }
+    # Every environment's names are checked; only the chosen one's backends must be installed
+    # (an image built for one environment need not carry the other environments' libraries).
+    token = _INSTALLED.set(env is None)
+    try:
+        base = _validate(file, raw, prefix="")
+    finally:
+        _INSTALLED.reset(token)
+    checked = {}
+    for name, overlay in base.env.items():
+        token = _INSTALLED.set(name == env)
+        try:
+            checked[name] = _validate(file, _merge(raw, overlay), prefix=f"env.{name}.")
+        finally:
+            _INSTALLED.reset(token)
     environments = tuple(sorted(base.env))
     if env is not None and env not in base.env:
         raise ConfigError(

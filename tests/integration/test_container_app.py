@@ -57,7 +57,7 @@ def test_a_container_service_serves_the_host_and_calls_processes(
     refused = run.post(
         "Orders", "place", {"customer": "ada", "lines": [{"sku": "melon", "qty": 9}]}
     )
-    assert refused.status_code == 400 and refused.json()["code"] == "FAILED_PRECONDITION"
+    assert refused.status_code == 409 and refused.json()["code"] == "FAILED_PRECONDITION"
 
     def mailed() -> object:
         sent = run.post("Mailer", "sent", {"customer": "ada"})

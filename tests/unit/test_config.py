@@ -31,6 +31,7 @@ def test_example_config_loads_with_and_without_env() -> None:
         "grpc",
         "local",
         "mixed",
+        "mtls",
         "prod",
         "staging",
         "test",
