@@ -219,6 +219,7 @@ class GroupMember(Subscription, Settlement):
             )
         if gone:
             await self.runner.drop(lambda i: i.token[0] in gone, self.broker.drain_timeout)
+            self._on_settled()  # the backlog shrank: resume reading if it was paused
         return {(p.topic, p.partition): p.point for p in gone if p.point is not None}
 
     def _on_messages(self, messages: list[Any]) -> None:
