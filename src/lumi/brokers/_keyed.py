@@ -78,6 +78,10 @@ class Settlement(abc.ABC):
     async def release(self, items: list[Inbound]) -> None:  # noqa: B027 (optional hook)
         """Give back messages that were not handled to the end (the consumer is stopping)."""
 
+    #: A broker whose acknowledgement needs no I/O (Kafka: it only moves a commit point)
+    #: sets this to a plain function doing :meth:`ack`, which spares a coroutine per event.
+    ack_now: Callable[[Inbound], None] | None = None
+
 
 _SETTLED, _RETRY, _GIVEN_BACK = "settled", "retry", "given back"
 
@@ -131,6 +135,11 @@ class KeyedRunner:
             self._make_ready(item)
         else:
             queue.append(item)
+
+    @property
+    def runnable(self) -> int:
+        """Messages running or ready to run (not waiting for their key or a retry)."""
+        return len(self._ready) + len(self._running)
 
     def unsettled(self) -> list[Inbound]:
         """Every message taken and not yet settled (running, ready, waiting for its key or for
@@ -217,7 +226,11 @@ class KeyedRunner:
             if item.key is None and await self.settlement.retry_later(item, delay):
                 return _SETTLED
             return _RETRY
-        await self.settlement.ack(item)
+        ack_now = self.settlement.ack_now
+        if ack_now is not None:
+            ack_now(item)
+        else:
+            await self.settlement.ack(item)
         return _SETTLED
 
     async def _dead_letter(self, item: Inbound, envelope: Envelope, reason: str, n: int) -> None:

@@ -45,10 +45,15 @@ def decode_seq(value: int) -> tuple[str, str]:
     return letter, f"{raw >> 64}-{raw & ((1 << 64) - 1)}"
 
 
+def seq_of_tag(tag: bytes) -> int:
+    """:func:`encode_seq` of a tag as the claim script returns it (``b"m1700000000000-0"``)."""
+    ms, _, seq = tag[1:].partition(b"-")
+    return ((int(ms) << 64 | int(seq or 0)) << 1) | (tag[0] == 114)  # 114: ord("r")
+
+
 @dataclasses.dataclass(slots=True)
 class _Settle:
-    letter: str
-    entry_id: str
+    tag: bytes
     dlq_body: bytes
     dlq_key: str | None
     done: asyncio.Future[None]
@@ -71,7 +76,8 @@ class RedisGroup(GroupLog):
         self.dlq_topic = dead_letter_topic(topic, group)
         self.dlq = keys.stream(self.dlq_topic)
         self.lease = broker.options.lease
-        self.bodies: dict[int, tuple[bytes, int]] = {}  # in flight here: body, attempt
+        self.bodies: dict[int, tuple[bytes, int, bytes]] = {}  # in flight: body, attempt, tag
+        self.drained = False  # the last claim took everything there was (the watcher waits)
         self._due: dict[int, float] = {}  # retries this member scheduled: when they fall due
         self._batch: list[_Settle] = []
         self._flushing = False
@@ -87,24 +93,26 @@ class RedisGroup(GroupLog):
             ],
         )  # fmt: skip
         claimed: list[Claimed] = []
-        for i in range(0, len(items), 4):
-            letter, entry_id = _text(items[i]), _text(items[i + 1])
-            seq = encode_seq(letter, entry_id)
-            attempt = int(items[i + 2])
-            self.bodies[seq] = (items[i + 3], attempt)
-            self._due.pop(seq, None)
-            claimed.append(Claimed(seq, attempt, items[i + 3]))
-        for i in range(0, len(dead), 4):
-            seq = encode_seq(_text(dead[i]), _text(dead[i + 1]))
-            attempts = int(dead[i + 2])
-            self.bodies[seq] = (dead[i + 3], attempts)
+        bodies, due = self.bodies, self._due
+        for i in range(0, len(items), 3):
+            tag, attempt, body = items[i], int(items[i + 1]), items[i + 2]
+            seq = seq_of_tag(tag)
+            bodies[seq] = (body, attempt, tag)
+            if due:
+                due.pop(seq, None)
+            claimed.append(Claimed(seq, attempt, body))
+        for i in range(0, len(dead), 3):
+            seq = seq_of_tag(dead[i])
+            attempts = int(dead[i + 1])
+            bodies[seq] = (dead[i + 2], attempts, dead[i])
             await self._dead_letter(seq, lease_expired_reason(attempts, ""))
+        self.drained = bool(drained)
         if drained and self.watcher is not None:
             self.watcher.arm(_text(last_main), _text(last_ready))
         now = time.time()
-        for seq, due in list(self._due.items()):
-            if due < now - self.lease:  # someone else took it long ago
-                del self._due[seq]
+        for seq, when in list(due.items()):
+            if when < now - self.lease:  # someone else took it long ago
+                del due[seq]
         return Claim(claimed, min(self._due.values(), default=None))
 
     async def ack(self, seq: int) -> None:
@@ -124,7 +132,7 @@ class RedisGroup(GroupLog):
         await self._dead_letter(seq, reason)
 
     async def _dead_letter(self, seq: int, reason: str) -> None:
-        body, attempts = self.bodies.get(seq, (b"", 1))
+        body, attempts, _ = self.bodies.get(seq, (b"", 1, b""))
         try:
             envelope = Envelope.from_json(body)
         except EnvelopeError:
@@ -151,10 +159,14 @@ class RedisGroup(GroupLog):
     # -- acknowledgements and dead letters, batched per turn of the event loop -----------------
 
     async def _settle(self, seq: int, dlq_body: bytes, dlq_key: str | None) -> None:
-        self.bodies.pop(seq, None)
-        letter, entry_id = decode_seq(seq)
+        held = self.bodies.pop(seq, None)
+        if held is None:
+            letter, entry_id = decode_seq(seq)
+            tag = (letter + entry_id).encode()
+        else:
+            tag = held[2]
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._batch.append(_Settle(letter, entry_id, dlq_body, dlq_key, done))
+        self._batch.append(_Settle(tag, dlq_body, dlq_key, done))
         if not self._flushing:
             self._flushing = True
             asyncio.get_running_loop().call_soon(self._start_flush)
@@ -166,11 +178,14 @@ class RedisGroup(GroupLog):
     async def _flush(self) -> None:
         batch, self._batch = self._batch, []
         self._flushing = False
+        acks = [item.tag for item in batch if not item.dlq_body]
         args: list[Any] = [self.group, self.parked_prefix, self.broker.maxlen, self.dlq_topic]
+        args.append(len(acks))
+        args += acks
         for item in batch:
-            has_key = item.dlq_key is not None
-            args += [item.letter, item.entry_id, item.dlq_body, "1" if has_key else "0"]
-            args.append(item.dlq_key or "")
+            if item.dlq_body:
+                has_key = item.dlq_key is not None
+                args += [item.tag, item.dlq_body, "1" if has_key else "0", item.dlq_key or ""]
         try:
             await self.broker.scripts.settle(
                 keys=[
@@ -236,6 +251,9 @@ class Watcher:
                 await asyncio.sleep(self.broker.options.poll_interval)
                 got = None
             if got:
+                # Positions armed while this read was waiting are older than what it saw: the
+                # claim this wakes arms afresh (re-reading from them woke an empty claim).
+                self._armed.clear()
                 self.wake()
 
     async def aclose(self) -> None:
@@ -251,7 +269,12 @@ class Watcher:
 class RedisConsumer(LogConsumer):
     """The shared consumer loop, claiming in batches: while handlers are busy, a finishing one
     wakes the loop only once a quarter of the slots are free (or none is left running), so a
-    backlog is claimed 8 at a time rather than one claim script per finished handler."""
+    backlog is claimed 8 at a time rather than one claim script per finished handler. When the
+    last claim took everything there was, a finishing handler wakes nobody: the watcher does
+    when something new arrives (an empty claim per event was half the scripts Redis ran at a
+    steady trickle), and a retry this member scheduled does."""
+
+    log: RedisGroup
 
     async def _handle(self, item: Claimed) -> None:
         try:
@@ -259,7 +282,11 @@ class RedisConsumer(LogConsumer):
         except Exception:
             log.exception("recording the outcome of event %d on %s failed", item.seq, self.topic)
         finally:
-            self._inflight.pop(item.seq, None)
-            free = self.options.concurrency - len(self._inflight)
-            if self._closing or not self._inflight or free * 4 >= self.options.concurrency:
+            inflight = self._inflight
+            inflight.pop(item.seq, None)
+            if self._closing or item.seq in self.log._due:
                 self._kick.set()
+            elif not self.log.drained:
+                free = self.options.concurrency - len(inflight)
+                if not inflight or free * 4 >= self.options.concurrency:
+                    self._kick.set()

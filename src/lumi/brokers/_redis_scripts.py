@@ -51,7 +51,8 @@ end
 
 # KEYS: main, ready, heads, keyof, meta
 # ARGV: group, member, limit, lease_ms, max_attempts, window, parked_prefix
-# → {items, dead, drained, last_main, last_ready}; items/dead are flat (letter, id, attempt, body)
+# → {items, dead, drained, last_main, last_ready}; items/dead are flat (tag, attempt, body), a
+#   tag being the letter and the entry id ('m1700000000000-0'): three replies an event, not four
 CLAIM = (
     _COMMON
     + """
@@ -64,8 +65,7 @@ local items, dead = {}, {}
 local n = 0
 
 local function add(list, letter, id, attempt, body)
-  list[#list + 1] = letter
-  list[#list + 1] = id
+  list[#list + 1] = letter .. id
   list[#list + 1] = attempt
   list[#list + 1] = body
 end
@@ -149,17 +149,25 @@ return {items, dead, drained, last(main), last(ready)}
 )
 
 # KEYS: main, ready, heads, keyof, meta, dlq_stream, dlq_registry
-# ARGV: group, parked_prefix, dlq_maxlen, dlq_topic, then per entry: letter, id, dlq_body,
-#       dlq_has_key ('1'/'0'), dlq_key — dlq_body '' acknowledges, otherwise dead-letters.
+# ARGV: group, parked_prefix, dlq_maxlen, dlq_topic, acks (how many acknowledgements follow),
+#       the tags acknowledged, then per dead letter: tag, dlq_body, dlq_has_key ('1'/'0'),
+#       dlq_key. An acknowledgement costs one argument: most settlements are one.
 SETTLE = (
     _COMMON
     + """
 local main, ready, heads, keyof, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local dlq, registry = KEYS[6], KEYS[7]
 local group, parked_prefix, maxlen, dlq_topic = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local acks = tonumber(ARGV[5])
 local settled = 0
-for i = 5, #ARGV, 5 do
-  local letter, id, body, has_key, k = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+local entries = {}
+for i = 6, 5 + acks do entries[#entries + 1] = {ARGV[i], ''} end
+for i = 6 + acks, #ARGV, 4 do
+  entries[#entries + 1] = {ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]}
+end
+for _, e in ipairs(entries) do
+  local tag, body, has_key, k = e[1], e[2], e[3], e[4]
+  local letter, id = string.sub(tag, 1, 1), string.sub(tag, 2)
   local stream = main
   if letter == 'r' then stream = ready end
   if redis.call('XACK', stream, group, id) == 1 then
