@@ -169,7 +169,7 @@ class ProcessRuntime(Runtime):
                 pass_fds=(*fds.values(), write_fd),
                 env=environ,
                 cwd=spec.app_dir,
-                start_new_session=True,
+                process_group=0,
             )
         except BaseException:
             os.close(read_fd)
@@ -234,6 +234,7 @@ def main() -> None:
 def _run_loop(coro: Any) -> None:
     try:
         import uvloop
+        if os.environ.get("XX_NO_UVLOOP"): raise ImportError
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         asyncio.run(coro)
     else:
