@@ -6,6 +6,9 @@ Echoed`` method (bench/http/bench_service.py) from the same generated IDL:
 * ``lumi-grpc``   ``lumi run`` of the bench app with ``rpc = "grpc"``: a real replica process
                   (the runtime's server middleware, the dispatcher, pydantic validation);
 * ``raw-grpc``    a hand-written grpc.aio servicer on the protoc-generated ``bench_pb2``;
+* ``raw-grpc-tuned``  the same with the gRPC core experiments Lumi's transport picks
+                  (``GRPC_EXPERIMENTS``, see lumi/transports/grpc.py): the fair peer of a
+                  tuning anyone could apply;
 * ``lumi-grpc-transport``  Lumi's GrpcServer alone, its handler echoing the JSON arguments
                   (no pipeline): what the gRPC binding itself costs;
 * ``lumi-grpc-dispatch``   GrpcServer + the dispatcher (validation, the service method),
@@ -58,6 +61,7 @@ SERVER_CPU, LOAD_CPU = "0", "1"
 PACKAGE = "bench"
 PAIRS = [
     ("lumi-grpc", "raw-grpc"),
+    ("lumi-grpc", "raw-grpc-tuned"),
     ("lumi-grpc-transport", "raw-grpc"),
     ("lumi-grpc-dispatch", "raw-grpc"),
     ("lumi-thrift", "raw-thrift"),
@@ -116,7 +120,7 @@ async def _serve_async(kind: str, port: int, gen: Path) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    if kind == "raw-grpc":
+    if kind.startswith("raw-grpc"):
         server = await _raw_grpc(port, gen)
         print("ready", flush=True)
         await stop.wait()
@@ -227,7 +231,12 @@ def server(kind: str, gen: Path) -> Iterator[tuple[int, int]]:
         return
     port = free_port()
     cmd = [*pinned(SERVER_CPU), sys.executable, __file__, "serve", kind, str(port), str(gen)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    env = dict(os.environ)
+    if kind == "raw-grpc-tuned":
+        from lumi.transports.grpc import _GRPC_EXPERIMENTS
+
+        env["GRPC_EXPERIMENTS"] = _GRPC_EXPERIMENTS
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -462,6 +471,8 @@ def _thrift_codecs() -> dict[str, float]:
 
 def run(duration: float, rounds: int, concurrency: int, only: str | None = None) -> dict[str, Any]:
     pairs = [pair for pair in PAIRS if only is None or only in pair[0]]
+    # grpc as Lumi's transport imports it, from the first round on: one load generator for all
+    import lumi.transports.grpc  # noqa: F401
     with tempfile.TemporaryDirectory() as tmp:
         gen = Path(tmp)
         generate(gen)
