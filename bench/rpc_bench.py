@@ -473,6 +473,7 @@ def run(duration: float, rounds: int, concurrency: int, only: str | None = None)
     pairs = [pair for pair in PAIRS if only is None or only in pair[0]]
     # grpc as Lumi's transport imports it, from the first round on: one load generator for all
     import lumi.transports.grpc  # noqa: F401
+
     with tempfile.TemporaryDirectory() as tmp:
         gen = Path(tmp)
         generate(gen)
