@@ -6,6 +6,13 @@ Echoed`` method (bench/http/bench_service.py) from the same generated IDL:
 * ``lumi-grpc``   ``lumi run`` of the bench app with ``rpc = "grpc"``: a real replica process
                   (the runtime's server middleware, the dispatcher, pydantic validation);
 * ``raw-grpc``    a hand-written grpc.aio servicer on the protoc-generated ``bench_pb2``;
+* ``raw-grpc-tuned``  the same with the gRPC core experiments Lumi's transport picks
+                  (``GRPC_EXPERIMENTS``, see lumi/transports/grpc.py): the fair peer of a
+                  tuning anyone could apply;
+* ``lumi-grpc-transport``  Lumi's GrpcServer alone, its handler echoing the JSON arguments
+                  (no pipeline): what the gRPC binding itself costs;
+* ``lumi-grpc-dispatch``   GrpcServer + the dispatcher (validation, the service method),
+                  without the runtime's middleware (tracing, metrics, idempotency);
 * ``lumi-thrift`` the same with ``rpc = "thrift"``;
 * ``raw-thrift``  thriftpy2's threaded server for the same IDL (Cython binary protocol, framed
                   transport: its fastest per call);
@@ -22,7 +29,7 @@ the Thrift libraries' struct round trip (thriftpy2 vs Apache ``thrift``), which 
 library (see lumi/transports/thrift.py).
 
 Run: ``python bench/rpc_bench.py [--duration 5] [--rounds 3] [--concurrency 32] [--json]``
-(``--codec-only`` for the codec figures alone).
+(``--codec-only`` for the codec figures alone, ``--only grpc|thrift`` for one wire's pairs).
 Goal (issue 13): Lumi >= 0.9x the raw server's throughput, p99 within 10%.
 """
 
@@ -54,6 +61,9 @@ SERVER_CPU, LOAD_CPU = "0", "1"
 PACKAGE = "bench"
 PAIRS = [
     ("lumi-grpc", "raw-grpc"),
+    ("lumi-grpc", "raw-grpc-tuned"),
+    ("lumi-grpc-transport", "raw-grpc"),
+    ("lumi-grpc-dispatch", "raw-grpc"),
     ("lumi-thrift", "raw-thrift"),
     ("lumi-thrift", "raw-thrift-aio"),
 ]
@@ -110,10 +120,43 @@ async def _serve_async(kind: str, port: int, gen: Path) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    server = await _raw_grpc(port, gen)
+    if kind.startswith("raw-grpc"):
+        server = await _raw_grpc(port, gen)
+        print("ready", flush=True)
+        await stop.wait()
+        await server.stop(0)
+        return
+    lumi_server = await _lumi_grpc_part(kind, port)
     print("ready", flush=True)
     await stop.wait()
-    await server.stop(0)
+    await lumi_server.aclose()
+
+
+async def _lumi_grpc_part(kind: str, port: int) -> Any:
+    """Lumi's GrpcServer on the bench app's IDL, with only part of the pipeline behind it."""
+    sys.path.insert(0, str(APP))
+    from bench_service import Bench
+
+    import lumi
+    from lumi.pipeline import Call
+    from lumi.pipeline.dispatch import Dispatcher
+    from lumi.transports import idl
+    from lumi.transports.base import ServerSettings
+    from lumi.transports.grpc import GrpcServer
+
+    async def echo_arguments(call: Call) -> bytes:
+        return call.body  # echo's arguments {text, n} are its result's fields
+
+    handler = echo_arguments
+    if kind == "lumi-grpc-dispatch":
+        dispatcher = Dispatcher()
+        dispatcher.add(Bench())
+        handler = dispatcher.handle
+    idl.configure(idl.for_app(APP, PACKAGE))
+    settings = ServerSettings(interfaces={"Bench": lumi.interface(Bench)})
+    server = GrpcServer(handler, settings, port=port)
+    await server.start()
+    return server
 
 
 async def _raw_grpc(port: int, gen: Path) -> Any:
@@ -182,13 +225,18 @@ def _raw_thrift_aio(port: int, gen: Path) -> None:
 @contextlib.contextmanager
 def server(kind: str, gen: Path) -> Iterator[tuple[int, int]]:
     """(port, pid of the serving process) of a running contestant."""
-    if kind.startswith("lumi-"):
+    if kind in ("lumi-grpc", "lumi-thrift"):
         with lumi_run(kind.removeprefix("lumi-")) as running:
             yield running
         return
     port = free_port()
     cmd = [*pinned(SERVER_CPU), sys.executable, __file__, "serve", kind, str(port), str(gen)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    env = dict(os.environ)
+    if kind == "raw-grpc-tuned":
+        from lumi.transports.grpc import _GRPC_EXPERIMENTS
+
+        env["GRPC_EXPERIMENTS"] = _GRPC_EXPERIMENTS
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -421,11 +469,15 @@ def _thrift_codecs() -> dict[str, float]:
 # -- main --------------------------------------------------------------------------------------
 
 
-def run(duration: float, rounds: int, concurrency: int) -> dict[str, Any]:
+def run(duration: float, rounds: int, concurrency: int, only: str | None = None) -> dict[str, Any]:
+    pairs = [pair for pair in PAIRS if only is None or only in pair[0]]
+    # grpc as Lumi's transport imports it, from the first round on: one load generator for all
+    import lumi.transports.grpc  # noqa: F401
+
     with tempfile.TemporaryDirectory() as tmp:
         gen = Path(tmp)
         generate(gen)
-        kinds = list(dict.fromkeys(k for pair in PAIRS for k in pair))
+        kinds = list(dict.fromkeys(k for pair in pairs for k in pair))
         figures: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
         for round_no in range(rounds):
             # alternate the order: on a noisy machine neither side always goes first
@@ -436,7 +488,7 @@ def run(duration: float, rounds: int, concurrency: int) -> dict[str, Any]:
         for kind, runs in figures.items()
     }
     ratios = {}
-    for lumi_kind, raw_kind in PAIRS:
+    for lumi_kind, raw_kind in pairs:
         lumi_m, raw_m = medians[lumi_kind], medians[raw_kind]
         ratios[f"{lumi_kind} vs {raw_kind}"] = {
             "throughput_vs_raw": lumi_m["rps"] / raw_m["rps"],
@@ -457,6 +509,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--codec-only", action="store_true", help="only the codec figures")
+    parser.add_argument("--only", choices=["grpc", "thrift"], help="only this wire's contestants")
     args = parser.parse_args()
     if args.codec_only:
         for key, value in codecs().items():
@@ -464,18 +517,18 @@ def main() -> None:
         return
     if (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {int(LOAD_CPU)})
-    result = run(args.duration, args.rounds, args.concurrency)
+    result = run(args.duration, args.rounds, args.concurrency, args.only)
     if args.json:
         print(json.dumps(result, indent=2))
         return
     for kind, m in result["medians"].items():
         print(
-            f"{kind:14s} {m['rps']:9.0f} calls/s  p50 {m['p50_ms']:6.2f} ms  "
+            f"{kind:19s} {m['rps']:7.0f} calls/s  p50 {m['p50_ms']:6.2f} ms  "
             f"p99 {m['p99_ms']:6.2f} ms  server CPU {m['server_cpu_us_per_call']:6.1f} µs/call"
         )
     for kind, r in result["ratios"].items():
         print(
-            f"{kind:30s}: throughput {r['throughput_vs_raw']:.2f}x, "
+            f"{kind:34s}: throughput {r['throughput_vs_raw']:.2f}x, "
             f"p99 {r['p99_vs_raw']:.2f}x, server CPU/call {r['cpu_per_call_vs_raw']:.2f}x"
         )
     for key, value in result["codec"].items():

@@ -23,10 +23,13 @@ def test_rpc_bench_reports_every_contestant() -> None:
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     medians = result["medians"]
-    assert set(medians) == {"lumi-grpc", "raw-grpc", "lumi-thrift", "raw-thrift", "raw-thrift-aio"}
+    assert set(medians) == {
+        "lumi-grpc", "lumi-grpc-transport", "lumi-grpc-dispatch", "raw-grpc", "raw-grpc-tuned",
+        "lumi-thrift", "raw-thrift", "raw-thrift-aio",
+    }  # fmt: skip
     for figures in medians.values():
         assert (
             figures["rps"] > 0 and figures["p99_ms"] > 0 and figures["server_cpu_us_per_call"] > 0
         )
-    assert len(result["ratios"]) == 3
+    assert len(result["ratios"]) == 6
     assert result["codec"]["lumi_json_to_proto_us"] > 0

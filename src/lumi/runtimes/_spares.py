@@ -84,7 +84,7 @@ async def start_spare() -> Spare:
             stderr=asyncio.subprocess.PIPE,
             pass_fds=(theirs.fileno(),),
             env=environ,
-            start_new_session=True,
+            process_group=0,
         )
     except BaseException:
         ours.close()

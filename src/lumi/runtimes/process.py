@@ -5,8 +5,9 @@ on the same ports and connections wait in the backlog instead of failing. The ch
 serve SERVICE`` (:mod:`lumi.runtimes.serve`): it gets its :class:`~lumi.runtimes.base.ReplicaSpec`
 and socket fds in ``LUMI_*`` environment variables and reports "ready" (or one line of error)
 on a pipe; it serves until SIGTERM/SIGINT, then drains and exits 0. It runs in its own
-session (a terminal's Ctrl-C reaches only the supervisor, which orders the stop) and asks the
-kernel for SIGTERM when the supervisor dies, so no replica is ever orphaned.
+process group (a terminal's Ctrl-C reaches only the supervisor, which orders the stop; not its
+own session, which Linux's scheduler would make an autogroup of its own, starving a busy
+replica) and asks the kernel for SIGTERM when the supervisor dies, so no replica is ever orphaned.
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ class ProcessRuntime(Runtime):
                 pass_fds=(*fds.values(), write_fd),
                 env=environ,
                 cwd=spec.app_dir,
-                start_new_session=True,
+                process_group=0,
             )
         except BaseException:
             os.close(read_fd)
