@@ -134,7 +134,9 @@ class LumiRun:
         if not self.mtls:
             client = httpx.Client(**{"timeout": 30, **kwargs})
         else:
-            tls = self.operator_tls()
+            # Its own certificate object: a reload replaces the context's certificate, which
+            # is not safe while another thread's client handshakes with the same context.
+            tls = Tls(TlsFiles.in_folder(self.operator()))
             client = httpx.Client(
                 verify=tls.client_context(),
                 event_hooks={"request": [lambda request: tls.reload() and None]},

@@ -373,13 +373,25 @@ def test_invalid_arguments_are_never_answered_from_the_cache(run: LumiRun) -> No
     assert "5.0" not in bad.text
 
 
-def test_idempotency_keys_are_scoped_to_the_caller(run: LumiRun) -> None:
-    """Two callers using the same key each get their own call run; a caller's retry gets its
-    own first answer."""
-    key = "shared-key"
-    a = post(run, "Store", "next", **{"idempotency-key": key, "x-lumi-caller": "A"}).json()
-    b = post(run, "Store", "next", **{"idempotency-key": key, "x-lumi-caller": "B"}).json()
-    again = post(run, "Store", "next", **{"idempotency-key": key, "x-lumi-caller": "A"}).json()
+def test_idempotency_keys_are_scoped_to_the_caller(run_with: Callable[..., LumiRun]) -> None:
+    """Over mTLS, two callers known by their certificates (the operator, and a certificate of
+    the app's CA for another identity) using the same key each get their own call run; a
+    caller's retry gets its own first answer, whatever x-lumi-caller it claims."""
+    from lumi.config import load_config
+    from lumi.security.issuer import Issuer
+    from lumi.transports.tls import Tls, TlsFiles
+
+    run = run_with("\n[env.tls.security]\nmtls = true\n", "--env", "tls")
+    other = Tls(
+        TlsFiles.in_folder(Issuer(load_config(run.app_dir, "tls")).issue_replica("Store", 99))
+    )
+    url = f"{run.endpoint('Store')}/Store/next"
+    headers = {"content-type": "application/json", "idempotency-key": "shared-key"}
+    with run.client() as operator, httpx.Client(verify=other.client_context(), timeout=30) as store:
+        a = operator.post(url, content=b"{}", headers=headers).json()
+        b = store.post(url, content=b"{}", headers=headers).json()
+        claimed = {**headers, "x-lumi-caller": "spiffe://hardened/Store"}
+        again = operator.post(url, content=b"{}", headers=claimed).json()
     assert b == a + 1 and again == a
 
 

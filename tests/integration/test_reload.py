@@ -31,7 +31,7 @@ def test_a_service_code_is_its_modules_but_not_other_services() -> None:
     names = {n: sorted(p.name for p in code_of(SHOP, m, REFS.values())) for n, m in REFS.items()}
     assert names == {
         "Catalog": ["__init__.py", "catalog.py", "models.py"],
-        "Inventory": ["__init__.py", "inventory.py"],
+        "Inventory": ["__init__.py", "inventory.py", "models.py"],
         "Orders": ["__init__.py", "models.py", "orders.py"],
         "Mailer": ["__init__.py", "mailer.py", "models.py"],
     }
@@ -195,7 +195,8 @@ def test_an_interface_break_is_reported_with_the_api_diff_verdict(
     run = reloading
     catalog = shop / "shop" / "catalog.py"
     text = catalog.read_text()
-    text = text.replace("def product(self, sku: str)", "def product(self, code: str)")
+    assert "def product(self, sku: Sku)" in text
+    text = text.replace("def product(self, sku: Sku)", "def product(self, code: Sku)")
     catalog.write_text(
         text.replace("PRODUCTS[sku]", "PRODUCTS[code]").replace("{sku!r}", "{code!r}")
     )

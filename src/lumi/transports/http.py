@@ -287,6 +287,12 @@ class HttpChannel(Channel):
             refused = _ssl_error(exc)
             if refused is not None:  # our verdict on its certificate, or its on ours (TLS 1.2)
                 raise handshake_failure(refused, f"{call.service} at {self.endpoint}") from None
+            if meta.deadline is not None and time.time() >= meta.deadline:
+                # the connection was waited for until the deadline: the time is what ran out
+                raise DeadlineExceeded(
+                    f"{call.service}.{call.method}: no connection to {self.endpoint} before "
+                    f"the deadline"
+                ) from None
             raise NotSent(f"{self.endpoint}: {exc}") from exc
         except ResponseTimeout:
             within = "before the deadline" if timeout is not None else f"in {self.request_timeout}s"
