@@ -51,7 +51,6 @@ _HEADERS = {
         "FAILED_PRECONDITION.",
         _token(edge.MAX_IDEMPOTENCY_KEY),
     ),
-    "Caller": (edge.CALLER, "The calling service.", _token(edge.MAX_CALLER)),
 }
 _EXTRA_STATUSES = {
     408: "Request not received in time",
