@@ -12,7 +12,7 @@ import json
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -254,21 +254,26 @@ def test_a_public_method_with_a_valid_token_serves_and_the_user_reaches_two_hops
 
 
 @pytest.mark.parametrize(
-    ("bearer", "message"),
+    ("make", "message"),
     [
-        (token(exp=int(time.time()) - 60), "has expired"),
-        (token(key="another-key-" + "x" * 32), "signature does not verify"),
-        (token(aud="elsewhere"), "another audience"),
-        (jwt.encode({"sub": "ada", "aud": "secure"}, None, algorithm="none"), "signed with"),
-        ("not-a-token", "not a JWT"),
+        (lambda: token(exp=int(time.time()) - 60), "has expired"),
+        (lambda: token(key="another-key-" + "x" * 32), "signature does not verify"),
+        (lambda: token(aud="elsewhere"), "another audience"),
+        (
+            lambda: jwt.encode({"sub": "ada", "aud": "secure"}, None, algorithm="none"),
+            "signed with",
+        ),
+        (lambda: "not-a-token", "not a JWT"),
     ],
     ids=["expired", "bad-signature", "audience", "unsigned", "garbage"],
 )
 def test_a_bad_token_is_unauthenticated_and_never_echoed(
-    secure: LumiRun, bearer: str, message: str
+    secure: LumiRun, make: Callable[[], str], message: str
 ) -> None:
     """An expired, badly signed, foreign-audience, unsigned or malformed token: 401
-    UNAUTHENTICATED naming what is wrong, without the token in the answer; nothing runs."""
+    UNAUTHENTICATED naming what is wrong, without the token in the answer; nothing runs.
+    (Each token is made when its case runs: made at collection, a good one could expire.)"""
+    bearer = make()
     before = history(secure)
     status, body = answer(curl(url(secure, "Front", "whoami"), *trust(secure), "-H", JSON,
                                "-H", f"authorization: Bearer {bearer}", "-d", "{}"))  # fmt: skip

@@ -239,14 +239,17 @@ def _app(tmp_path: Path, extra: str) -> Any:
     ("extra", "message"),
     [
         (
-            '[services.Store.access]\nallow = ["Frnt"]\n',
+            '[security]\nmtls = true\n[services.Store.access]\nallow = ["Frnt"]\n',
             "services.Store.access.allow: no service 'Frnt' in this app; did you mean 'Front'?",
         ),
         (
-            "[services.Store.access.methods]\npt = []\n",
+            "[security]\nmtls = true\n[services.Store.access.methods]\npt = []\n",
             "services.Store.access.methods.pt: Store has no method 'pt'; did you mean 'put'?",
         ),
-        ('[services.Store.access.methods]\nhello = ["Front"]\n', "Store.hello is public"),
+        (
+            '[security]\nmtls = true\n[services.Store.access.methods]\nhello = ["Front"]\n',
+            "Store.hello is public",
+        ),
         (
             '[security]\nmtls = false\n[services.Store.access]\nallow = ["Front"]\n',
             "needs security.mtls = true",
