@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 from lumi.model.envelope import Envelope
 from lumi.pipeline.consumer_dedupe import DedupeStore, MemoryDedupeStore
@@ -188,3 +188,9 @@ class Broker(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def oldest_letters(found: Iterable[tuple[Any, DeadLetter]], limit: int) -> list[DeadLetter]:
+    """The first ``limit`` letters of ``(order, letter)`` pairs, in the order's order (what each
+    broker's :meth:`Broker.dead_letters` returns, oldest first)."""
+    return [letter for _, letter in sorted(found, key=lambda pair: pair[0])[:limit]]

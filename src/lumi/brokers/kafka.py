@@ -51,6 +51,7 @@ from lumi.brokers.base import (
     Subscription,
     check_subscription,
     dead_letter_topic,
+    oldest_letters,
     split_dead_letter_topic,
 )
 from lumi.model.envelope import Envelope, EnvelopeError, now_rfc3339
@@ -350,8 +351,7 @@ class KafkaBroker(Broker):
                 order = (msg.timestamp()[1], dlq, msg.offset())
                 live[envelope.id] = (order, DeadLetter.from_envelope(*origin, envelope))
             found.extend(live.values())
-        found.sort(key=lambda pair: pair[0])
-        return [letter for _, letter in found[:limit]]
+        return oldest_letters(found, limit)
 
     async def replay(
         self,

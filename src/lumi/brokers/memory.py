@@ -22,6 +22,7 @@ from lumi.brokers.base import (
     Subscription,
     check_subscription,
     dead_letter_topic,
+    oldest_letters,
     split_dead_letter_topic,
 )
 from lumi.brokers.log_consumer import (
@@ -235,8 +236,7 @@ class MemoryBroker(Broker):
             if origin is None or (topic and origin[0] != topic) or (group and origin[1] != group):
                 continue
             letters.extend((seq, DeadLetter.from_envelope(*origin, e)) for seq, e, _ in entries)
-        letters.sort(key=lambda pair: pair[0])
-        return [letter for _, letter in letters[:limit]]
+        return oldest_letters(letters, limit)
 
     async def replay(
         self,

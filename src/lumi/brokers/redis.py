@@ -55,6 +55,7 @@ from lumi.brokers.base import (
     DeliveryHandler,
     Subscription,
     check_subscription,
+    oldest_letters,
     split_dead_letter_topic,
 )
 from lumi.brokers.log_consumer import ConsumerOptions, Tracked
@@ -314,8 +315,7 @@ class RedisBroker(Broker):
                 if envelope is not None:
                     letter = DeadLetter.from_envelope(*origin, envelope)
                     found.append((encode_seq("m", entry_id.decode()), letter))
-        found.sort(key=lambda pair: pair[0])
-        return [letter for _, letter in found[:limit]]
+        return oldest_letters(found, limit)
 
     async def replay(
         self,

@@ -58,6 +58,7 @@ from lumi.brokers.base import (
     Subscription,
     check_subscription,
     dead_letter_topic,
+    oldest_letters,
     split_dead_letter_topic,
 )
 from lumi.brokers.log_consumer import ConsumerOptions, lease_expired_reason
@@ -497,8 +498,7 @@ class SnsBroker(Broker):
                         continue
                     letter = DeadLetter.from_envelope(*origin, stored)
                     letters.append((order_key(message), letter))
-        letters.sort(key=lambda pair: pair[0])
-        return [letter for _, letter in letters[:limit]]
+        return oldest_letters(letters, limit)
 
     async def replay(
         self,

@@ -41,11 +41,9 @@ DEADLINE = "x-lumi-deadline"
 IDEMPOTENCY_KEY = "idempotency-key"
 AUTHORIZATION = "authorization"
 USER = "x-lumi-user"
-CALLER = "x-lumi-caller"  # no longer read or sent (the caller is the peer's certificate)
 
 MAX_CORRELATION_ID = 128
 MAX_IDEMPOTENCY_KEY = 255
-MAX_CALLER = 255  # a caller identity (SPIFFE id) as other metadata may name it
 MAX_AUTHORIZATION = 8192
 MAX_TRACEPARENT = 512
 MAX_DEADLINE_DIGITS = 16  # epoch ms; 16 digits reach the year 318857
