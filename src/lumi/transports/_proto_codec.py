@@ -354,8 +354,12 @@ def _timestamp_out(value: Any) -> str:
     seconds, nanos = value.seconds, value.nanos
     when = datetime.datetime.fromtimestamp(seconds, _UTC)
     text = when.strftime("%Y-%m-%dT%H:%M:%S")
-    if nanos:
-        text += f".{nanos:09d}".rstrip("0")
+    # The same text pydantic writes on the other transports: microseconds when the instant
+    # has them, nanoseconds only when it needs them (both are valid proto3 JSON).
+    if nanos % 1000:
+        text += f".{nanos:09d}"
+    elif nanos:
+        text += f".{nanos // 1000:06d}"
     return text + "Z"
 
 
