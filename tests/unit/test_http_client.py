@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from lumi.model.errors import NotSent
 from lumi.pipeline import Call, compose
 from lumi.pipeline.client import Client
 from lumi.testing import wait_until
+from lumi.transports._http_client import ConnectionPool, ResponseTimeout
 from lumi.transports.base import ChannelSettings, ServerSettings
 from lumi.transports.http import HttpChannel, HttpServer
 from tests.tcpstate import established
@@ -255,6 +257,48 @@ async def test_nothing_listening_is_not_sent() -> None:
             await channel.call(call())
     finally:
         await channel.aclose()
+
+
+@contextlib.contextmanager
+def unanswered_listener() -> Iterator[tuple[str, int]]:
+    """A port whose accept queue is full, so a new connection's SYN goes unanswered and
+    connecting hangs (Linux drops it rather than refusing it)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    address = listener.getsockname()
+    fillers: list[socket.socket] = []
+    try:
+        for _ in range(4):  # more than the queue holds (backlog 0 keeps one)
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(address)
+            fillers.append(filler)
+        yield address
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+async def test_a_connect_cut_short_by_the_deadline_is_a_timeout_not_a_failure() -> None:
+    """When the caller's time ends while connecting, the pool says the time ran out
+    (ResponseTimeout, so DEADLINE_EXCEEDED), never "connect failed" (NotSent, UNAVAILABLE): the
+    verdict must not hang on comparing two clocks a tick apart."""
+    with unanswered_listener() as (host, port):
+        pool = ConnectionPool(host, port, size=4, connect_timeout=5.0)
+        try:
+            with pytest.raises(ResponseTimeout, match="no connection before the timeout"):
+                await pool.request(b"POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n", b"", 0.2)
+            channel = HttpChannel(f"http://{host}:{port}")
+            try:
+                with pytest.raises(lumi.DeadlineExceeded):
+                    await channel.call(call(deadline=time.time() + 0.2))
+            finally:
+                await channel.aclose()
+        finally:
+            await pool.aclose()
 
 
 @pytest.mark.parametrize(

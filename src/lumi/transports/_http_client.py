@@ -222,6 +222,10 @@ class ConnectionPool:
             self._opening -= 1
             self._wake()  # the slot this call held is free for the next in line
             if isinstance(exc, TimeoutError):
+                if timeout is not None and timeout <= self.connect_timeout:
+                    # The caller's time ran out, not the connect timeout: say so, rather than
+                    # leave it to a clock comparison (asyncio timers may fire a tick early).
+                    raise ResponseTimeout("no connection before the timeout") from None
                 raise ConnectFailed(f"connecting to {self.host}:{self.port} timed out") from None
             if isinstance(exc, OSError):
                 reason = exc.strerror or str(exc) or type(exc).__name__
