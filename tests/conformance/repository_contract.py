@@ -229,6 +229,29 @@ class RepositoryContract:
         )
         assert await first.versions("Inventory") == versions
 
+    async def test_two_pushes_of_one_version_race_and_one_wins(self, open_repo: OpenRepo) -> None:
+        """Two clients push different content as one version at the same moment, many times:
+        each time exactly one push publishes and the other is refused as immutable; the
+        version then holds the winner's bytes (a check-then-write would let both "win"). A
+        store without atomic tags (an OCI registry) only promises the version holds one of
+        them; its docs say how to make the registry enforce it."""
+        for round_ in range(6):
+            version = f"2.{round_}.0"
+            first, second = open_repo(), open_repo()
+            pushed = [make_artifact(version=version, note=n) for n in ("a", "b")]
+            results = await asyncio.gather(
+                first.push(pushed[0]), second.push(pushed[1]), return_exceptions=True
+            )
+            won = [a for a, r in zip(pushed, results, strict=True) if not isinstance(r, Exception)]
+            lost = [r for r in results if isinstance(r, Exception)]
+            assert all(isinstance(r, ImmutableError) for r in lost), results
+            final = (await first.pull("Inventory", version)).digest
+            if first.store.atomic_tags:
+                assert len(won) == 1 and len(lost) == 1, results
+                assert final == won[0].digest
+            else:  # no compare-and-set on the wire: at least the version holds one of the two
+                assert won and final in {a.digest for a in pushed}
+
     async def test_signed_artifacts_verify_with_the_trust_key(
         self, open_repo: OpenRepo, keys: dict[str, Path]
     ) -> None:

@@ -31,7 +31,7 @@ from lumi.packaging.errors import (
     PackagingError,
     SignatureError,
 )
-from lumi.packaging.store.base import Progress, Store, no_progress
+from lumi.packaging.store.base import Progress, Store, TagTaken, no_progress
 
 if TYPE_CHECKING:  # signing needs the `shipping` extra (cryptography) only when keys are used
     from lumi.packaging.signing import Signer, Verifier
@@ -250,6 +250,7 @@ class Repository:
         service, version = artifact.manifest.service, artifact.manifest.version
         repo, tag = self.repo(service), tag_of(version)
         existing = await self.store.get_manifest(repo, tag)
+        created = existing is None
         if existing is not None:
             check_unchanged(artifact, oci.digest_of(existing), self.url)
         else:
@@ -259,14 +260,18 @@ class Repository:
             for digest, data in blobs.items():
                 if not await self.store.has_blob(repo, digest):  # layers shared by services
                     await self.store.put_blob(repo, digest, data, progress)
-            await self.store.put_manifest(
-                repo, tag, artifact.manifest_bytes, oci.MANIFEST_MEDIA_TYPE
-            )
+            try:
+                await self.store.put_manifest(
+                    repo, tag, artifact.manifest_bytes, oci.MANIFEST_MEDIA_TYPE, create=True
+                )
+            except TagTaken as taken:  # another push of this version got there first
+                check_unchanged(artifact, taken.digest, self.url)
+                created = False
         signed = False
         if self.signer is not None:
             await self._sign(repo, artifact.digest)
             signed = True
-        return PushResult(artifact.ref, artifact.digest, existing is None, signed)
+        return PushResult(artifact.ref, artifact.digest, created, signed)
 
     async def _check_owner(self, repo: str, service: str) -> None:
         versions = sort_versions([t.replace("_", "+") for t in await self.store.tags(repo)])

@@ -25,11 +25,21 @@ def no_progress(description: str, total: int) -> Callable[[int], None]:
     return lambda n: None
 
 
+class TagTaken(Exception):
+    """``put_manifest(create=True)`` found the tag pointing at another manifest."""
+
+    def __init__(self, digest: str) -> None:
+        super().__init__(digest)
+        self.digest = digest
+
+
 class Store(abc.ABC):
     """Blobs and manifests of OCI repositories (``repo`` is a repository path like
     ``shop/orders``). Missing things are ``None``/``False``, never an exception."""
 
     url: str
+    atomic_tags: bool = True
+    """Whether ``put_manifest(create=True)`` is atomic: two creators of one tag, one wins."""
 
     @abc.abstractmethod
     async def has_blob(self, repo: str, digest: str) -> bool:
@@ -49,8 +59,12 @@ class Store(abc.ABC):
         Reading stops past ``size`` bytes, so a swollen blob cannot exhaust memory."""
 
     @abc.abstractmethod
-    async def put_manifest(self, repo: str, tag: str, data: bytes, media_type: str) -> None:
-        """Store a manifest and point ``tag`` at it."""
+    async def put_manifest(
+        self, repo: str, tag: str, data: bytes, media_type: str, *, create: bool = False
+    ) -> None:
+        """Store a manifest and point ``tag`` at it. With ``create``, a tag that already points
+        at another manifest stays as it is and :class:`TagTaken` names that manifest — atomic
+        where the store allows it (a registry has no compare-and-set: see its module)."""
 
     @abc.abstractmethod
     async def get_manifest(self, repo: str, reference: str) -> bytes | None:

@@ -27,7 +27,7 @@ from typing import Any
 
 from lumi.packaging import oci
 from lumi.packaging.errors import RepositoryError
-from lumi.packaging.store.base import Progress, Store, no_progress
+from lumi.packaging.store.base import Progress, Store, TagTaken, no_progress
 
 REF_NAME = "org.opencontainers.image.ref.name"
 _CHUNK = 1 << 20
@@ -80,18 +80,27 @@ class LayoutStore(Store):
         advance = progress(f"↓ {repo} {digest[7:19]}", size)
         return await asyncio.to_thread(_read_bounded, path, size, advance)
 
-    async def put_manifest(self, repo: str, tag: str, data: bytes, media_type: str) -> None:
+    async def put_manifest(
+        self, repo: str, tag: str, data: bytes, media_type: str, *, create: bool = False
+    ) -> None:
         digest = oci.digest_of(data)
-        await asyncio.to_thread(self._tag, repo, tag, digest, data, media_type)
+        await asyncio.to_thread(self._tag, repo, tag, digest, data, media_type, create)
 
-    def _tag(self, repo: str, tag: str, digest: str, data: bytes, media_type: str) -> None:
+    def _tag(
+        self, repo: str, tag: str, digest: str, data: bytes, media_type: str, create: bool
+    ) -> None:
         self._ensure()
         path = self._blob_path(digest)
         if not path.exists():
             _atomic_write(path, data)
         ref = f"{repo}:{tag}"
-        with self._locked():
-            entries = [e for e in self._entries() if e.get("annotations", {}).get(REF_NAME) != ref]
+        with self._locked():  # the check and the write under one lock: two creators, one wins
+            entries = []
+            for e in self._entries():
+                if e.get("annotations", {}).get(REF_NAME) != ref:
+                    entries.append(e)
+                elif create and e.get("digest") != digest:
+                    raise TagTaken(str(e.get("digest")))
             entry: dict[str, Any] = {"mediaType": media_type, "digest": digest, "size": len(data),
                                      "annotations": {REF_NAME: ref}}  # fmt: skip
             artifact_type = json.loads(data).get("artifactType")

@@ -29,7 +29,7 @@ import requests
 
 from lumi.packaging import oci
 from lumi.packaging.errors import AuthError, RepositoryError
-from lumi.packaging.store.base import Progress, Store, no_progress
+from lumi.packaging.store.base import Progress, Store, TagTaken, no_progress
 
 _CHUNK = 1 << 20
 _ACCEPT = f"{oci.MANIFEST_MEDIA_TYPE}, {oci.INDEX_MEDIA_TYPE}"
@@ -75,6 +75,8 @@ def find_credentials(host: str) -> tuple[str, str] | None:
 class RegistryStore(Store):
     """The registry at ``url`` (``http://host:port``, ``https://host`` or ``oci://host``;
     ``oci://`` means TLS)."""
+
+    atomic_tags = False  # the distribution API has no conditional PUT (see put_manifest)
 
     def __init__(
         self,
@@ -201,7 +203,17 @@ class RegistryStore(Store):
 
         return await asyncio.to_thread(download)
 
-    async def put_manifest(self, repo: str, tag: str, data: bytes, media_type: str) -> None:
+    async def put_manifest(
+        self, repo: str, tag: str, data: bytes, media_type: str, *, create: bool = False
+    ) -> None:
+        if create:
+            # The distribution API has no conditional PUT: this check narrows the race of two
+            # pushes of one version to the moment between it and the PUT below. For a hard
+            # guarantee, turn on the registry's tag immutability (ECR, Harbor, GHCR rules).
+            existing = await self.get_manifest(repo, tag)
+            if existing is not None and oci.digest_of(existing) != oci.digest_of(data):
+                raise TagTaken(oci.digest_of(existing))
+
         def put() -> requests.Response:
             url = self._url(f"/v2/{repo}/manifests/{oci.check_tag(tag)}")
             return self._request("PUT", url, data=data, headers={"Content-Type": media_type})
