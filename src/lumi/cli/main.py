@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import typer
 
+from lumi.cli import _coerce
 from lumi.cli.output import fail
 from lumi.model.errors import AppError, ConfigError, DefinitionError, LumiError
 
@@ -37,6 +38,8 @@ COMMAND_MODULES = (
     "lumi.cli.images",
     "lumi.cli.deploy",
 )
+
+_coerce.install()  # plain parameters without pydantic (typer 0.2x would load it)
 
 app = typer.Typer(
     name="lumi",
