@@ -10,11 +10,10 @@ really adds; RSS also counts the shared libraries every Python process maps) —
 main branch's) interleaved with this one, so both see the same machine. The import table runs
 in fresh interpreters: RSS added by importing each module alone, after ``python`` itself.
 
-``--fork`` adds this tree with the process runtime's replicas forked from
-:mod:`lumi.runtimes.zygote`'s template (what the function runtime does), to show what that
-would gain.
+The replicas fork from the process runtime's template (``lumi.runtimes.zygote``): its RSS is
+reported once, beside the supervisor's.
 
-Run: ``python bench/replica_bench.py [--rounds 5] [--compare SRC] [--fork] [--json]``.
+Run: ``python bench/replica_bench.py [--rounds 5] [--compare SRC] [--json]``.
 """
 
 from __future__ import annotations
@@ -48,18 +47,6 @@ print(rss() - before, len(sys.modules) - count)
 """
 
 
-# The process runtime's replicas forked from lumi.runtimes.zygote's template (as the function
-# runtime's instances are) instead of each started as a new interpreter: what it would gain.
-_FORKED = """
-import sys
-from lumi.backends import RUNTIMES, Backend
-RUNTIMES.builtins["process"] = Backend("process", "lumi.runtimes.zygote:ForkRuntime")
-sys.argv[0] = "lumi"
-from lumi.cli.main import main
-main(sys.argv[1:])
-"""
-
-
 def environment(src: Path | None = None) -> dict[str, str]:
     skip = ("COVERAGE_", "PYTHONDONTWRITEBYTECODE")
     env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
@@ -79,12 +66,11 @@ def memory(pid: int) -> tuple[float, float]:
     return fields["Rss"] / 1024, uss / 1024
 
 
-def one_run(app: Path, env: dict[str, str], forked: bool = False) -> dict[str, object]:
+def one_run(app: Path, env: dict[str, str]) -> dict[str, object]:
     """Start the shop, time its start, measure its idle replicas, stop it."""
     shutil.rmtree(app / ".lumi", ignore_errors=True)
     started = time.perf_counter()
-    launcher = ["-c", _FORKED] if forked else ["-m", "lumi.cli.main"]
-    proc = subprocess.Popen([sys.executable, *launcher, "run", str(app),
+    proc = subprocess.Popen([sys.executable, "-m", "lumi.cli.main", "run", str(app),
                              "--dashboard-port", "0"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
     assert proc.stdout is not None
@@ -112,7 +98,7 @@ def one_run(app: Path, env: dict[str, str], forked: bool = False) -> dict[str, o
     parents = {
         int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) for pid in pids
     }
-    template = sum(memory(p)[0] for p in parents - {proc.pid})  # the zygote, when forked
+    template = sum(memory(p)[0] for p in parents - {proc.pid})  # the zygote, if they fork
     proc.send_signal(signal.SIGINT)
     for _ in proc.stdout:  # drain, so the stop is not blocked on a full pipe
         pass
@@ -137,6 +123,20 @@ def import_costs(env: dict[str, str]) -> dict[str, tuple[float, int]]:
     return costs
 
 
+def floor(env: dict[str, str]) -> dict[str, float]:
+    """Seconds of ``python -c pass`` and of a bare replica's imports, on the machine as it is
+    now: what the start figure is to be read against."""
+    times = {}
+    for name, code in (("python -c pass", "pass"), ("import lumi.runtimes.serve", _SERVE)):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+        times[name] = time.perf_counter() - started
+    return times
+
+
+_SERVE = "import lumi.runtimes.serve"
+
+
 def summary(runs: list[dict[str, object]]) -> dict[str, object]:
     def med(key: str) -> float:
         return round(statistics.median(float(r[key]) for r in runs), 2)  # type: ignore[arg-type]
@@ -147,6 +147,8 @@ def summary(runs: list[dict[str, object]]) -> dict[str, object]:
 
     return {
         "running_s": med("running_s"),
+        "python_s": med("python_s"),
+        "serve_import_s": med("serve_import_s"),
         "replica_rss_mib": med_all("replica_rss"),
         "replica_uss_mib": med_all("replica_uss"),
         "supervisor_rss_mib": round(statistics.median(float(r["supervisor_rss"]) for r in runs), 1),  # type: ignore[arg-type]
@@ -159,25 +161,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--compare", type=Path, help="Also run the shop from this source tree.")
-    parser.add_argument("--fork", action="store_true", help="Also fork replicas from a template.")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     trees = {"this tree": environment()}
     if args.compare:
         trees[f"compare ({args.compare})"] = environment(args.compare.resolve())
-    contestants = {name: (env, False) for name, env in trees.items()}
-    if args.fork:
-        contestants["this tree, replicas forked"] = (trees["this tree"], True)
-    runs: dict[str, list[dict[str, object]]] = {name: [] for name in contestants}
+    runs: dict[str, list[dict[str, object]]] = {name: [] for name in trees}
     with tempfile.TemporaryDirectory(prefix="lumi-replica-bench-") as tmp:
         app = Path(tmp) / "shop"
         shutil.copytree(ROOT / "examples" / "shop", app,
                         ignore=shutil.ignore_patterns("__pycache__", ".lumi"))  # fmt: skip
-        for env, forked in contestants.values():  # warm-up: bytecode and page cache
-            one_run(app, env, forked)
+        for env in trees.values():  # warm-up: bytecode and page cache
+            one_run(app, env)
         for _ in range(args.rounds):
-            for name, (env, forked) in contestants.items():
-                runs[name].append(one_run(app, env, forked))
+            for name, env in trees.items():
+                row = one_run(app, env)
+                floors = floor(env)
+                row["python_s"] = floors["python -c pass"]
+                row["serve_import_s"] = floors["import lumi.runtimes.serve"]
+                runs[name].append(row)
     results = {name: summary(rows) for name, rows in runs.items()}
     imports = {name: import_costs(env) for name, env in trees.items()}
     load = os.getloadavg()[0]
@@ -187,7 +189,10 @@ def main() -> None:
         return
     print(f"{args.rounds} rounds, load average {load:.1f} at the end")
     for name, row in results.items():
-        print(f"\n{name}: running after {row['running_s']} s (median); idle replica "
+        print(f"\n{name}: running after {row['running_s']} s (median; on this machine now "
+              f"python -c pass takes {row['python_s']} s, importing lumi.runtimes.serve "
+              f"{row['serve_import_s']} s)")  # fmt: skip
+        print(f"  idle replica "
               f"RSS {row['replica_rss_mib']} MiB, USS {row['replica_uss_mib']} MiB; "
               f"supervisor RSS {row['supervisor_rss_mib']} MiB")  # fmt: skip
         if row["template_rss_mib"]:

@@ -182,3 +182,15 @@ def test_lumi_ls_prints_without_rich(running_shop: RunningShop) -> None:
     printed, loaded = _loaded(running_shop, "ls", "--app", "examples/shop")
     assert "  product(sku: str) -> Product (idempotent)" in printed.splitlines()
     assert "rich" not in loaded and "aiohttp" not in loaded
+
+
+def test_replicas_fork_from_the_template(running_shop: RunningShop) -> None:
+    """Every replica of ``lumi run`` is a child of the template that imported Lumi once
+    (``python -m lumi.runtimes.zygote``), not an interpreter started for it."""
+    services = running_shop.run.registry()["services"]
+    pids = [r["pid"] for s in services.values() for r in s["replicas"]]
+    parents = {
+        int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) for pid in pids
+    }
+    (template,) = parents
+    assert "lumi.runtimes.zygote" in Path(f"/proc/{template}/cmdline").read_text()
