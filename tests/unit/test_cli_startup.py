@@ -122,3 +122,24 @@ def test_every_command_prints_its_help() -> None:
     *helps, _ = out.stdout.split("\n== ")  # each help is followed by its command's words
     assert len(helps) == len(paths)
     assert all("Usage: lumi" in text for text in helps)
+
+
+def test_a_command_runs_in_an_app_of_only_that_command() -> None:
+    """``lumi NAME ...`` builds only NAME's commands (typer reads every signature of an app on
+    each start); its help and errors are the whole app's, an unknown name gets the whole app."""
+    from lumi.cli.main import only
+
+    ls = only("ls")
+    assert ls is not None and [c.name for c in ls.registered_commands] == ["ls"]
+    build = only("build")
+    assert build is not None and [g.name for g in build.registered_groups] == ["build"]
+    assert only("lss") is None
+    code = ("import sys\nsys.argv[0] = 'lumi'\nfrom lumi.cli import main as m\nfor entry in "
+            "(m.app, m.main):\n    for words in (['ls', '-h'], ['build', 'lock', '-h'], "
+            "['events', 'dlq', '-h'], ['call', 'A.b', '--nope']):\n        try:\n"
+            "            entry(words) if entry is m.main else entry(args=words)\n"
+            "        except SystemExit:\n            pass\n        print('==')\n")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "NO_COLOR": "1"})  # fmt: skip
+    parts = out.stdout.split("==\n")
+    assert len(parts) == 9 and parts[:4] == parts[4:8], out.stdout + out.stderr
