@@ -9,8 +9,8 @@ from round to round; each figure is the median wall time and peak RSS over the r
 machine is noisy), and each ratio is to ``python -c pass``. ``--imports`` adds, per command,
 what its imports cost (``python -X importtime``): the largest top-level imports, cumulative.
 
-``--compare SRC`` adds ``lumi --help`` and ``lumi call --help`` run from another source tree
-(``PYTHONPATH=SRC``), e.g. the main branch's, to show a change's effect on the same machine.
+``--compare SRC`` adds every ``lumi`` command run from another source tree (``PYTHONPATH=SRC``),
+e.g. the main branch's, to show a change's effect on the same machine.
 
 Run: ``python bench/cli_bench.py [--rounds 15] [--imports] [--compare SRC] [--json]``.
 """
@@ -118,7 +118,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--imports", action="store_true", help="Also show import costs.")
     parser.add_argument("--json", action="store_true", help="One JSON line of results.")
-    parser.add_argument("--compare", type=Path, help="Also time these help commands from SRC.")
+    parser.add_argument("--compare", type=Path, help="Also time the lumi commands from SRC.")
     args = parser.parse_args()
     env = environment()
     envs: dict[str, dict[str, str]] = {}
@@ -127,7 +127,7 @@ def main() -> None:
         try:
             table = commands(app)
             if args.compare:
-                for name in ("lumi --help", "lumi call --help"):
+                for name in ("lumi --help", "lumi call --help", "lumi ls", "lumi call"):
                     table[f"{name} (compare)"] = table[name]
                     envs[f"{name} (compare)"] = {**env, "PYTHONPATH": str(args.compare)}
             names = list(table)
@@ -142,7 +142,9 @@ def main() -> None:
                     walls[name].append(wall)
                     rss[name].append(peak)
             imports = (
-                {n: top_imports(table[n], env) for n in names if n != FLOOR} if args.imports else {}
+                {n: top_imports(table[n], envs.get(n, env)) for n in names if n != FLOOR}
+                if args.imports
+                else {}
             )
         finally:
             shop.send_signal(signal.SIGINT)

@@ -165,3 +165,12 @@ def test_cli_bench_reports_lumi_against_python_and_peer_clis() -> None:
     for figures in results.values():  # type: ignore[attr-defined]
         assert figures["wall_ms"] > 0 and figures["rss_mib"] > 0
     assert set(result["lumi_help_vs"]) == {"fastapi --help", "uvicorn --help"}  # type: ignore[arg-type]
+
+
+def test_replica_bench_reports_start_memory_and_imports() -> None:
+    """bench/replica_bench.py times the shop's start, measures idle replicas and imports."""
+    result = run_bench("bench/replica_bench.py", "--rounds", "1")
+    (row,) = result["results"].values()  # type: ignore[attr-defined]
+    assert row["running_s"] > 0 and 0 < row["replica_uss_mib"] < row["replica_rss_mib"]
+    assert row["template_rss_mib"] > 0  # the replicas fork from the template
+    assert result["imports"]["this tree"]["lumi.runtimes.serve"][0] > 0  # type: ignore[index]

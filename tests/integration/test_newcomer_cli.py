@@ -142,3 +142,55 @@ def test_inproc_writes_each_replicas_own_log_file(
         capture_output=True, text=True, timeout=60, env={**os.environ, "NO_COLOR": "1"},
     )  # fmt: skip
     assert "no service 'shop' in this app" in one_line_error(cli)
+
+
+_MODULES_AFTER = """
+import json, sys
+sys.argv[0] = "lumi"
+from lumi.cli.main import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exc:
+    assert not exc.code, exc.code
+sys.stdout.flush()
+print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+def _loaded(shop: RunningShop, *args: str) -> tuple[str, set[str]]:
+    """What ``lumi ARGS`` prints, and the top-level packages it loaded."""
+    out = subprocess.run([sys.executable, "-c", _MODULES_AFTER, *args], cwd=shop.workspace,
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "NO_COLOR": "1"})  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return out.stdout, {m.split(".")[0] for m in json.loads(out.stderr.strip().splitlines()[-1])}
+
+
+def test_a_plain_http_call_loads_neither_asyncio_nor_pydantic(running_shop: RunningShop) -> None:
+    """``lumi call`` to an app on plain HTTP is one request made with the standard library
+    (no asyncio, pydantic, transports or rich): the result is the one the full path prints."""
+    printed, loaded = _loaded(
+        running_shop, "call", "Catalog.product", "sku=apple", "--app", "examples/shop"
+    )
+    assert json.loads(printed) == {"sku": "apple", "name": "Apple", "price_cents": 50}
+    assert not loaded & {"asyncio", "pydantic", "rich", "aiohttp", "httptools", "structlog"}
+    assert not {m for m in loaded if m.startswith("lumi.transports")}
+
+
+def test_lumi_ls_prints_without_rich(running_shop: RunningShop) -> None:
+    """``lumi ls`` prints its listing without rich (which cost as much as reading the config)."""
+    printed, loaded = _loaded(running_shop, "ls", "--app", "examples/shop")
+    assert "  product(sku: str) -> Product (idempotent)" in printed.splitlines()
+    assert "rich" not in loaded and "aiohttp" not in loaded
+
+
+def test_replicas_fork_from_the_template(running_shop: RunningShop) -> None:
+    """Every replica of ``lumi run`` is a child of the template that imported Lumi once
+    (``python -m lumi.runtimes.zygote``), not an interpreter started for it."""
+    services = running_shop.run.registry()["services"]
+    pids = [r["pid"] for s in services.values() for r in s["replicas"]]
+    parents = {
+        int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) for pid in pids
+    }
+    (template,) = parents
+    assert "lumi.runtimes.zygote" in Path(f"/proc/{template}/cmdline").read_text()

@@ -89,23 +89,25 @@ def shop(tmp_path: Path) -> Path:
     return copy_app(SHOP, tmp_path / "shop")
 
 
-def _children(pid: int) -> set[int]:
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid``: replicas are forked by the template, a child of lumi run."""
     found: set[int] = set()
     for task in Path(f"/proc/{pid}/task").iterdir():
-        found.update(int(c) for c in (task / "children").read_text().split())
+        for child in (int(c) for c in (task / "children").read_text().split()):
+            found |= {child} | _descendants(child)
     return found
 
 
 @pytest.fixture
 def reloading(lumi_run: Start, shop: Path) -> Iterator[LumiRun]:
-    """The shop under ``lumi run --reload``, watching; every process it started (replicas and
-    warm spares) is gone after it stops."""
+    """The shop under ``lumi run --reload``, watching; every process it started (replicas, the
+    template they fork from and warm spares) is gone after it stops."""
     run = lumi_run(shop, "--reload", "--no-dashboard")
     run.wait_ready()
     run.wait_output("reload: watching")
     yield run
-    started = _children(run.proc.pid)
-    assert len(started) > len(run.pids()), "the warm spares are children too"
+    started = _descendants(run.proc.pid)
+    assert set(run.pids()) < started, "the template and the warm spares are started too"
     run.stop()
     wait(lambda: not any(alive(p) for p in started), timeout=30, message="no orphans")
 

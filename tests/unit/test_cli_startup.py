@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import typer.main
@@ -77,11 +78,35 @@ def test_lumi_help_loads_no_heavy_library() -> None:
     assert heavy(loaded_by("--help")) == []
 
 
-@pytest.mark.parametrize("command", ["call", "ls", "run", "events"])
-def test_a_commands_help_loads_only_what_typer_itself_needs(command: str) -> None:
-    """`lumi COMMAND --help` imports none of the heavy libraries but pydantic, which typer
-    (0.2x) loads itself to coerce the group's own options once a subcommand is named."""
-    assert [m for m in heavy(loaded_by(command, "--help")) if m.split(".")[0] != "pydantic"] == []
+@pytest.mark.parametrize("command", ["call", "ls", "run", "events", "deploy"])
+def test_a_commands_help_loads_no_heavy_library(command: str) -> None:
+    """`lumi COMMAND --help` imports none of the heavy libraries — not even pydantic, which
+    typer (0.2x) would load to coerce the options (lumi.cli._coerce coerces plain ones)."""
+    assert heavy(loaded_by(command, "--help")) == []
+
+
+def test_plain_options_are_coerced_as_typer_would(tmp_path: Path) -> None:
+    """Ints, floats, paths and lists convert without pydantic; a value out of range or not a
+    number gets typer's own error (its coercion takes over), exit 2."""
+    from lumi.cli._coerce import _leaf, _NotPlain
+
+    class Info:
+        min, max = 1, 64
+
+    assert _leaf(int, Info, " 7 ") == 7
+    assert _leaf(Path, Info, "a/b") == Path("a/b")
+    assert _leaf(bool, Info, "Yes") is True
+    for annotation, value in [(int, "65"), (int, "0"), (int, "7.5"), (bool, "maybe")]:
+        with pytest.raises(_NotPlain):
+            _leaf(annotation, Info, value)
+    out = subprocess.run([sys.executable, "-m", "lumi.cli.main", "run", str(tmp_path),
+                          "--nodes", "65"], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "NO_COLOR": "1"})  # fmt: skip
+    assert out.returncode == 2 and "less than or equal to 64" in out.stderr, out.stderr
+    timeout = subprocess.run([sys.executable, "-m", "lumi.cli.main", "call", "A.b", "--timeout",
+                              "soon"], capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "NO_COLOR": "1"})  # fmt: skip
+    assert timeout.returncode == 2 and "valid number" in timeout.stderr, timeout.stderr
 
 
 def test_every_command_prints_its_help() -> None:
@@ -97,3 +122,24 @@ def test_every_command_prints_its_help() -> None:
     *helps, _ = out.stdout.split("\n== ")  # each help is followed by its command's words
     assert len(helps) == len(paths)
     assert all("Usage: lumi" in text for text in helps)
+
+
+def test_a_command_runs_in_an_app_of_only_that_command() -> None:
+    """``lumi NAME ...`` builds only NAME's commands (typer reads every signature of an app on
+    each start); its help and errors are the whole app's, an unknown name gets the whole app."""
+    from lumi.cli.main import only
+
+    ls = only("ls")
+    assert ls is not None and [c.name for c in ls.registered_commands] == ["ls"]
+    build = only("build")
+    assert build is not None and [g.name for g in build.registered_groups] == ["build"]
+    assert only("lss") is None
+    code = ("import sys\nsys.argv[0] = 'lumi'\nfrom lumi.cli import main as m\nfor entry in "
+            "(m.app, m.main):\n    for words in (['ls', '-h'], ['build', 'lock', '-h'], "
+            "['events', 'dlq', '-h'], ['call', 'A.b', '--nope']):\n        try:\n"
+            "            entry(words) if entry is m.main else entry(args=words)\n"
+            "        except SystemExit:\n            pass\n        print('==')\n")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "NO_COLOR": "1"})  # fmt: skip
+    parts = out.stdout.split("==\n")
+    assert len(parts) == 9 and parts[:4] == parts[4:8], out.stdout + out.stderr

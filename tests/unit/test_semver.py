@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from lumi.model.semver import VersionError, bump, parse_range, sort_versions
@@ -55,3 +57,47 @@ def test_bumps_and_ordering() -> None:
         bump("1.0.0", "huge")
     with pytest.raises(VersionError, match="not a semantic version"):
         bump("1.0", "patch")
+
+
+def _readme_version_rule() -> str:
+    from tests.conftest import ROOT
+
+    text = " ".join((ROOT / "README.md").read_text().split())
+    start = text.index("Below 1.0 the minor version is the breaking one")
+    return text[start : text.index("## ", start)]
+
+
+def test_the_readme_states_the_ranges_lumi_applies() -> None:
+    """Each ``^X` is `>=A, <B``` of README's version rule is what the range means here."""
+    rule = _readme_version_rule()
+    pairs = re.findall(r"`(\^[\d.]+)` is `([^`]+)`", rule)
+    assert len(pairs) >= 3, rule
+    for text, meaning in pairs:
+        assert set(parse_range(text).meaning().split(",")) == set(meaning.split(", ")), text
+
+
+def test_the_readme_states_the_bump_a_breaking_change_needs() -> None:
+    """``a breaking change of `A` needs `B``` (and ``(of `C`: `D`)``): B is the least version
+    the release check accepts after a breaking change of A."""
+    import lumi
+    from lumi.model.interface import ServiceInterface, interface
+    from lumi.packaging.compat import Change, Level, version_errors
+
+    rule = _readme_version_rule()
+    cases = re.findall(r"a breaking change of `([\d.]+)` needs `([\d.]+)`", rule)
+    cases += re.findall(r"\(of `([\d.]+)`: `([\d.]+)`\)", rule)
+    assert len(cases) == 2, rule
+
+    def iface(version: str) -> ServiceInterface:
+        class S(lumi.Service):
+            pass
+
+        S.version = version
+        return interface(S).model_copy(update={"version": version})
+
+    change = Change("S", "method-removed", "S.m", Level.WIRE, "removed")
+    for was, needed in cases:
+        old = {"S": iface(was)}
+        assert version_errors(old, {"S": iface(needed)}, [change]) == []
+        patch = bump(was, "patch")  # what a non-breaking change would be
+        assert version_errors(old, {"S": iface(patch)}, [change]), (was, patch)

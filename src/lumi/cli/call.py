@@ -27,6 +27,12 @@ def parse_arguments(
     """``key=value`` pairs (values are JSON when they parse, else strings) or ``--json``."""
     info = iface.methods[method]
     properties = info.params.get("properties", {})
+    return _arguments(f"{iface.name}.{method}", properties, info.param_names, pairs, raw)
+
+
+def _arguments(
+    target: str, properties: dict[str, Any], names: list[str], pairs: list[str], raw: str | None
+) -> dict[str, Any]:
     arguments: dict[str, Any] = {}
     if raw is not None:
         try:
@@ -39,15 +45,11 @@ def parse_arguments(
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            fail(
-                f"argument {pair!r} is not key=value "
-                f"(parameters: {', '.join(info.param_names) or 'none'})"
-            )
+            fail(f"argument {pair!r} is not key=value (parameters: {', '.join(names) or 'none'})")
         if key not in properties:
             fail(
-                f"{iface.name}.{method} has no parameter {key!r}"
-                f"{_did_you_mean(key, list(properties))} "
-                f"(parameters: {', '.join(info.param_names) or 'none'})"
+                f"{target} has no parameter {key!r}{_did_you_mean(key, list(properties))} "
+                f"(parameters: {', '.join(names) or 'none'})"
             )
         arguments[key] = _value(properties[key], value)
     return arguments
@@ -84,16 +86,27 @@ def register(app: typer.Typer) -> None:
         ] = 30.0,
     ) -> None:
         """Call a method of the running app and print the result as JSON."""
+        service, sep, method = target.partition(".")
+        if not sep or not service or not method:
+            fail(f"{target!r} is not SERVICE.METHOD, e.g. Orders.place")
+        root = app_dir.resolve()
+        from lumi.cli._quick_call import prepare
+
+        quick = prepare(root, service, method, transport)
+        if quick is not None:  # plain HTTP: the standard library's socket is enough
+            pairs = arguments or []
+            args = _arguments(target, quick.properties, quick.param_names, pairs, json_args)
+            answer = quick.send(args, timeout)
+            if answer is not None:
+                print_json(answer.value)
+                return
+
         import asyncio
 
         from lumi.runtimes.discovery import read_interface, read_registry
         from lumi.transports import idl
         from lumi.transports.base import transport_of
 
-        service, sep, method = target.partition(".")
-        if not sep or not service or not method:
-            fail(f"{target!r} is not SERVICE.METHOD, e.g. Orders.place")
-        root = app_dir.resolve()
         registry = read_registry(root)
         if service not in registry.services:
             names = list(registry.services)

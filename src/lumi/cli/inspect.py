@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from lumi.cli.output import fail, print_json, stdout
+from lumi.cli.output import fail, print_json, say, styled
 
 if TYPE_CHECKING:
     from lumi.config import AppConfig
@@ -111,8 +111,6 @@ def register(app: typer.Typer) -> None:
     @app.command("ls")
     def ls_cmd(app_dir: AppDir = Path("."), env: Env = None) -> None:
         """List the app's services with method signatures, events and, while it runs, endpoints."""
-        from rich.markup import escape
-
         from lumi.config import load_config
         from lumi.model.errors import AppError
         from lumi.runtimes.discovery import read_registry
@@ -126,38 +124,33 @@ def register(app: typer.Typer) -> None:
         interfaces = load_interfaces(config)
         access = policies(config, interfaces)
         if not config.security.mtls:
-            stdout.print(
-                "[yellow]mTLS is off[/] (security.mtls = false): any local process may call any "
-                "method, and callers are not known",
-                highlight=False,
+            say(
+                styled("mTLS is off", "yellow") + " (security.mtls = false): any local process "
+                "may call any method, and callers are not known"
             )
         for name, iface in interfaces.items():
-            summary = escape(iface.doc.splitlines()[0]) if iface.doc else ""
-            stdout.print(f"[bold cyan]{name}[/] {iface.version}  [dim]{summary}[/]")
+            summary = iface.doc.splitlines()[0] if iface.doc else ""
+            say(f"{styled(name, 'bold cyan')} {iface.version}  {styled(summary, 'dim')}")
             state = running.services.get(name) if running else None
             for replica in state.replicas if state else []:
                 where = f", {replica.runtime}" if replica.runtime != "process" else ""
                 where += f", {replica.node}" if replica.node else ""
-                stdout.print(
-                    f"  [yellow]replica {replica.index}[/] {' '.join(replica.endpoints)} "
-                    f"[dim]{replica.state}, pid {replica.pid}, restarts {replica.restarts}"
-                    f"{where}[/]",
-                    highlight=False,
+                facts = f"{replica.state}, pid {replica.pid}, restarts {replica.restarts}{where}"
+                say(
+                    f"  {styled(f'replica {replica.index}', 'yellow')} "
+                    f"{' '.join(replica.endpoints)} {styled(facts, 'dim')}"
                 )
             if config.security.mtls:
-                stdout.print(f"  [dim]{escape(access_summary(access[name], iface))}[/]")
+                say(f"  {styled(access_summary(access[name], iface), 'dim')}")
             for method_name, method in sorted(iface.methods.items()):
-                flag = " [dim](idempotent)[/]" if method.idempotent else ""
+                flag = " " + styled("(idempotent)", "dim") if method.idempotent else ""
                 if config.security.mtls or method.public:
-                    flag += rf" [dim]\[{escape(access[name].describe(method_name))}][/]"
-                stdout.print(
-                    f"  {escape(signature(method_name, method, iface))}{flag}", highlight=False
-                )
+                    flag += " " + styled(f"[{access[name].describe(method_name)}]", "dim")
+                say(f"  {signature(method_name, method, iface)}{flag}")
             for event_name, event in sorted(iface.events.items()):
-                stdout.print(
-                    f"  [magenta]event[/] {iface.topic(event_name)}: "
-                    f"{escape(schema_type(event.payload))}",
-                    highlight=False,
+                say(
+                    f"  {styled('event', 'magenta')} {iface.topic(event_name)}: "
+                    f"{schema_type(event.payload)}"
                 )
             for sub in iface.subscriptions:
-                stdout.print(f"  [green]on[/] {sub.topic} -> {sub.handler}", highlight=False)
+                say(f"  {styled('on', 'green')} {sub.topic} -> {sub.handler}")

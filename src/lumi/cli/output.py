@@ -53,6 +53,23 @@ def print_json(value: Any) -> None:
         sys.stdout.flush()
 
 
+_STYLES = {"bold": "1", "bold cyan": "1;36", "dim": "2", "yellow": "33", "magenta": "35",
+           "green": "32"}  # fmt: skip
+
+
+def styled(text: str, style: str) -> str:
+    """``text`` in ``style`` (one of a few) when stdout is a colour terminal, else as is: the
+    commands that print a listing (``lumi ls``) need no rich for it."""
+    if not text or not _colour(sys.stdout):
+        return text
+    return f"\x1b[{_STYLES[style]}m{text}\x1b[0m"
+
+
+def say(text: str) -> None:
+    """One line on stdout."""
+    sys.stdout.write(text + "\n")
+
+
 def _colour(stream: Any) -> bool:
     try:
         return bool(stream.isatty()) and "NO_COLOR" not in os.environ

@@ -77,7 +77,6 @@ def register(app: typer.Typer) -> None:
 
         from lumi.config import load_config
         from lumi.model.errors import ConfigError
-        from lumi.runtimes.reload import run_with_reload
         from lumi.runtimes.supervisor import Supervisor
 
         config = load_config(app_dir, env)
@@ -88,7 +87,12 @@ def register(app: typer.Typer) -> None:
         supervisor = Supervisor(
             config, emit=terminal, runtime="inproc" if inproc else None, nodes=nodes
         )
-        main = run_with_reload(supervisor, terminal) if reload else supervisor.run()
+        if reload:  # watchfiles, aiohttp and the API differ: only for --reload
+            from lumi.runtimes.reload import run_with_reload
+
+            main = run_with_reload(supervisor, terminal)
+        else:
+            main = supervisor.run()
         board = dashboard_port if dashboard else None
         raise typer.Exit(asyncio.run(with_dashboard(config, terminal, board, main, supervisor)))
 
@@ -106,19 +110,27 @@ async def with_dashboard(
 
     if port is None:
         return await main
+    task = asyncio.ensure_future(main)
+    if supervisor is not None:
+        # Replicas first: the dashboard (aiohttp, ~0.1 s of imports) is not what "running"
+        # waits for; it starts once the app runs, and its URL is printed below the banner.
+        running = asyncio.ensure_future(supervisor.running.wait())
+        await asyncio.wait({task, running}, return_when=asyncio.FIRST_COMPLETED)
+        running.cancel()
+        if task.done():
+            return task.result()
     from lumi.dashboard import Dashboard
 
     board = Dashboard(config, port=port)
-    await board.start()
-
-    async def announce() -> None:
-        if supervisor is not None:
-            await supervisor.running.wait()
-        terminal("lumi", f"dashboard: {board.url}")
-
-    announcer = asyncio.create_task(announce())
     try:
-        return await main
+        await board.start()
+    except BaseException:
+        if supervisor is not None:
+            supervisor.request_stop()
+        await asyncio.gather(task, return_exceptions=True)
+        raise
+    terminal("lumi", f"dashboard: {board.url}")
+    try:
+        return await task
     finally:
-        announcer.cancel()
         await board.aclose()

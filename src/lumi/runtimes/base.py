@@ -102,6 +102,10 @@ class Runtime(abc.ABC):
     async def warm(self) -> None:  # noqa: B027 - optional hook
         """Wait until what :meth:`keep_warm` asked for is ready."""
 
+    def prestart(self, count: int) -> None:  # noqa: B027 - optional hook
+        """A hint that ``count`` replicas are about to start (``lumi run``): prepare what makes
+        their start fast, meanwhile."""
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release what the runtime holds (after every replica stopped)."""
 

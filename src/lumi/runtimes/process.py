@@ -1,5 +1,10 @@
 """The local process runtime: one replica in one OS process (the default of ``lumi run``).
 
+Each replica is forked from a template process that has Lumi imported
+(:mod:`lumi.runtimes.zygote`), so a start skips the interpreter's and the imports' (most of
+it), and replicas share those pages with the template; a replica of a deployed artifact (its
+own Python) or one that cannot be forked starts ``python -m lumi.runtimes.serve`` instead.
+
 The supervisor binds each replica's sockets and passes them in, so a restarted replica serves
 on the same ports and connections wait in the backlog instead of failing. The child is ``lumi
 serve SERVICE`` (:mod:`lumi.runtimes.serve`): it gets its :class:`~lumi.runtimes.base.ReplicaSpec`
@@ -20,11 +25,14 @@ import signal
 import socket
 import sys
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from lumi.runtimes import serve
 from lumi.runtimes._spares import SparePool
 from lumi.runtimes.base import Output, Replica, ReplicaSpec, Runtime, StartError
+
+if TYPE_CHECKING:
+    from lumi.runtimes.zygote import Zygote
 
 
 class ProcessReplica(Replica):
@@ -106,9 +114,15 @@ class ProcessRuntime(Runtime):
 
     name: ClassVar[str] = "process"
 
-    def __init__(self, environment: Mapping[str, str] | None = None) -> None:
+    def __init__(self, environment: Mapping[str, str] | None = None, *, fork: bool = True) -> None:
         self.environment = dict(environment or {})
         self._spares: SparePool | None = None
+        # Replicas fork from a template with Lumi imported (lumi.runtimes.zygote): a start
+        # without the interpreter's, pages shared with the template. None: start interpreters.
+        from lumi.runtimes.zygote import Zygote  # it builds on this module
+
+        self._template: Zygote | None = Zygote() if fork else None
+        self._template_started: asyncio.Future[None] | None = None
 
     def keep_warm(self, count: int) -> None:
         """Keep ``count`` spare processes with Lumi imported, so a start takes ~0.1 s."""
@@ -122,7 +136,14 @@ class ProcessRuntime(Runtime):
         if self._spares is not None:
             await self._spares.ready()
 
+    def prestart(self, count: int) -> None:
+        """Start the template replicas fork from now, while ``lumi run`` does the rest."""
+        if self._template is not None and self._template_started is None:
+            self._template_started = asyncio.ensure_future(self._template.start())
+
     async def aclose(self) -> None:
+        if self._template is not None:
+            await self._template.aclose()
         if self._spares is not None:
             await self._spares.aclose()
             self._spares = None
@@ -146,6 +167,15 @@ class ProcessRuntime(Runtime):
             finally:
                 os.close(write_fd)
             return ProcessReplica(spare.proc, read_fd, output)
+        if self._template is not None and not spec.python:
+            try:
+                env = {**os.environ, **own, "PYTHONUNBUFFERED": "1"}
+                forked = await self._template.spawn(spec.service, env, spec.app_dir, fds, write_fd)
+            except (OSError, ConnectionError) as exc:  # no template: start an interpreter
+                output(f"lumi: cannot fork {spec.service} from the template ({exc}); starting it")
+            else:
+                os.close(write_fd)
+                return ProcessReplica(forked, read_fd, output)  # type: ignore[arg-type]
         environ = {
             **os.environ,
             **own,

@@ -23,6 +23,7 @@ import os
 import signal
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 
 from lumi import transports
@@ -253,6 +254,11 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop)
+        # What makes the replicas' starts fast (the process runtime's template) gets ready
+        # while the rest is prepared.
+        starting = Counter(slot.runtime for slots in self.slots.values() for slot in slots)
+        for runtime, count in starting.items():
+            runtime.prestart(count)
         if self.issuer is not None:
             self.issuer.issue_operator()
             self._renewals = asyncio.create_task(self.issuer.run())

@@ -106,7 +106,7 @@ def _child(request: dict[str, Any], fds: list[int], inherited: list[int]) -> Non
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         for fd in inherited:
             os.close(fd)
-        os.setsid()
+        os.setpgid(0, 0)  # a group of its own, as the process runtime's replicas (see there)
         *listen, ready, out, err = fds
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
@@ -201,7 +201,7 @@ class Zygote:
                 stdin=asyncio.subprocess.DEVNULL, pass_fds=(theirs.fileno(),),
                 env={**os.environ, CONTROL_FD: str(theirs.fileno()),
                      serve.PARENT_PID: str(os.getpid())},
-                start_new_session=True,
+                process_group=0,  # the terminal's Ctrl-C is the supervisor's to handle
             )  # fmt: skip
         finally:
             theirs.close()

@@ -19,15 +19,16 @@ import os
 import sys
 from collections.abc import MutableMapping
 from pathlib import Path
-from typing import Any, TextIO
-
-import structlog
-from structlog.typing import EventDict, Processor, WrappedLogger
+from typing import TYPE_CHECKING, Any, TextIO
 
 from lumi.model.context import context
 from lumi.model.redact import redact_event
 from lumi.paths import private_file
+from lumi.runtime_services.observability._structlog import structlog
 from lumi.runtime_services.observability.logroute import ServiceFiles, hosted
+
+if TYPE_CHECKING:
+    from structlog.typing import EventDict, Processor, WrappedLogger
 
 _process: dict[str, Any] = {"service": None, "replica": None}
 _HANDLER_MARK = "_lumi_handler"
