@@ -139,9 +139,7 @@ def _authorization(value: str) -> str:
 
 
 def _fine(value: str | None, limit: int) -> bool:
-    return value is None or (
-        0 < len(value) <= limit and _visible(value) is not None
-    )
+    return value is None or (0 < len(value) <= limit and _visible(value) is not None)
 
 
 def check_metadata(metadata: Metadata) -> Metadata:
