@@ -213,3 +213,38 @@ def test_error_codes_map_to_http_and_back() -> None:
     assert lumi.StatusCode.UNAVAILABLE.grpc_value == 14
     assert type(lumi.LumiError.from_wire({"code": "WHAT"})) is lumi.Unknown
     assert type(lumi.LumiError.from_wire("junk")) is lumi.Unknown
+
+
+async def test_composed_layers_are_bound_methods_of_the_same_objects() -> None:
+    """compose() calls a middleware object through its bound __call__ (no lookup per call):
+    the same instance, its state seen; a plain function or partial is left as it is."""
+    import functools
+    from typing import Any
+
+    from lumi.model.context import Metadata
+    from lumi.pipeline import Call, compose
+    from lumi.pipeline.call import bound
+
+    class Counting:
+        def __init__(self) -> None:
+            self.seen = 0
+
+        async def __call__(self, call: Call, next_handler: Any) -> bytes:
+            self.seen += 1
+            return await next_handler(call)
+
+    class Inner:
+        async def __call__(self, call: Call) -> bytes:
+            return call.body
+
+    async def plain(call: Call) -> bytes:
+        return call.body
+
+    outer = Counting()
+    handler = compose(Inner(), [outer, outer])
+    assert await handler(Call("S", "m", b"x", Metadata())) == b"x"
+    assert outer.seen == 2
+    assert bound(plain) is plain
+    partial = functools.partial(plain)
+    assert bound(partial) is partial
+    assert bound(Inner) is Inner  # a class is called to make an instance, not bound

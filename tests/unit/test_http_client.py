@@ -375,6 +375,29 @@ async def test_a_deadline_ends_the_wait_and_drops_the_connection() -> None:
             await channel.aclose()
 
 
+async def test_a_short_deadline_behind_long_ones_ends_on_time() -> None:
+    """The pool's one watchdog is armed for the earliest expiry: calls with 30 s deadlines in
+    flight first do not delay a later call's 0.2 s deadline, nor do they end with it."""
+    loop = asyncio.get_running_loop()
+    async with silent_server() as endpoint:
+        channel = HttpChannel(endpoint)
+        try:
+            long = [
+                asyncio.create_task(channel.call(call(deadline=time.time() + 30))) for _ in range(3)
+            ]
+            await wait_until(lambda: channel.pool.connections == 3, message="long calls sent")
+            started = loop.time()
+            with pytest.raises(lumi.DeadlineExceeded, match="before the deadline"):
+                await channel.call(call(deadline=time.time() + 0.2))
+            assert 0.15 < loop.time() - started < 2.0
+            assert not any(task.done() for task in long)
+            for task in long:
+                task.cancel()
+            await asyncio.gather(*long, return_exceptions=True)
+        finally:
+            await channel.aclose()
+
+
 async def test_a_call_without_deadline_still_gives_up_after_the_request_timeout() -> None:
     """No deadline: the pool's watchdog ends a call older than ``request_timeout``."""
     async with silent_server() as endpoint:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import types
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 from lumi.model.context import Metadata
 from lumi.model.envelope import Envelope
@@ -46,6 +47,7 @@ class Call:
 
 
 Handler = Callable[[Call], Awaitable[bytes]]
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 class Middleware(Protocol):
@@ -60,6 +62,16 @@ class Middleware(Protocol):
 
 def compose(handler: Handler, middlewares: Iterable[Middleware]) -> Handler:
     """Wrap ``handler`` so that the first middleware is the outermost."""
+    handler = bound(handler)
     for middleware in reversed(list(middlewares)):
-        handler = functools.partial(middleware, next_handler=handler)
+        handler = functools.partial(bound(middleware), next_handler=handler)
     return handler
+
+
+def bound(fn: _F) -> _F:
+    """An object with a ``__call__`` method as that bound method: calling the object itself
+    looks ``__call__`` up and binds it on every call (a third of a thin layer's cost)."""
+    method = type(fn).__dict__.get("__call__") or getattr(type(fn), "__call__", None)  # noqa: B004
+    if isinstance(method, types.FunctionType) and not isinstance(fn, type):
+        return cast(_F, types.MethodType(method, fn))
+    return fn

@@ -18,6 +18,8 @@ import heapq
 import itertools
 import time
 import weakref
+from asyncio.events import _get_running_loop
+from asyncio.tasks import _current_tasks  # type: ignore[attr-defined]
 from types import TracebackType
 from typing import Any
 
@@ -101,13 +103,11 @@ class until:
         return bool(self._entry[_ENTRY_EXPIRED])
 
     def __enter__(self) -> until:
-        try:
-            task = asyncio.current_task()
-        except RuntimeError:  # no running loop
-            task = None
-        if task is None:
+        # asyncio.current_task() without its Python frame (3.11): the running loop's task
+        loop = _get_running_loop()
+        task = None if loop is None else _current_tasks.get(loop)
+        if task is None or loop is None:
             raise RuntimeError("until() must be used inside a task")
-        loop = task.get_loop()
         timer = _last
         if timer is None or timer.loop is not loop:
             timer = _timer_of(loop)

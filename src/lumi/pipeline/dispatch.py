@@ -32,6 +32,7 @@ from lumi.model.reflect import MethodSpec, Reflected, SubscriptionSpec, reflect
 from lumi.model.service import Service
 from lumi.model.wire_validation import extras_message
 from lumi.pipeline import Call, Handler, Middleware, compose
+from lumi.pipeline.call import bound
 from lumi.pipeline.deadlines import until
 from lumi.pipeline.edge import excerpt
 from lumi.pipeline.threads import DEFAULT_THREADS, ThreadPool
@@ -87,7 +88,7 @@ class Dispatcher:
     ) -> None:
         self._hosted: dict[str, _Hosted] = {}
         self._middlewares = list(middlewares)
-        self._guards = list(guards)
+        self._guards = [bound(guard) for guard in guards]
         self.handle: Handler = compose(self._dispatch, self._middlewares)
 
     def add(self, service: Service, settings: DispatchSettings | None = None) -> None:

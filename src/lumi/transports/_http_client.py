@@ -42,6 +42,8 @@ from lumi.transports._http_connection import (
     ResponseTooLarge,
 )
 
+_NEVER = float("inf")
+
 __all__ = [
     "ConnectFailed",
     "ConnectionClosed",
@@ -77,8 +79,8 @@ class ConnectionPool:
         self.connect_timeout = connect_timeout
         self.max_response = max_response
         self.request_timeout = request_timeout
-        self._tick = min(1.0, max(0.01, request_timeout / 10))
         self._watchdog: asyncio.TimerHandle | None = None
+        self._watch_at = _NEVER  # loop time the watchdog runs next
         self.ssl = ssl
         self.server_hostname = server_hostname if ssl is not None else None
         self._idle: list[ClientConnection] = []  # most recently used last
@@ -103,10 +105,10 @@ class ConnectionPool:
     async def request(self, head: bytes, body: bytes, timeout: float | None = None) -> Response:
         """Send one request (``head`` ends with the blank line) and return (status, body).
 
-        ``timeout`` bounds the whole exchange, waiting for a connection included, with a timer
-        of its own; without one the pool's ``request_timeout`` applies, checked by one
-        watchdog for all the pool's connections (a timer per request costs more than the rest
-        of this method).
+        ``timeout`` bounds the whole exchange, waiting for a connection included; without one
+        the pool's ``request_timeout`` applies. Both are checked by one watchdog timer for all
+        the pool's connections, armed for the earliest expiry (a timer per request costs more
+        than the rest of this method).
         """
         loop = self._loop
         if loop is None or not loop.is_running():
@@ -114,24 +116,22 @@ class ConnectionPool:
         now = loop.time()
         connection = self._take(now)
         if connection is None:
+            started = now
             connection = await self._acquire(loop, timeout)
+            now = loop.time()
+            if timeout is not None:
+                timeout = max(0.0, timeout - (now - started))
         waiter: asyncio.Future[Response] = loop.create_future()
-        timer = None
-        if timeout is not None:
-            timer = loop.call_later(timeout, _expire, waiter)
-        else:
-            connection.expires = now + self.request_timeout
-            if self._watchdog is None:
-                self._watchdog = loop.call_later(self._tick, self._watch, loop)
+        expires = now + (self.request_timeout if timeout is None else timeout)
+        connection.expires = expires
+        if expires < self._watch_at:
+            self._arm(loop, expires)
         try:
             connection.send(head, body, waiter)
             result = await waiter
         except BaseException:
             connection.abort()  # cancelled, timed out or failed: its state is unknown
             raise
-        finally:
-            if timer is not None:
-                timer.cancel()
         connection.last_used = now
         self._release(connection)
         return result
@@ -148,19 +148,26 @@ class ConnectionPool:
         self._loop = loop
         return loop
 
+    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self._watchdog = loop.call_at(when, self._watch, loop)
+        self._watch_at = when
+
     def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Fail requests older than ``request_timeout``; run again while any is in flight."""
-        self._watchdog = None
+        """Fail requests past their expiry; run again at the next expiry while any request is
+        in flight (one set meanwhile rearms it only if it expires sooner)."""
+        self._watchdog, self._watch_at = None, _NEVER
         now = loop.time()
-        busy = False
+        soonest = _NEVER
         for connection in list(self._all):
             if connection.waiter is not None:
                 if connection.expires <= now:
                     connection._fail(ResponseTimeout("no response before the timeout"))
-                else:
-                    busy = True
-        if busy and not self._closed:
-            self._watchdog = loop.call_later(self._tick, self._watch, loop)
+                elif connection.expires < soonest:
+                    soonest = connection.expires
+        if soonest < _NEVER and not self._closed:
+            self._arm(loop, soonest)
 
     def _take(self, now: float) -> ClientConnection | None:
         idle = self._idle
@@ -275,7 +282,7 @@ class ConnectionPool:
         self._closed = True
         if self._watchdog is not None:
             self._watchdog.cancel()
-            self._watchdog = None
+            self._watchdog, self._watch_at = None, _NEVER
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_exception(ConnectFailed("the channel is closed"))

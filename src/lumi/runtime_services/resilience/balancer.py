@@ -30,7 +30,7 @@ from typing import Protocol
 
 from lumi.model.errors import LumiError, NotSent, StatusCode, Unavailable
 from lumi.pipeline.call import Call
-from lumi.runtime_services.resilience.breaker import Breakers, CircuitOpen
+from lumi.runtime_services.resilience.breaker import Breakers, CircuitBreaker, CircuitOpen
 
 _AT_DEADLINE = 0.005  # seconds: a cancellation this close to the deadline is its timer (which
 # may fire a millisecond early)
@@ -64,10 +64,19 @@ class Balancer:
         if not channels:
             raise ValueError(f"{service} has no endpoint to call")
         self.service = service
-        self.breakers = breakers
+        self._all_breakers = breakers
         self._on_node = set(local)
         self._turn = itertools.count()
         self._use(list(channels), None)
+
+    @property
+    def breakers(self) -> Breakers:
+        return self._all_breakers
+
+    @breakers.setter
+    def breakers(self, breakers: Breakers) -> None:
+        self._all_breakers = breakers
+        self._breakers: list[dict[str, CircuitBreaker]] = [{} for _ in self.channels]
 
     def _use(self, channels: list[EndpointChannel], weights: list[float] | None) -> None:
         # New lists, never mutated: a call in flight keeps the snapshot it started with.
@@ -75,6 +84,8 @@ class Balancer:
         self.endpoints = [channel.endpoint for channel in channels]
         self.weights = weights
         self._credit = [0.0] * len(channels)
+        # each endpoint's breakers by method, looked up without building a key per call
+        self._breakers = [{} for _ in channels]
         self.local = [i for i, e in enumerate(self.endpoints) if e in self._on_node]
         self.remote = [i for i, e in enumerate(self.endpoints) if e not in self._on_node]
         self._only: list[int] | None = [0] if len(channels) == 1 else None
@@ -133,10 +144,20 @@ class Balancer:
         method = call.method if call.info is not None else "*"
         meta = call.metadata
         channels = self.channels  # this call's snapshot (reroute makes new lists)
+        by_endpoint = self._breakers if call.service == self.service else None
         for index in self._order():
             channel = channels[index]
             endpoint = channel.endpoint
-            breaker = self.breakers.get(endpoint, call.service, method)
+            if by_endpoint is None:
+                breaker = self._all_breakers.get(endpoint, call.service, method)
+            else:
+                found = by_endpoint[index].get(method)
+                if found is not None:
+                    breaker = found
+                else:
+                    breaker = by_endpoint[index][method] = self._all_breakers.get(
+                        endpoint, call.service, method
+                    )
             if not breaker.allow():
                 open_circuits += 1
                 failures.append(f"{endpoint}: circuit open")
