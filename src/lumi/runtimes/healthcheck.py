@@ -21,6 +21,7 @@ from lumi.security.setup import TLS_DIR_VARIABLE
 from lumi.transports.base import ChannelSettings, transport_of
 from lumi.transports.tls import Tls, TlsError, TlsFiles
 
+
 async def check(
     endpoints: list[str], timeout: float = 3.0, settings: ChannelSettings | None = None
 ) -> str | None:
