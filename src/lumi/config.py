@@ -334,8 +334,8 @@ class SecurityConfig(pydantic.BaseModel):
 
     model_config = _STRICT
 
-    # Opt-in until every runtime carries certificates (docs/security.md, "The default")
-    mtls: bool = False
+    # On by default: every runtime carries certificates (docs/security.md, "The default")
+    mtls: bool = True
     operator: Literal["all", "policy"] = pydantic.Field(
         default="all", description="the operator may call everything, or only where allowed"
     )

@@ -10,6 +10,7 @@ and the container port is published on a free loopback port (a cluster routes to
 from __future__ import annotations
 
 import base64
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -37,12 +38,9 @@ def run(*args: str, env: dict[str, str], timeout: float = 600) -> str:
 
 
 @pytest.fixture
-def played(
-    podman_env: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[int]:
-    """Catalog's rendered Deployment playing in podman; the loopback port it answers on.
-    Parametrized with an environment (``mtls``), the overlay's objects, its TLS Secret too."""
-    env: str | None = getattr(request, "param", None)
+def played(podman_env: dict[str, str], tmp_path: Path) -> Iterator[int]:
+    """Catalog's rendered Deployment (mTLS on, the default) playing in podman; the loopback
+    port it answers on."""
     app = copy_app(SHOP, tmp_path / "shop")
     run(sys.executable, "-m", "lumi.cli.main", "build", "image", "Catalog", "--app", str(app),
         "--base", BASE_IMAGE, env=podman_env)  # fmt: skip
@@ -58,11 +56,9 @@ def played(
         str(out),
         "--app",
         str(app),
-        *(["--env", env] if env else []),
         env=podman_env,
     )
-    folder = out / "overlays" / env if env else out / "base"
-    objects = kustomize.objects_of(run("kubectl", "kustomize", str(folder), env=podman_env))
+    objects = kustomize.objects_of(run("kubectl", "kustomize", str(out / "base"), env=podman_env))
     secrets = [
         o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"] == "catalog-tls"
     ]
@@ -106,20 +102,25 @@ def played(
 
 
 def test_the_rendered_deployment_serves_under_podman_kube_play(
-    played: int, podman_env: dict[str, str]
+    played: int, podman_env: dict[str, str], tmp_path: Path
 ) -> None:
     """The pod from the rendered spec (non-root, read-only root, the ConfigMap's environment)
     answers a call on its published port, and reports ready."""
-    url = f"http://127.0.0.1:{played}"
+    url = f"https://127.0.0.1:{played}"
 
     def ready() -> bool:
         try:
-            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+            return httpx.get(f"{url}/readyz", timeout=2, verify=False).status_code == 200
         except httpx.HTTPError:
             return False
 
     wait(ready, timeout=60, message="the pod to be ready")
-    answer = httpx.post(f"{url}/Catalog/product", json={"sku": "melon"}, timeout=10)
+    certs = tmp_path / "deploy" / "base" / "tls" / "orders-tls"  # a certificate of the app
+    context = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+    context.check_hostname = False  # the pod's certificate names catalog.shop, not 127.0.0.1
+    context.load_cert_chain(certs / "tls.crt", certs / "tls.key")
+    answer = httpx.post(f"{url}/Catalog/product", json={"sku": "melon"}, timeout=10,
+                        verify=context)  # fmt: skip
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"sku": "melon", "name": "Melon", "price_cents": 300}
     user = run("podman", "exec", "catalog-pod-0-catalog", "id", "-u", env=podman_env).strip()
@@ -138,7 +139,6 @@ def test_the_rendered_deployment_serves_under_podman_kube_play(
     assert env.strip() == "http://inventory-http:8080"  # from the ConfigMap
 
 
-@pytest.mark.parametrize("played", ["mtls"], indirect=True)
 def test_the_rendered_mtls_deployment_serves_with_its_secret(
     played: int, podman_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -158,7 +158,7 @@ def test_the_rendered_mtls_deployment_serves_with_its_secret(
     refused = httpx.post(f"{url}/Catalog/product", json={"sku": "melon"}, verify=False, timeout=10)
     assert refused.status_code == 401 and refused.json()["code"] == "UNAUTHENTICATED"
     app = tmp_path / "shop"
-    certs = tmp_path / "deploy" / "overlays" / "mtls" / "tls" / "orders-tls"  # another service's
+    certs = tmp_path / "deploy" / "base" / "tls" / "orders-tls"  # another service's
     done = subprocess.run(
         ["curl", "-sS", "-m", "15", "--cert", str(certs / "tls.crt"), "--key",
          str(certs / "tls.key"), "--cacert", str(certs / "ca.crt"), "--resolve",

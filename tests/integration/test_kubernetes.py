@@ -95,6 +95,8 @@ def test_an_overlay_builds_exactly_its_environment(rendered: Path, env: str) -> 
     assert configmap["metadata"]["name"].startswith(direct.config_name + "-")  # hashed
     assert got.pop(("Namespace", namespace))
     del got[("ConfigMap", configmap["metadata"]["name"])]
+    for name in direct.certificates.values():  # generated from the issued files (mTLS)
+        assert got.pop(("Secret", name.secret))["type"] == "kubernetes.io/tls"
     expected = {}
     for obj in direct.objects:
         want = copy.deepcopy(obj)
@@ -115,14 +117,18 @@ def objects_by_kind(env: str | None) -> dict[tuple[str, str], Object]:
 
 
 def test_a_deployment_has_probes_drain_and_config() -> None:
-    """Deployments probe /healthz and /readyz, pause in preStop before SIGTERM, allow the
+    """Deployments probe /healthz and /readyz (over TLS), pause in preStop before SIGTERM, allow the
     drain period, run non-root read-only, and read the ConfigMap; capabilities are wired by
     Service DNS names."""
     objects = objects_by_kind(None)
     inventory = objects[("Deployment", "inventory")]
     pod = inventory["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {
+        "path": "/readyz",
+        "port": "http",
+        "scheme": "HTTPS",
+    }  # mTLS: the default
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["startupProbe"]["failureThreshold"] == 30  # defaults.start_timeout
     assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
@@ -209,8 +215,8 @@ def test_cli_mistakes_get_one_line(tmp_path: Path) -> None:
 
 
 def test_mtls_workloads_mount_a_tls_secret_issued_from_the_app_ca(tmp_path: Path) -> None:
-    """With mTLS on (the shop's mtls environment), every pod mounts its service's TLS Secret
-    read-only at LUMI_TLS_DIR and probes over HTTPS; the overlay generates each Secret from a
+    """With mTLS on (the default), every pod mounts its service's TLS Secret read-only at
+    LUMI_TLS_DIR and probes over HTTPS; the base generates each Secret from a
     certificate of the app's CA naming the service's identity; it all passes strict
     validation; a second deploy keeps the certificates, and --check ignores them."""
     from cryptography import x509
@@ -250,7 +256,7 @@ def test_mtls_workloads_mount_a_tls_secret_issued_from_the_app_ca(tmp_path: Path
             f"spiffe://shop/{service}"
         ]
         assert f"{name}.shop" in names.get_values_for_type(x509.DNSName)
-    folder = out / "overlays" / "mtls" / "tls"
+    folder = out / "base" / "tls"
     assert (folder / ".gitignore").read_text().splitlines()[-1] == "*"
     before = (folder / "orders-tls" / "tls.crt").read_bytes()
     again = lumi(*args)
