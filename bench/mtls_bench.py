@@ -119,10 +119,65 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+class _Caller(asyncio.Protocol):
+    """One keep-alive connection sending ``request`` back to back: callbacks only (no streams),
+    so the load generator's own cost stays small next to the replicas' (over TLS it uses the
+    memory-BIO connection Lumi's channels use)."""
+
+    def __init__(self, request: bytes, stop: float, latencies: list[float]) -> None:
+        self.request, self.stop, self.latencies = request, stop, latencies
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.started = 0.0
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._send()
+
+    def _send(self) -> None:
+        assert self.transport is not None
+        self.started = time.perf_counter()
+        if self.started >= self.stop:
+            self.transport.close()
+            if not self.done.done():
+                self.done.set_result(None)
+            return
+        self.transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = self.buffer[:end]
+        if not head.startswith(b"HTTP/1.1 200"):
+            self._fail(RuntimeError(f"{head[:60]!r}"))
+            return
+        length = int(head.lower().split(b"content-length:", 1)[1].split(b"\r\n", 1)[0])
+        if len(self.buffer) < end + 4 + length:
+            return
+        self.buffer = self.buffer[end + 4 + length :]
+        self.latencies.append(time.perf_counter() - self.started)
+        self._send()
+
+    def _fail(self, exc: BaseException) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self._fail(exc or ConnectionError("the server closed the connection"))
+
+
 async def load(
     address: tuple[str, int], context: ssl.SSLContext | None, path: str, args: argparse.Namespace
 ) -> list[float]:
     """Latencies (seconds) of the calls answered during ``args.duration`` seconds."""
+    from lumi.transports.tls_server import TlsClientConnection
+
     host, port = address
     head = (
         f"POST {path} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-type: application/json\r\n"
@@ -131,22 +186,17 @@ async def load(
     request = head + BODY
     latencies: list[float] = []
     stop = time.perf_counter() + args.duration
+    loop = asyncio.get_running_loop()
 
     async def connection() -> None:
-        reader, writer = await asyncio.open_connection(
-            host, port, ssl=context, server_hostname="front.mtlsbench" if context else None
-        )
-        try:
-            while (started := time.perf_counter()) < stop:
-                writer.write(request)
-                headers = await reader.readuntil(b"\r\n\r\n")
-                if not headers.startswith(b"HTTP/1.1 200"):
-                    raise RuntimeError(f"{path}: {headers[:60]!r}")
-                length = int(headers.lower().split(b"content-length:", 1)[1].split(b"\r\n", 1)[0])
-                await reader.readexactly(length)
-                latencies.append(time.perf_counter() - started)
-        finally:
-            writer.close()
+        caller = _Caller(request, stop, latencies)
+        if context is None:
+            await loop.create_connection(lambda: caller, host, port)
+        else:
+            tls = TlsClientConnection(context, caller, "front.mtlsbench")
+            await loop.create_connection(lambda: tls, host, port)
+            await tls.handshake
+        await caller.done
 
     await asyncio.gather(*(connection() for _ in range(args.concurrency)))
     return latencies

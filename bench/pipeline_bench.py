@@ -73,6 +73,7 @@ def _config(root: Path) -> AppConfig:
         '[app]\nname = "pipeline"\nservices = ["pipeline_bench:Back"]\n'
         f"[tracing]\nsample_ratio = {ratio}\n"
         f"store = {os.environ.get('LUMI_BENCH_STORE', 'true')}\n"
+        "[security]\nmtls = false\n"  # plaintext, like the peers it is compared with
     )
     return load_config(root)
 

@@ -94,6 +94,7 @@ def main() -> None:
         config.write(
             f"\n[env.bench.deploy]\nweights = [20, 100]\nbake = 60\ninterval = {args.interval}\n"
             f"min_requests = {args.min_requests}\np99_floor = 5.0\n"
+            "\n[security]\nmtls = false\n"  # the load speaks plain HTTP
         )
     env = {"LUMI_REPOSITORY": str(folder / "repo"), "LUMI_DEPLOY_CACHE": str(folder / "cache")}
     run("build", app=app, env=env)

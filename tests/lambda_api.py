@@ -116,7 +116,9 @@ class RuntimeApi:
 class LambdaFunction:
     """A zip from ``lumi build lambda`` running under awslambdaric against ``api``."""
 
-    def __init__(self, zip_path: Path, folder: Path, api: RuntimeApi) -> None:
+    def __init__(
+        self, zip_path: Path, folder: Path, api: RuntimeApi, env: dict[str, str] | None = None
+    ) -> None:
         with zipfile.ZipFile(zip_path) as archive:
             archive.extractall(folder)
         self.folder = folder
@@ -131,6 +133,7 @@ class LambdaFunction:
             "AWS_LAMBDA_FUNCTION_NAME": "lumi-test",
             "AWS_REGION": "us-east-1",
             "LUMI_STATE_DIR": str(folder.parent / f"{folder.name}-state"),
+            **(env or {}),
         }
         self._log = self.log.open("w")
         self.proc = subprocess.Popen(

@@ -310,13 +310,32 @@ class AccessConfig(pydantic.BaseModel):
     methods: dict[str, list[str]] = pydantic.Field(default_factory=dict)
 
 
+class ClusterCertificates(pydantic.BaseModel):
+    """``[security.kubernetes]``: where rendered Kubernetes workloads get their certificates.
+
+    ``"secret"``: ``lumi deploy --target kubernetes`` issues each service a certificate from the
+    app's CA (``.lumi/ca/`` or ``security.ca_dir``) into ``base/tls/`` next to the manifests,
+    and Kustomize makes it a ``kubernetes.io/tls`` Secret; ``"cert-manager"``: a cert-manager
+    ``Certificate`` per service, issued by ``issuer`` (an ``Issuer`` or ``ClusterIssuer``).
+    """
+
+    model_config = _STRICT
+
+    certificates: Literal["secret", "cert-manager"] = "secret"
+    issuer: str = "lumi-ca"
+    issuer_kind: Literal["Issuer", "ClusterIssuer"] = "Issuer"
+    cert_lifetime: float = pydantic.Field(
+        default=30 * 86400.0, ge=3600, le=366 * 86400, description="seconds; renewed at 2/3"
+    )
+
+
 class SecurityConfig(pydantic.BaseModel):
     """``[security]``: identities, mTLS and the local CA (docs/security.md)."""
 
     model_config = _STRICT
 
-    # Opt-in until every runtime carries certificates (docs/security.md, "The default")
-    mtls: bool = False
+    # On by default: every runtime carries certificates (docs/security.md, "The default")
+    mtls: bool = True
     operator: Literal["all", "policy"] = pydantic.Field(
         default="all", description="the operator may call everything, or only where allowed"
     )
@@ -325,6 +344,7 @@ class SecurityConfig(pydantic.BaseModel):
     )
     key_type: Literal["ec", "ed25519"] = "ec"
     ca_dir: str | None = None  # your own CA: a folder with ca.crt and ca.key
+    kubernetes: ClusterCertificates = pydantic.Field(default_factory=ClusterCertificates)
 
 
 class ServiceConfig(Binding):

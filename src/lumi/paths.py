@@ -7,6 +7,7 @@
     .lumi/logs/<service>.log structured logs, one JSON object per line
     .lumi/ca/ca.crt, ca.key  the app's certificate authority (``lumi run``, mTLS)
     .lumi/ca/certs/<name>/   one identity's tls.crt, tls.key, ca.crt (a replica, the operator)
+    .lumi/masked/            an empty folder the container runtime mounts over ca/
     .lumi/routes.json        traffic weights per endpoint, followed by every replica (lumi deploy)
     .lumi/env/<name>/        a deployed environment's control plane (lumi up, lumi deploy)
 

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from lumi.runtimes.container import APP_LABEL
@@ -69,6 +70,41 @@ def test_a_container_service_serves_the_host_and_calls_processes(
     assert run.stop() == 0
     assert containers_of(label, podman_env) == []
     assert "Orders[0]" in run.output and "draining" in run.output
+
+
+def test_a_container_replica_speaks_mtls_with_its_mounted_certificate(
+    lumi_run: Callable[..., LumiRun], podman_env: dict[str, str], tmp_path: Path
+) -> None:
+    """With mTLS on, Orders in a container serves TLS with the certificate lumi run issued it
+    (mounted read-only), calls Inventory (a process) over mTLS, is refused to a caller without
+    a certificate, passes its image's HEALTHCHECK over TLS, and cannot see the CA's key."""
+    app = copy_app(SHOP, tmp_path / "shop")
+    toml = app / "lumi.toml"
+    toml.write_text(toml.read_text() + "\n[env.containers.security]\nmtls = true\n")
+    built = subprocess.run(
+        [sys.executable, "-m", "lumi.cli.main", "build", "image", "Orders",
+         "--app", str(app), "--base", BASE_IMAGE],
+        capture_output=True, text=True, env=podman_env, timeout=900,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    run = lumi_run(app, "--env", "containers", env=podman_env)
+    registry = run.wait_ready(timeout=120)
+    assert registry["mtls"] and registry["services"]["Orders"]["replicas"][0]["runtime"] == (
+        "container"
+    )
+    [container] = containers_of(f"{APP_LABEL}={app}", podman_env)
+    placed = run.post("Orders", "place", {"customer": "ada", "lines": [{"sku": "apple", "qty": 1}]})
+    assert placed.status_code == 200, placed.text  # over mTLS to Orders, and Orders to Inventory
+    url = run.endpoint("Orders")
+    anonymous = httpx.post(
+        f"{url}/Orders/place", json={"customer": "x", "lines": []}, verify=False, timeout=10
+    )
+    assert anonymous.status_code == 401 and anonymous.json()["code"] == "UNAUTHENTICATED"
+    podman("exec", container, "python", "-m", "lumi.runtimes.healthcheck", env=podman_env)
+    listing = podman("exec", container, "ls", "-A", "/app/.lumi/ca", "/var/run/lumi/tls",
+                     env=podman_env)  # fmt: skip
+    assert "ca.key" not in listing and "tls.crt" in listing
+    assert run.stop() == 0
 
 
 def test_a_container_service_without_an_image_is_one_line(

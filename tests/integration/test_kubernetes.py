@@ -5,6 +5,7 @@ cluster is configured."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import os
 import shutil
@@ -94,6 +95,8 @@ def test_an_overlay_builds_exactly_its_environment(rendered: Path, env: str) -> 
     assert configmap["metadata"]["name"].startswith(direct.config_name + "-")  # hashed
     assert got.pop(("Namespace", namespace))
     del got[("ConfigMap", configmap["metadata"]["name"])]
+    for name in direct.certificates.values():  # generated from the issued files (mTLS)
+        assert got.pop(("Secret", name.secret))["type"] == "kubernetes.io/tls"
     expected = {}
     for obj in direct.objects:
         want = copy.deepcopy(obj)
@@ -114,14 +117,18 @@ def objects_by_kind(env: str | None) -> dict[tuple[str, str], Object]:
 
 
 def test_a_deployment_has_probes_drain_and_config() -> None:
-    """Deployments probe /healthz and /readyz, pause in preStop before SIGTERM, allow the
+    """Deployments probe /healthz and /readyz (over TLS), pause in preStop before SIGTERM, allow the
     drain period, run non-root read-only, and read the ConfigMap; capabilities are wired by
     Service DNS names."""
     objects = objects_by_kind(None)
     inventory = objects[("Deployment", "inventory")]
     pod = inventory["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {
+        "path": "/readyz",
+        "port": "http",
+        "scheme": "HTTPS",
+    }  # mTLS: the default
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["startupProbe"]["failureThreshold"] == 30  # defaults.start_timeout
     assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
@@ -205,3 +212,87 @@ def test_cli_mistakes_get_one_line(tmp_path: Path) -> None:
         assert done.returncode == 2, done.stderr
         assert message in done.stderr
         assert len([line for line in done.stderr.splitlines() if line.startswith("error")]) == 1
+
+
+def test_mtls_workloads_mount_a_tls_secret_issued_from_the_app_ca(tmp_path: Path) -> None:
+    """With mTLS on (the default), every pod mounts its service's TLS Secret read-only at
+    LUMI_TLS_DIR and probes over HTTPS; the base generates each Secret from a
+    certificate of the app's CA naming the service's identity; it all passes strict
+    validation; a second deploy keeps the certificates, and --check ignores them."""
+    from cryptography import x509
+
+    app = copy_app(SHOP, tmp_path / "shop")
+    out = tmp_path / "deploy"
+    args = ["deploy", "--target", "kubernetes", "--env", "mtls", "--out", str(out),
+            "--app", str(app)]  # fmt: skip
+    done = lumi(*args)
+    assert done.returncode == 0, done.stderr
+    assert "issued 4 certificate(s)" in done.stdout
+    objects = built(out / "overlays" / "mtls")
+    for obj in objects:
+        kubernetes_validate.validate(obj, VERSIONS[-1], strict=True)
+    secrets = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Secret"}
+    ca = x509.load_pem_x509_certificate((app / ".lumi" / "ca" / "ca.crt").read_bytes())
+    for deployment in (o for o in objects if o["kind"] == "Deployment"):
+        name = deployment["metadata"]["name"]
+        pod = deployment["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        assert {"name": "LUMI_TLS_DIR", "value": "/var/run/lumi/tls"} in container["env"]
+        assert {"name": "tls", "mountPath": "/var/run/lumi/tls", "readOnly": True} in container[
+            "volumeMounts"
+        ]
+        assert {"name": "tls", "secret": {"secretName": f"{name}-tls", "defaultMode": 0o440}} in (
+            pod["volumes"]
+        )
+        assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+        secret = secrets[f"{name}-tls"]
+        assert secret["type"] == "kubernetes.io/tls"
+        assert set(secret["data"]) == {"tls.crt", "tls.key", "ca.crt"}
+        cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+        assert cert.issuer == ca.subject
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        service = deployment["metadata"]["annotations"]["lumi.dev/service"]
+        assert names.get_values_for_type(x509.UniformResourceIdentifier) == [
+            f"spiffe://shop/{service}"
+        ]
+        assert f"{name}.shop" in names.get_values_for_type(x509.DNSName)
+    folder = out / "base" / "tls"
+    assert (folder / ".gitignore").read_text().splitlines()[-1] == "*"
+    before = (folder / "orders-tls" / "tls.crt").read_bytes()
+    again = lumi(*args)
+    assert again.returncode == 0 and "issued" not in again.stdout, again.stdout
+    assert (folder / "orders-tls" / "tls.crt").read_bytes() == before
+    checked = lumi(*args, "--check")
+    assert checked.returncode == 0 and "is up to date" in checked.stdout, checked.stdout
+
+
+def test_cert_manager_certificates_and_grpc_probes_over_tls(tmp_path: Path) -> None:
+    """security.kubernetes.certificates = "cert-manager" renders a Certificate per service
+    (its identity, DNS names, both usages, the issuer) instead of issuing files; a gRPC-only
+    service with mTLS probes with the image's health check (the kubelet's gRPC probe has no
+    TLS). The other objects still pass strict validation."""
+    app = copy_app(SHOP, tmp_path / "shop")
+    toml = app / "lumi.toml"
+    toml.write_text(
+        toml.read_text()
+        + '\n[env.grpc.security]\nmtls = true\nkubernetes = { certificates = "cert-manager", '
+        'issuer = "shop-ca", issuer_kind = "ClusterIssuer" }\n'
+    )
+    rendered = render(load_config(app, "grpc"))
+    assert rendered.certificates == {}  # nothing to issue: cert-manager does
+    by_kind = {(o["kind"], o["metadata"]["name"]): o for o in rendered.objects}
+    orders = by_kind[("Certificate", "orders")]["spec"]
+    assert orders["secretName"] == "orders-tls"
+    assert orders["uris"] == ["spiffe://shop/Orders"]
+    assert orders["dnsNames"][:2] == ["orders.shop", "localhost"]
+    assert {"server auth", "client auth"} <= set(orders["usages"])
+    assert orders["issuerRef"] == {"name": "shop-ca", "kind": "ClusterIssuer",
+                                   "group": "cert-manager.io"}  # fmt: skip
+    assert orders["duration"] == "720h0m0s" and orders["renewBefore"] == "240h0m0s"
+    container = by_kind[("Deployment", "orders")]["spec"]["template"]["spec"]["containers"][0]
+    assert container["livenessProbe"]["exec"]["command"] == [
+        "python", "-m", "lumi.runtimes.healthcheck"
+    ]  # fmt: skip
+    for obj in rendered.objects:
+        if obj["kind"] != "Certificate":
+            kubernetes_validate.validate(obj, VERSIONS[-1], strict=True)

@@ -27,7 +27,12 @@ PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"  # the runtime client ru
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return copy_app(SHOP, tmp_path_factory.mktemp("lambda") / "shop")
+    app = copy_app(SHOP, tmp_path_factory.mktemp("lambda") / "shop")
+    # No service identity reaches an invocation: with mTLS on only public methods would be
+    # served (tests/integration/test_lambda_security.py); here IAM is the only gate.
+    with (app / "lumi.toml").open("a") as config:
+        config.write("\n[security]\nmtls = false\n")
+    return app
 
 
 def build(shop: Path, service: str) -> Path:

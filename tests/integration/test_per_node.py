@@ -20,6 +20,7 @@ NODES_APP = Path(__file__).parent / "apps" / "nodes"
 def where(run: LumiRun, replica: int) -> dict[str, str]:
     """Ask Front's replica ``replica`` which node it is on and which Agent answered."""
     url = run.registry()["services"]["Front"]["replicas"][replica]["endpoints"][0]
+    url = url.replace("http://", "https://", 1) if run.mtls else url
     answer = run.http.post(f"{url}/Front/where", content=b"{}",
                            headers={"content-type": "application/json"})  # fmt: skip
     assert answer.status_code == 200, answer.text

@@ -70,6 +70,11 @@ def test_the_shop_does_what_its_openapi_says(lumi_run: Any, tmp_path: Path) -> N
             "--phases": "examples,coverage,fuzzing",
             "--generation-database": "none",
         }
+        if run.mtls:  # as the operator, like curl --cert (docs/security.md)
+            certs = run.operator()
+            options["--tls-verify"] = str(certs / "ca.crt")
+            options["--request-cert"] = str(certs / "tls.crt")
+            options["--request-cert-key"] = str(certs / "tls.key")
         result = subprocess.run(
             [
                 *(sys.executable, "-m", "schemathesis.cli", "run"),

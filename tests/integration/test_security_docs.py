@@ -36,7 +36,7 @@ def test_the_curl_example_calls_the_shop_as_the_operator(
     """With the shop running, the curl block (after its `lumi run` line) prints a product."""
     shop = tmp_path / "examples" / "shop"
     shutil.copytree(ROOT / "examples" / "shop", shop, ignore=shutil.ignore_patterns(".lumi"))
-    run = lumi_run(shop, "--env", "mtls", "--no-dashboard")
+    run = lumi_run(shop, "--no-dashboard")
     run.wait_ready()
     (script,) = [b for b in blocks("sh") if "curl --cert" in b]
     lines = [line for line in script.splitlines() if not line.startswith("lumi run")]

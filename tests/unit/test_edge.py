@@ -32,6 +32,18 @@ def test_headers_as_bytes_or_text_become_metadata() -> None:
     assert text.deadline == 1767225600.123
 
 
+def test_a_relayed_caller_is_read_only_from_a_verified_peer() -> None:
+    """x-lumi-relayed-caller (the activator's) is noise from a caller without a certificate;
+    from one with a certificate it is kept for the guard, ``-`` meaning no one."""
+    pairs = [("x-lumi-relayed-caller", "spiffe://shop/Orders")]
+    assert inbound_metadata(pairs).relayed_caller is None
+    assert inbound_metadata(pairs, peer="spiffe://shop/Front").relayed_caller == (
+        "spiffe://shop/Orders"
+    )
+    nobody = inbound_metadata([("x-lumi-relayed-caller", "-")], peer="spiffe://shop/Front")
+    assert nobody.relayed_caller == ""
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [

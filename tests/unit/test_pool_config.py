@@ -23,7 +23,8 @@ DOC = ROOT / "docs" / "hop.md"
 def shop_with(tmp_path: Path, toml: str) -> Path:
     app = tmp_path / "shop-app"
     shutil.copytree(SHOP / "shop", app / "shop", ignore=shutil.ignore_patterns("__pycache__"))
-    (app / "lumi.toml").write_text(toml)
+    # the replicas are built without lumi run's CA: no certificates to give them
+    (app / "lumi.toml").write_text(toml + "\n[security]\nmtls = false\n")
     return app
 
 

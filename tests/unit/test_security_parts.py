@@ -381,6 +381,27 @@ async def test_with_mtls_off_only_tokens_are_checked() -> None:
     assert ran and meta.user == User("ada")
 
 
+async def test_a_relayed_caller_is_believed_only_from_the_service_itself() -> None:
+    """An activator's guard checks the caller and relays it (token untouched, "" for no one);
+    an instance's guard believes the relay only from the service's own identity, and then
+    checks the relayed caller as if it had called."""
+    edge = Guard("shop", guard().policies, mtls=True, hosted=lambda name: None, relay=True)
+    meta, ran = await decide(edge, "private", caller="spiffe://shop/Orders", authorization="B x")
+    assert ran and meta.relayed_caller == "spiffe://shop/Orders" and meta.authorization == "B x"
+    meta, ran = await decide(edge, "open")
+    assert ran and meta.relayed_caller == ""
+    with pytest.raises(lumi.PermissionDenied):
+        await decide(edge, "private", caller="spiffe://shop/Other")
+    own = "spiffe://shop/Front"
+    meta, ran = await decide(guard(), "private", caller=own, relayed_caller="spiffe://shop/Orders")
+    assert ran and meta.caller == "spiffe://shop/Orders" and meta.relayed_caller is None
+    with pytest.raises(lumi.Unauthenticated):  # relayed: no one called the activator
+        await decide(guard(), "private", caller=own, relayed_caller="")
+    with pytest.raises(lumi.PermissionDenied, match="spiffe://shop/Other may not call"):
+        await decide(guard(), "private", caller="spiffe://shop/Other",
+                     relayed_caller="spiffe://shop/Orders")  # fmt: skip
+
+
 def test_auth_handlers_are_checked_at_definition() -> None:
     """Two auth handlers, one with two parameters, or one that is also an @api method: a
     DefinitionError naming the service."""

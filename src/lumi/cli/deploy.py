@@ -239,6 +239,13 @@ def _kubernetes(
         f"{', '.join(f'overlays/{e}/' for e in environments) or 'no overlays (use --env)'}",
         highlight=False,
     )
+    issued = kustomize.write_certificates(app_dir, rendered, out)
+    if issued:
+        stdout.print(
+            f"issued {len(issued)} certificate(s) from the app's CA into tls/ (private keys: "
+            f"kept out of git): {', '.join(issued)}",
+            highlight=False,
+        )
     target = environments[0] if environments else None
     if images and target is not None:
         config = load_config(app_dir, target)

@@ -47,7 +47,10 @@ def app_config_data(config: AppConfig, entries: Mapping[str, str]) -> dict[str, 
         "services": services,
         "tracing": dump(config.tracing),
         "resilience": dump(config.resilience),
+        "security": dump(config.security),
     }
+    if config.security.ca_dir:  # relative to the app's folder, not the deployed one
+        data["security"]["ca_dir"] = str((config.root / config.security.ca_dir).resolve())
     if config.environment:
         data["env"] = {config.environment: {}}  # so replicas know which environment they are
     return data

@@ -80,6 +80,9 @@ class Metadata:
     # "Bearer …" as received, for the service's auth handler; never propagated or logged
     authorization: str | None = dataclasses.field(default=None, repr=False)
     extra: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Who called the activator in front of this function instance ("" for no one): read only
+    # from a peer with the callee service's own identity (lumi.security.guard), then cleared
+    relayed_caller: str | None = None
 
     def remaining(self) -> float | None:
         """Seconds left until the deadline (may be negative), or None without a deadline."""

@@ -21,6 +21,10 @@ field                  rule                                                     
 ``x-lumi-deadline``    absolute deadline, whole Unix epoch milliseconds: 1-16 digits   refused
 =====================  ==============================================================  =========
 
+``x-lumi-relayed-caller`` (1-2048 visible ASCII characters; ``-`` for none) is the caller a
+function service's activator verified, forwarded to an instance: read only from a caller with a
+verified certificate, and believed only by the guard, from the service's own identity.
+
 Each field at most once. The caller is never a header: it is the identity of the verified
 client certificate (``peer``), None without one — a claimed ``x-lumi-caller`` is ignored. A
 deadline already past is not a bad value: the call ends with
@@ -41,11 +45,14 @@ DEADLINE = "x-lumi-deadline"
 IDEMPOTENCY_KEY = "idempotency-key"
 AUTHORIZATION = "authorization"
 USER = "x-lumi-user"
+RELAYED_CALLER = "x-lumi-relayed-caller"
+NO_CALLER = "-"  # the relayed value for a caller without an identity
 
 MAX_CORRELATION_ID = 128
 MAX_IDEMPOTENCY_KEY = 255
 MAX_AUTHORIZATION = 8192
 MAX_TRACEPARENT = 512
+MAX_RELAYED_CALLER = 2048
 MAX_DEADLINE_DIGITS = 16  # epoch ms; 16 digits reach the year 318857
 
 _MAX_DEADLINE = 10**MAX_DEADLINE_DIGITS / 1000  # seconds
@@ -57,6 +64,7 @@ _LIMITS = {
     CORRELATION_ID: MAX_CORRELATION_ID,
     IDEMPOTENCY_KEY: MAX_IDEMPOTENCY_KEY,
     TRACEPARENT: MAX_TRACEPARENT,
+    RELAYED_CALLER: MAX_RELAYED_CALLER,
 }
 _FIELD = {
     CORRELATION_ID: "correlation_id",
@@ -65,6 +73,7 @@ _FIELD = {
     DEADLINE: "deadline",
     AUTHORIZATION: "authorization",
     USER: "user",
+    RELAYED_CALLER: "relayed_caller",
 }
 # Names as they arrive: str (gRPC, Thrift) or bytes (HTTP), both looked up in one dict.
 _BY_NAME: dict[str | bytes, str] = {
@@ -123,6 +132,10 @@ def inbound_metadata(
         elif name == USER:
             if peer is not None:  # relayed by an identified service; from anyone else, noise
                 metadata.user = User.from_header(value)
+        elif name == RELAYED_CALLER:
+            if peer is not None:
+                relayed = _token(name, value)
+                metadata.relayed_caller = "" if relayed == NO_CALLER else relayed
         else:
             setattr(metadata, _FIELD[name], _token(name, value))
     return metadata

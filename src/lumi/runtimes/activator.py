@@ -27,7 +27,7 @@ from lumi.model.errors import DeadlineExceeded, NotSent, ResourceExhausted, Unav
 from lumi.model.interface import ServiceInterface
 from lumi.pipeline.call import Call
 from lumi.runtimes.base import Output, Replica, ReplicaSpec, Runtime, StartError
-from lumi.transports.base import Channel
+from lumi.transports.base import Channel, ChannelSettings
 
 log = logging.getLogger("lumi.function")
 
@@ -66,6 +66,7 @@ class InstancePool:
         start_timeout: float,
         grace: float,
         output: Output,
+        channel_settings: ChannelSettings | None = None,
     ) -> None:
         self.spec = spec
         self.settings = settings
@@ -75,6 +76,7 @@ class InstancePool:
         self.start_timeout = start_timeout
         self.grace = grace
         self.output = output
+        self.channel_settings = channel_settings  # mTLS: the activator's certificate
         self.instances: list[Instance] = []
         self.cold_starts = 0
         self._numbers = itertools.count(1)
@@ -197,7 +199,7 @@ class InstancePool:
             return
         finally:
             sock.close()  # the instance has its own copy
-        instance.channel = transport.channel(endpoint, self.interface)
+        instance.channel = transport.channel(endpoint, self.interface, self.channel_settings)
         instance.ready = True
         instance.last_used = time.monotonic()
         self.cold_starts += 1

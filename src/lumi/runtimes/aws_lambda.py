@@ -20,6 +20,15 @@ Every call and delivery goes through the same dispatcher and middleware as in an
 validation, typed errors, correlation (the API Gateway request id when the caller sent none),
 spans and JSON logs on stdout. The deadline is the invocation's remaining time. The app's state
 folder is ``LUMI_STATE_DIR`` (``/tmp/lumi``: the only writable place in Lambda).
+
+**Who may call.** Lambda has no client certificate to read, so an invocation has no service
+identity: the access guard (:mod:`lumi.security.guard`) runs as for a caller without one. With
+``security.mtls`` on, only ``@lumi.api(public=True)`` methods are served (any other is
+UNAUTHENTICATED) and a bearer token goes to the service's ``@lumi.auth`` handler; a claimed
+``x-lumi-caller`` or ``x-lumi-user`` is ignored. Who may invoke the function at all is AWS's
+outer layer (IAM, the Function URL's ``AWS_IAM`` auth type, an API Gateway authorizer). To call
+other services over mTLS the function needs a certificate of the app's CA in
+``$LUMI_TLS_DIR``; without one its calls to them are refused here with one line.
 """
 
 from __future__ import annotations
@@ -44,19 +53,15 @@ from lumi.model.errors import AppError, InvalidArgument, LumiError, NotFound
 from lumi.model.interface import interface
 from lumi.paths import STATE_DIR_VARIABLE
 from lumi.pipeline.call import Call, Handler, compose
+from lumi.pipeline.edge import inbound_metadata
 from lumi.runtime_services.resilience.balancer import Balancer
 from lumi.runtimes import environment as envvars
 from lumi.runtimes import stack
 from lumi.runtimes.host import Host
+from lumi.security import setup as security
 
 log = logging.getLogger("lumi.lambda")
 
-_HEADERS = {
-    "x-correlation-id": "correlation_id",
-    "traceparent": "traceparent",
-    "idempotency-key": "idempotency_key",
-    "x-lumi-caller": "caller",
-}
 _DEADLINE_MARGIN = 0.2  # seconds kept to send the answer before Lambda stops the invocation
 
 
@@ -129,6 +134,13 @@ class LambdaService:
         self.interfaces = {name: interface(cls) for name, cls in classes.items()}
         self.endpoints = envvars.endpoints_from(os.environ, classes)
         binding = self.config.binding(service)
+        # Its own certificate, for calling others over mTLS: only from $LUMI_TLS_DIR.
+        self.tls = (
+            security.replica_tls(self.config, service, None)
+            if os.environ.get(security.TLS_DIR_VARIABLE)
+            else None
+        )
+        guard = security.guard(self.config, self.interfaces, [service], self._hosted)
         self.broker = _Subscriptions(
             create_broker(binding.events or "embedded", app_dir=self.config.root)
         )
@@ -137,18 +149,31 @@ class LambdaService:
             broker=self.broker,
             channel_for=self._channel_for,
             app=self.config.name,
-            middlewares=stack.server_middlewares(service, self.services),
+            middlewares=stack.server_middlewares(service, self.services, guard=guard),
             external=self.interface.requires,
             publish_middlewares=lambda name: stack.publish_middlewares(name, self.services),
         )
         self.loop.run_until_complete(self._start())
 
+    def _hosted(self, name: str) -> tuple[object, Any] | None:
+        """The running instance of ``name`` and its ``@lumi.auth`` handler, if it has one."""
+        instance = self.host.instances.get(name)
+        auth = self.host.reflected[name].auth if name in self.host.reflected else None
+        return None if instance is None or auth is None else (instance, auth)
+
     def _channel_for(self, name: str) -> Handler:
         urls = self.endpoints.get(name)
         if not urls:
             raise AppError(f"{name} has no endpoint: set {envvars.endpoints_variable(name)}")
+        if self.config.security.mtls and self.tls is None:
+            raise AppError(
+                f"{self.interface.name} calls {name} over mTLS (security.mtls) but the function "
+                f"has no certificate: set {security.TLS_DIR_VARIABLE} to a folder holding "
+                f"tls.crt, tls.key and ca.crt"
+            )
         transport = transports.get(transports_of(urls)[0])
-        channels = [transport.channel(u, self.interfaces.get(name)) for u in urls]
+        settings = security.channel_settings(self.config, self.tls, name)
+        channels = [transport.channel(u, self.interfaces.get(name), settings) for u in urls]
         breakers = self.services.breakers(self.interface.name)
         balancer = Balancer(name, channels, breakers=breakers)
         return compose(balancer, stack.client_middlewares(self.interface.name, self.services))
@@ -220,16 +245,10 @@ class LambdaService:
         raise InvalidArgument(f"use POST /{self.interface.name}/<method>")
 
     def _metadata(self, headers: dict[str, str], correlation: str, context: Any) -> Metadata:
-        metadata = Metadata(correlation_id=correlation)
-        for name, field in _HEADERS.items():
-            if name in headers and name != "x-correlation-id":
-                setattr(metadata, field, headers[name])
+        # The edge's rules, with no verified peer: no caller, and a relayed user is ignored.
+        metadata = inbound_metadata(headers.items())
+        metadata.correlation_id = metadata.correlation_id or correlation
         remaining = _remaining(context)
-        if "x-lumi-deadline" in headers:
-            try:
-                metadata.deadline = float(headers["x-lumi-deadline"]) / 1000.0
-            except ValueError:
-                raise InvalidArgument("x-lumi-deadline is not a number") from None
         if remaining is not None:
             cap = time.time() + remaining - _DEADLINE_MARGIN
             metadata.deadline = min(metadata.deadline or cap, cap)

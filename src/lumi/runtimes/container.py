@@ -10,6 +10,12 @@ calls to the other services' 127.0.0.1 endpoints need no rewriting and nothing i
 beyond loopback; the app's ``.lumi/`` state (embedded event log, logs, traces) is mounted in,
 and the container runs as the invoking user so what it writes there stays the user's.
 
+With mTLS on, the replica's certificate bundle (what ``lumi run`` issued into
+``.lumi/ca/certs/<Service>.<n>/``) is mounted read-only at :data:`TLS_MOUNT`, the path its
+spec names, and the app's CA folder is hidden under an empty folder: a container sees its own
+certificate and the CA's certificate, never the CA's key. Renewals reach it through the bind
+mount (a new generation and one rename of ``..data``, relative links inside the folder).
+
 Logs stream from the attached container; stop is ``podman stop`` (SIGTERM, then SIGKILL after
 the grace period), kill is ``podman rm --force``. Every container carries the supervisor's
 pid as a label: ``aclose`` removes any left, and a new runtime removes those of supervisors
@@ -39,8 +45,10 @@ from lumi.runtimes import serve
 from lumi.runtimes.base import FailedReplica, Output, Replica, ReplicaSpec, Runtime
 from lumi.runtimes.engine import Engine, find_engine, image_of
 from lumi.runtimes.process import ProcessReplica
+from lumi.security.setup import TLS_DIR_VARIABLE
 
 APP_DIR = "/app"  # where the image holds the app
+TLS_MOUNT = "/var/run/lumi/tls"  # the replica's certificate bundle (as in a Kubernetes pod)
 SUPERVISOR_LABEL = "io.lumi.supervisor"
 APP_LABEL = "io.lumi.app"
 _PASSED_ON = ("LUMI_LOG_LEVEL", "LUMI_LOG_JSON", "LUMI_EVENTS")
@@ -163,7 +171,9 @@ class ContainerRuntime(Runtime):
         sources = [fcntl.fcntl(s.fileno(), fcntl.F_DUPFD_CLOEXEC, 1000) for s in sockets.values()]
         sources.append(fcntl.fcntl(write_fd, fcntl.F_DUPFD_CLOEXEC, 1000))
         os.close(write_fd)
-        inner = dataclasses.replace(spec, app_dir=APP_DIR)
+        inner = dataclasses.replace(
+            spec, app_dir=APP_DIR, tls_dir=TLS_MOUNT if spec.tls_dir else None
+        )
         environ = {
             **{k: os.environ[k] for k in self.pass_environment if k in os.environ},
             **spec.environment,
@@ -171,6 +181,8 @@ class ContainerRuntime(Runtime):
             serve.LISTEN_FDS: json.dumps({n: _FIRST_FD + i for i, n in enumerate(names)}),
             serve.READY_FD: str(_FIRST_FD + len(names)),
             "PYTHONUNBUFFERED": "1",
+            # the image's HEALTHCHECK probes over TLS with it
+            **({TLS_DIR_VARIABLE: TLS_MOUNT} if spec.tls_dir else {}),
         }
         name = _container_name(spec, next(self._names))
         command = engine.command(
@@ -184,6 +196,7 @@ class ContainerRuntime(Runtime):
             f"--preserve-fds={len(sources)}",
             f"--user={os.getuid()}:{os.getgid()}",
             f"--volume={state}:{APP_DIR}/.lumi",
+            *_tls_mounts(spec, state),
             *(f"--volume={host}:{inside}" for host, inside in self.volumes.items()),
             f"--label={SUPERVISOR_LABEL}={os.getpid()}",
             f"--label={APP_LABEL}={spec.app_dir}",
@@ -243,6 +256,18 @@ class ContainerRuntime(Runtime):
         out, _ = await listing.communicate()
         for container in out.decode().split():
             await _quiet(self._engine.command("rm", "--force", "--time", "0", container))
+
+
+def _tls_mounts(spec: ReplicaSpec, state: Path) -> list[str]:
+    """The replica's bundle, read-only; the CA folder (its key) masked by an empty folder (a
+    tmpfs over a bind mount is not applied by podman 4.3 with runc)."""
+    mounts = []
+    if (state / "ca").is_dir():
+        empty = private_dir(state / "masked")
+        mounts.append(f"--volume={empty}:{APP_DIR}/.lumi/ca:ro")
+    if spec.tls_dir:
+        mounts.append(f"--volume={spec.tls_dir}:{TLS_MOUNT}:ro")
+    return mounts
 
 
 def _container_name(spec: ReplicaSpec, number: int) -> str:

@@ -16,6 +16,14 @@ one instance when the activator starts, to catch up, and lets it idle away.
 Tune it in ``[services.X.function]``: ``idle_timeout``, ``concurrency``, ``max_instances``,
 ``min_instances``, ``queue_timeout``. ``GET /instances`` on the service's HTTP endpoint shows
 the pool.
+
+With mTLS on, the activator serves TLS with the replica's certificate (renewed in place, like
+any replica's) and runs the access guard before an instance is woken: a caller without a
+certificate, or one the policy does not admit, is refused without starting anything. It
+forwards to instances over mTLS with the same certificate, relaying the caller it verified
+(``x-lumi-relayed-caller``), which an instance believes only from its own service's identity;
+the end user's bearer token is verified by the instance, which hosts the ``@lumi.auth``
+handler.
 """
 
 from __future__ import annotations
@@ -35,11 +43,13 @@ from lumi.brokers import create_broker
 from lumi.brokers.base import Broker, Delivery, Subscription
 from lumi.config import load_config
 from lumi.model.errors import AppError, ConfigError, DefinitionError, NotFound
+from lumi.model.interface import interface
 from lumi.model.reflect import reflect
 from lumi.pipeline.call import Call
 from lumi.runtimes.activator import InstancePool
 from lumi.runtimes.base import Output, Replica, ReplicaSpec, Runtime, StartError
 from lumi.runtimes.zygote import ForkRuntime
+from lumi.security import setup as security
 from lumi.transports.base import Health, Server, ServerSettings
 
 
@@ -67,6 +77,7 @@ class FunctionReplica(Replica):
         self._broker: Broker | None = None
         self._subscriptions: list[Subscription] = []
         self._warming: asyncio.Task[None] | None = None
+        self._renewals: asyncio.Task[None] | None = None
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
@@ -90,6 +101,10 @@ class FunctionReplica(Replica):
         iface = reflected.interface
         binding = config.binding(spec.service)
         self._grace = config.defaults.grace_period
+        tls = security.replica_tls(config, spec.name, spec.tls_dir)
+        security.check_transports(config, ((n, transports.get(n)) for n in self._sockets))
+        interfaces = {name: interface(cls) for name, cls in classes.items()}
+        guard = security.guard(config, interfaces, [spec.service], lambda name: None, relay=True)
         self.pool = pool = InstancePool(
             spec,
             config.service(spec.service).function,
@@ -99,6 +114,7 @@ class FunctionReplica(Replica):
             start_timeout=config.defaults.start_timeout,
             grace=self._grace,
             output=self.output,
+            channel_settings=security.channel_settings(config, tls, spec.service),
         )
 
         async def forward(call: Call) -> bytes:
@@ -108,7 +124,7 @@ class FunctionReplica(Replica):
                     f"{iface.name} has no method {call.service}.{call.method} "
                     f"(methods: {', '.join(iface.methods)})"
                 )
-            return await pool.call(call)
+            return await guard(call, pool.call)
 
         async def instances() -> tuple[int, str, bytes]:
             return 200, "application/json", json.dumps(pool.state()).encode()
@@ -119,7 +135,10 @@ class FunctionReplica(Replica):
             max_body=config.defaults.max_body,
             grace_period=self._grace,
             admin={"/instances": instances},
+            tls=tls,
         )
+        if tls is not None:
+            self._renewals = asyncio.create_task(tls.watch())
         for name, sock in list(self._sockets.items()):
             server = transports.get(name).server(forward, sock, settings)
             await server.start()
@@ -147,6 +166,8 @@ class FunctionReplica(Replica):
         )
 
     async def _deactivate(self) -> None:
+        if self._renewals is not None:
+            self._renewals.cancel()
         if self._warming is not None:
             with contextlib.suppress(Exception):
                 await self._warming

@@ -2,7 +2,9 @@
 
 ``lumi serve`` writes its endpoints to ``LUMI_ENDPOINTS_FILE`` once it serves; this probes each
 with its transport's readiness check (``GET /readyz`` for HTTP) and exits 1 naming the first
-that is not ready (or 1 if the replica has not written the file yet).
+that is not ready (or 1 if the replica has not written the file yet). With mTLS on
+(``$LUMI_TLS_DIR`` names the replica's bundle) it probes over TLS with the replica's own
+certificate, expecting the name ``localhost`` that every replica certificate carries.
 """
 
 from __future__ import annotations
@@ -15,14 +17,20 @@ from pathlib import Path
 
 from lumi import transports
 from lumi.runtimes.environment import ENDPOINTS_FILE
-from lumi.transports.base import transport_of
+from lumi.security.setup import TLS_DIR_VARIABLE
+from lumi.transports.base import ChannelSettings, transport_of
+from lumi.transports.tls import Tls, TlsError, TlsFiles
 
 
-async def check(endpoints: list[str], timeout: float = 3.0) -> str | None:
+async def check(
+    endpoints: list[str], timeout: float = 3.0, settings: ChannelSettings | None = None
+) -> str | None:
     """None if every endpoint is ready, else why the first one is not."""
     for endpoint in endpoints:
         try:
-            await transports.get(transport_of(endpoint)).probe(endpoint, timeout=timeout)
+            await transports.get(transport_of(endpoint)).probe(
+                endpoint, timeout=timeout, settings=settings
+            )
         except ConnectionError as exc:
             return str(exc)
     return None
@@ -35,7 +43,15 @@ def main() -> None:
     except (OSError, ValueError):
         sys.stderr.write(f"not serving yet (no {path})\n")
         sys.exit(1)
-    problem = asyncio.run(check([str(e) for e in endpoints]))
+    settings = None
+    folder = os.environ.get(TLS_DIR_VARIABLE)
+    if folder:
+        try:
+            settings = ChannelSettings(tls=Tls(TlsFiles.in_folder(folder)), server_name="localhost")
+        except TlsError as exc:
+            sys.stderr.write(f"not ready: {exc}\n")
+            sys.exit(1)
+    problem = asyncio.run(check([str(e) for e in endpoints], settings=settings))
     if problem:
         sys.stderr.write(f"not ready: {problem}\n")
         sys.exit(1)

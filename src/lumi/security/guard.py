@@ -20,6 +20,13 @@ validator or a handler). For each RPC:
 
 With mTLS off nothing identifies a service, so steps 1-3 admit every call and only the end
 user's token is checked.
+
+**Behind an activator** (the function runtime): the activator serves the service's endpoints
+with a guard made with ``relay=True``, which does steps 1-3 and forwards the call to an
+instance with the caller it verified in ``Metadata.relayed_caller`` (and the token untouched,
+for the instance's ``@lumi.auth`` handler). The instance's guard believes a relayed caller
+only from a peer whose identity is the called service's own — the activator holds the
+service's certificate — and then checks it as if it had called directly.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from lumi.model.context import User
 from lumi.model.errors import Internal, LumiError, PermissionDenied, Unauthenticated
 from lumi.model.reflect import AuthSpec
 from lumi.pipeline import Call, Handler
-from lumi.security.identity import Identity
+from lumi.security.identity import Identity, service_id
 from lumi.security.policy import Policy
 
 log = logging.getLogger("lumi.security")
@@ -48,12 +55,19 @@ class Guard:
     """The middleware of the module docstring, for the services one replica hosts."""
 
     def __init__(
-        self, app: str, policies: Mapping[str, Policy], *, mtls: bool, hosted: Hosted
+        self,
+        app: str,
+        policies: Mapping[str, Policy],
+        *,
+        mtls: bool,
+        hosted: Hosted,
+        relay: bool = False,
     ) -> None:
         self.app = app
         self.policies = policies
         self.mtls = mtls
         self.hosted = hosted
+        self.relay = relay  # an activator's: check who calls, leave the end user to the instance
 
     async def __call__(self, call: Call, next_handler: Handler) -> bytes:
         if call.kind != "rpc":
@@ -61,6 +75,10 @@ class Guard:
         meta = call.metadata
         token, meta.authorization = meta.authorization, None
         identity = Identity.parse(meta.caller)
+        relayed, meta.relayed_caller = meta.relayed_caller, None
+        if relayed is not None and identity is not None and identity == self._own(call.service):
+            meta.caller = relayed or None  # the activator in front of us says who called it
+            identity = Identity.parse(meta.caller)
         if identity is not None and not identity.belongs_to(self.app):
             identity = None  # a certificate our CA trusts, but of another app's trust domain
         if identity is None:
@@ -80,6 +98,10 @@ class Guard:
                 and not policy.allows(identity, call.method)
             ):
                 raise PermissionDenied(f"{identity.uri} may not call {what}")
+        if self.relay:
+            meta.authorization = token
+            meta.relayed_caller = identity.uri if identity is not None else ""
+            return await next_handler(call)
         if token is not None:
             meta.user = await self._authenticate(call.service, _bearer(token), what)
         elif identity is None and public:
@@ -91,6 +113,9 @@ class Guard:
                     )
                 meta.user = await self._run(found, None, what)
         return await next_handler(call)
+
+    def _own(self, service: str) -> Identity | None:
+        return Identity.parse(service_id(self.app, service))
 
     async def _authenticate(self, service: str, token: str, what: str) -> User:
         found = self.hosted(service)

@@ -15,6 +15,7 @@ Kubernetes it is the service's DNS name when the namespace is the app's name.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 SCHEME = "spiffe://"
 OPERATOR_PATH = "lumi/operator"
@@ -53,12 +54,7 @@ class Identity:
     @classmethod
     def parse(cls, uri: str | None) -> Identity | None:
         """The identity of ``spiffe://domain/path``; None for anything else."""
-        if not uri or not uri.startswith(SCHEME):
-            return None
-        domain, sep, path = uri[len(SCHEME) :].partition("/")
-        if not domain or not sep or not path:
-            return None
-        return cls(domain, path)
+        return _parse(uri) if uri else None
 
     @property
     def uri(self) -> str:
@@ -75,3 +71,14 @@ class Identity:
 
     def belongs_to(self, app: str) -> bool:
         return self.trust_domain == trust_domain(app)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse(uri: str) -> Identity | None:
+    # Every call's guard parses its caller; an app has a handful of identities.
+    if not uri.startswith(SCHEME):
+        return None
+    domain, sep, path = uri[len(SCHEME) :].partition("/")
+    if not domain or not sep or not path:
+        return None
+    return Identity(domain, path)

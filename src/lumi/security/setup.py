@@ -64,9 +64,11 @@ def guard(
     interfaces: Mapping[str, ServiceInterface],
     served: Iterable[str],
     hosted: Hosted,
+    *,
+    relay: bool = False,
 ) -> Guard:
     """The guard of a replica serving ``served`` (the access tables checked against
-    ``interfaces``, every service of the app)."""
+    ``interfaces``, every service of the app); ``relay``: an activator's (see the guard)."""
     every = policies(config, interfaces)
     own = {name: every[name] for name in served}
-    return Guard(config.name, own, mtls=config.security.mtls, hosted=hosted)
+    return Guard(config.name, own, mtls=config.security.mtls, hosted=hosted, relay=relay)

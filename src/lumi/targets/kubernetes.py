@@ -17,6 +17,14 @@ Per service (kebab-cased name, e.g. ``inventory``):
 
 Plus one **ConfigMap** for the app. Objects are plain dicts; :mod:`lumi.targets.kustomize`
 lays them out as a base and overlays.
+
+With ``security.mtls`` on, each pod mounts its service's TLS Secret (``<service>-tls``:
+``tls.crt``, ``tls.key``, ``ca.crt``) read-only at :data:`TLS_MOUNT`, named by
+``LUMI_TLS_DIR``, and probes speak TLS (``httpGet`` with ``scheme: HTTPS``, which needs no
+client certificate; gRPC through the image's health check command, since the kubelet's gRPC
+probe has no TLS). The Secret comes from ``security.kubernetes``: issued by ``lumi deploy``
+from the app's CA (a Kustomize ``secretGenerator``, see :mod:`lumi.targets.kustomize`), or a
+cert-manager ``Certificate`` rendered here.
 """
 
 from __future__ import annotations
@@ -31,11 +39,15 @@ from lumi.config import AppConfig
 from lumi.model.interface import ServiceInterface, interface
 from lumi.runtimes import environment as envvars
 from lumi.runtimes.engine import read_images
+from lumi.security import identity
+from lumi.security.setup import TLS_DIR_VARIABLE
 from lumi.targets.image import USER_ID, image_ref
 
 Object = dict[str, Any]
 PRESTOP_SECONDS = 5  # long enough for kube-proxy and endpoint watchers to drop a terminating pod
 STATE_MOUNT = "/app/.lumi"
+TLS_MOUNT = "/var/run/lumi/tls"
+HEALTHCHECK = ["python", "-m", "lumi.runtimes.healthcheck"]
 _APP_PROTOCOLS = {"http": "http", "grpc": "kubernetes.io/h2c"}
 
 
@@ -47,6 +59,36 @@ class Rendered:
     config: dict[str, str]  # the app ConfigMap's data
     config_name: str
     warnings: list[str]
+    # mTLS with certificates from the app's CA: service → what its Secret's certificate names
+    certificates: dict[str, CertificateRequest] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class CertificateRequest:
+    """The certificate of one service's TLS Secret."""
+
+    secret: str  # the Secret's name
+    uri: str  # its SPIFFE identity
+    dns: tuple[str, ...]
+    lifetime: float
+
+
+def tls_secret(service: str) -> str:
+    """The name of ``service``'s TLS Secret: ``orders-tls``."""
+    return f"{kebab(service)}-tls"
+
+
+def certificate_request(config: AppConfig, service: str) -> CertificateRequest:
+    """What ``service``'s certificate names: its identity, the DNS name callers expect, its
+    Services' names (short and in the namespace-less form curl uses inside the cluster)."""
+    names = [identity.server_name(config.name, service), "localhost"]
+    names += [f"{kebab(service)}-{t}" for t in _transports(config, service)]
+    return CertificateRequest(
+        tls_secret(service),
+        identity.service_id(config.name, service),
+        tuple(names),
+        config.security.kubernetes.cert_lifetime,
+    )
 
 
 def kebab(name: str) -> str:
@@ -74,13 +116,51 @@ def render(config: AppConfig) -> Rendered:
     refs = _image_refs(config, interfaces, images)
     for name, iface in interfaces.items():
         objects += _service_objects(config, iface, refs[name], config_name, warnings)
+    security = config.security
+    certificates: dict[str, CertificateRequest] = {}
+    if security.mtls and security.kubernetes.certificates == "cert-manager":
+        objects += [_certificate(config, iface) for iface in interfaces.values()]
+    elif security.mtls:
+        certificates = {name: certificate_request(config, name) for name in interfaces}
     unbuilt = [name for name in interfaces if name not in images]
     if unbuilt:
         warnings.append(
             f"no image built for {', '.join(unbuilt)}: the references are what "
             f"`lumi build image` would tag (build them before applying)"
         )
-    return Rendered(objects, dict(sorted(data.items())), config_name, warnings)
+    return Rendered(objects, dict(sorted(data.items())), config_name, warnings, certificates)
+
+
+def _certificate(config: AppConfig, iface: ServiceInterface) -> Object:
+    """The cert-manager Certificate of ``iface``'s TLS Secret (``security.kubernetes``)."""
+    want = certificate_request(config, iface.name)
+    own = config.security.kubernetes
+    key: Object = (
+        {"algorithm": "Ed25519"}
+        if config.security.key_type == "ed25519"
+        else {"algorithm": "ECDSA", "size": 256}
+    )
+    return {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Certificate",
+        "metadata": _metadata(config, iface, kebab(iface.name)),
+        "spec": {
+            "secretName": want.secret,
+            "duration": _duration(want.lifetime),
+            "renewBefore": _duration(want.lifetime / 3),
+            "privateKey": {**key, "rotationPolicy": "Always"},
+            "uris": [want.uri],
+            "dnsNames": list(want.dns),
+            "usages": ["digital signature", "server auth", "client auth"],
+            "issuerRef": {"name": own.issuer, "kind": own.issuer_kind, "group": "cert-manager.io"},
+        },
+    }
+
+
+def _duration(seconds: float) -> str:
+    """A Go duration (what cert-manager reads): ``720h0m0s``."""
+    total = int(seconds)
+    return f"{total // 3600}h{total % 3600 // 60}m{total % 60}s"
 
 
 def image_names(config: AppConfig) -> dict[str, str]:
@@ -283,6 +363,7 @@ def _pod(config: AppConfig, iface: ServiceInterface, image: str, config_name: st
         ),
         {"name": envvars.NODE, "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
         {"name": "LUMI_LOG_JSON", "value": "1"},
+        *([{"name": TLS_DIR_VARIABLE, "value": TLS_MOUNT}] if config.security.mtls else []),
         *({"name": k, "value": v} for k, v in sorted(own.environment.items())),
     ]
     for variable, ref in sorted(own.kubernetes.secrets.items()):
@@ -312,7 +393,7 @@ def _pod(config: AppConfig, iface: ServiceInterface, image: str, config_name: st
         "envFrom": [{"configMapRef": {"name": config_name}}],
         "env": env,
         "resources": resources,
-        **_probes(transports, config.defaults.start_timeout),
+        **_probes(transports, config.defaults.start_timeout, tls=config.security.mtls),
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_SECONDS)]}}},
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -324,6 +405,13 @@ def _pod(config: AppConfig, iface: ServiceInterface, image: str, config_name: st
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
+    volumes: list[Object] = [{"name": "state", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
+    if config.security.mtls:
+        container["volumeMounts"].append({"name": "tls", "mountPath": TLS_MOUNT, "readOnly": True})
+        # 0440 and fsGroup: readable by the service's user only (the files are symbolic links
+        # into a generation the kubelet swaps, so renewals reach the running replica)
+        volumes.append({"name": "tls", "secret": {"secretName": tls_secret(name),
+                                                  "defaultMode": 0o440}})  # fmt: skip
     return {
         "metadata": {"labels": _labels(config, name)},
         "spec": {
@@ -336,17 +424,22 @@ def _pod(config: AppConfig, iface: ServiceInterface, image: str, config_name: st
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
             "containers": [container],
-            "volumes": [{"name": "state", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+            "volumes": volumes,
         },
     }
 
 
-def _probes(transports: list[str], start_timeout: float) -> Object:
+def _probes(transports: list[str], start_timeout: float, *, tls: bool = False) -> Object:
     """Probes on the health endpoints: HTTP if the service serves it, else gRPC's health
-    service, else the port itself."""
+    service, else the port itself. Over TLS: HTTPS (the kubelet does not check the certificate
+    and the health GETs need no client certificate); for gRPC the image's health check, which
+    probes with the replica's own certificate."""
     if "http" in transports:
-        alive: Object = {"httpGet": {"path": "/healthz", "port": "http"}}
-        ready: Object = {"httpGet": {"path": "/readyz", "port": "http"}}
+        scheme = {"scheme": "HTTPS"} if tls else {}
+        alive: Object = {"httpGet": {"path": "/healthz", "port": "http", **scheme}}
+        ready: Object = {"httpGet": {"path": "/readyz", "port": "http", **scheme}}
+    elif "grpc" in transports and tls:
+        alive = ready = {"exec": {"command": HEALTHCHECK}}
     elif "grpc" in transports:
         port = envvars.container_port("grpc", transports.index("grpc"))
         alive = ready = {"grpc": {"port": port}}

@@ -12,6 +12,13 @@ An overlay is computed, not hand-written: the environment's objects are rendered
 compared with the base's, so ``kubectl kustomize DIR/overlays/<env>`` builds exactly what
 :func:`lumi.targets.kubernetes.render` makes for that environment (a test checks it). Output is
 deterministic, so it can be committed and diffed; ``--check`` says whether DIR is up to date.
+
+With mTLS on and ``security.kubernetes.certificates = "secret"``, a kustomization also has a
+``secretGenerator`` per service making its ``kubernetes.io/tls`` Secret from
+``tls/<service>/{tls.crt,tls.key,ca.crt}`` beside it. Those files hold private keys, so they
+are not part of the rendered output: :func:`write_certificates` issues them from the app's CA
+(when missing, from another CA, or past a third of their lifetime) and a ``.gitignore`` keeps
+them out of version control.
 """
 
 from __future__ import annotations
@@ -27,7 +34,10 @@ import yaml
 
 from lumi.config import AppConfig, load_config
 from lumi.model.errors import AppError
-from lumi.targets.kubernetes import Object, Rendered, kebab, render
+from lumi.security.bundle import write_bundle
+from lumi.security.ca import CertificateAuthority
+from lumi.targets.kubernetes import CertificateRequest, Object, Rendered, kebab, render
+from lumi.transports.tls import CA_FILE, CERT_FILE, KEY_FILE
 
 HEADER = "# Rendered by `lumi deploy --target kubernetes`; rewritten on every deploy.\n"
 KUSTOMIZATION = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization"}
@@ -39,6 +49,30 @@ class Layout:
 
     files: dict[str, str]
     warnings: dict[str, list[str]]  # warning → the environments it concerns ("base" too)
+    # folder ("base", "overlays/prod") → the certificates its secretGenerator reads, and the
+    # environment whose CA issues them (None: the default configuration)
+    certificates: dict[str, tuple[str | None, list[CertificateRequest]]] = dataclasses.field(
+        default_factory=dict
+    )
+
+
+TLS_FOLDER = "tls"
+GITIGNORE = "# private keys: issued by lumi deploy, never committed\n*\n"
+_TLS_FILES = (CERT_FILE, KEY_FILE, CA_FILE)
+
+
+def _secret_generators(wanted: list[CertificateRequest]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": want.secret,
+            "type": "kubernetes.io/tls",
+            "files": [f"{name}={TLS_FOLDER}/{want.secret}/{name}" for name in _TLS_FILES],
+            # The same name across renewals: the kubelet updates the mounted files in place
+            # and replicas reload them (no restart)
+            "options": {"disableNameSuffixHash": True},
+        }
+        for want in wanted
+    ]
 
 
 class _Dumper(yaml.SafeDumper):
@@ -110,6 +144,8 @@ def base_files(rendered: Rendered) -> dict[str, str]:
             {"name": rendered.config_name, "literals": _literals(rendered.config)}
         ],
     }
+    if rendered.certificates:
+        kustomization["secretGenerator"] = _secret_generators(list(rendered.certificates.values()))
     files["base/kustomization.yaml"] = HEADER + to_yaml(kustomization)
     return files
 
@@ -144,6 +180,9 @@ def overlay_files(app: str, env: str, base: Rendered, mine: Rendered) -> dict[st
         kustomization["configMapGenerator"] = [
             {"name": mine.config_name, "behavior": "replace", "literals": _literals(mine.config)}
         ]
+    added = [c for name, c in mine.certificates.items() if name not in base.certificates]
+    if added:  # read from the overlay's own folder (Kustomize loads no files above it)
+        kustomization["secretGenerator"] = _secret_generators(added)
     if patches:
         kustomization["patches"] = patches
     files[f"{folder}/kustomization.yaml"] = HEADER + to_yaml(kustomization)
@@ -156,20 +195,81 @@ def layout(app_dir: str | Path, environments: list[str]) -> Layout:
     base = render(default)
     files = base_files(base)
     warnings: dict[str, list[str]] = {}
+    certificates: dict[str, tuple[str | None, list[CertificateRequest]]] = {}
+    if base.certificates:
+        certificates["base"] = (None, list(base.certificates.values()))
     for env, found in [
         ("base", base.warnings),
-        *((e, _overlay(app_dir, e, base, files)) for e in environments),
+        *((e, _overlay(app_dir, e, base, files, certificates)) for e in environments),
     ]:
         for warning in found:
             warnings.setdefault(_generic(warning, env), []).append(env)
-    return Layout(dict(sorted(files.items())), warnings)
+    return Layout(dict(sorted(files.items())), warnings, certificates)
 
 
-def _overlay(app_dir: str | Path, env: str, base: Rendered, files: dict[str, str]) -> list[str]:
+def _overlay(
+    app_dir: str | Path,
+    env: str,
+    base: Rendered,
+    files: dict[str, str],
+    certificates: dict[str, tuple[str | None, list[CertificateRequest]]],
+) -> list[str]:
     config: AppConfig = load_config(app_dir, env)
     mine = render(config)
     files.update(overlay_files(config.name, env, base, mine))
+    added = [c for name, c in mine.certificates.items() if name not in base.certificates]
+    if added:
+        certificates[f"overlays/{env}"] = (env, added)
     return mine.warnings
+
+
+def write_certificates(app_dir: str | Path, layout: Layout, out: Path) -> list[str]:
+    """Issue the certificates ``layout``'s secretGenerators read, under each folder's
+    ``tls/``, from the CA of the folder's configuration (``security.ca_dir``, else the app's
+    ``.lumi/ca/``, created if missing); the Secret names (re)issued. One still held from the
+    same CA with over a third of its lifetime left is kept."""
+    from lumi.security.issuer import Issuer
+
+    issued = []
+    for folder, (env, wanted) in sorted(layout.certificates.items()):
+        ca = Issuer(load_config(app_dir, env)).ca
+        root = out / folder / TLS_FOLDER
+        root.mkdir(parents=True, exist_ok=True)
+        (root / ".gitignore").write_text(
+            "# private keys: issued by lumi deploy, never committed\n*\n"
+        )
+        for want in wanted:
+            target = root / want.secret
+            if _current(target, ca, want):
+                continue
+            cert = ca.issue(want.uri, lifetime=want.lifetime, dns=want.dns, server=True)
+            write_bundle(target, {CERT_FILE: cert.cert, KEY_FILE: cert.key, CA_FILE: ca.cert_pem})
+            issued.append(want.secret)
+    return issued
+
+
+def _current(folder: Path, ca: CertificateAuthority, want: CertificateRequest) -> bool:
+    import datetime
+
+    from cryptography import x509
+
+    try:
+        cert = x509.load_pem_x509_certificate((folder / CERT_FILE).read_bytes())
+        held_ca = (folder / CA_FILE).read_bytes()
+    except (OSError, ValueError):
+        return False
+    if held_ca != ca.cert_pem:
+        return False
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    if names.get_values_for_type(x509.UniformResourceIdentifier) != [want.uri] or sorted(
+        names.get_values_for_type(x509.DNSName)
+    ) != sorted(want.dns):
+        return False
+    left = cert.not_valid_after_utc - datetime.datetime.now(datetime.UTC)
+    return left.total_seconds() > want.lifetime / 3
 
 
 def _generic(warning: str, env: str) -> str:
@@ -181,14 +281,27 @@ def write(files: dict[str, str], out: Path) -> list[str]:
     """Write ``files`` under ``out`` (replacing ``base/`` and the overlays rendered); the
     paths that changed."""
     changed = [p for p, text in files.items() if _read(out / p) != text]
-    shutil.rmtree(out / "base", ignore_errors=True)
+    _clear(out / "base")
     for overlay in {Path(p).parts[1] for p in files if p.startswith("overlays/")}:
-        shutil.rmtree(out / "overlays" / overlay, ignore_errors=True)
+        _clear(out / "overlays" / overlay)
     for path, text in files.items():
         target = out / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
     return changed
+
+
+def _clear(folder: Path) -> None:
+    """Remove what a folder held, except its issued certificates (``tls/``)."""
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        if entry.name == TLS_FOLDER and entry.is_dir():
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def stale(files: dict[str, str], out: Path) -> list[str]:

@@ -21,7 +21,8 @@ What it does and does not assume:
   may have been served); :class:`ResponseTimeout`; :class:`ResponseTooLarge`;
   :class:`ProtocolError` — not HTTP/1.1 we can read;
 * TLS: pass an :class:`ssl.SSLContext` (and ``server_hostname``) and connections are made with
-  it; nothing else changes.
+  it, over memory BIOs (:class:`~lumi.transports.tls_server.TlsClientConnection`); nothing
+  else changes.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from lumi.transports._http_connection import (
     ResponseTimeout,
     ResponseTooLarge,
 )
+from lumi.transports.tls_server import TlsClientConnection
 
 _NEVER = float("inf")
 
@@ -218,13 +220,19 @@ class ConnectionPool:
         self._opening += 1
         try:
             async with asyncio.timeout(limit):
-                _, connection = await loop.create_connection(
-                    lambda: ClientConnection(self.max_response, self._lost),
-                    self.host,
-                    self.port,
-                    ssl=self.ssl,
-                    server_hostname=self.server_hostname,
-                )
+                connection = ClientConnection(self.max_response, self._lost)
+                if self.ssl is None:
+                    await loop.create_connection(lambda: connection, self.host, self.port)
+                else:  # TLS over memory BIOs (lumi.transports.tls_server)
+                    name = self.server_hostname or self.host
+                    tls = TlsClientConnection(self.ssl, connection, name)
+                    await loop.create_connection(lambda: tls, self.host, self.port)
+                    try:
+                        await tls.handshake
+                    except BaseException:
+                        if tls.raw is not None:
+                            tls.raw.abort()
+                        raise
         except BaseException as exc:
             self._opening -= 1
             self._wake()  # the slot this call held is free for the next in line

@@ -575,6 +575,8 @@ def _outbound(meta: Metadata) -> tuple[tuple[str, str], ...]:
         pairs.append(("x-lumi-user", meta.user.to_header()))
     if meta.authorization:
         pairs.append(("authorization", meta.authorization))
+    if meta.relayed_caller is not None:
+        pairs.append(("x-lumi-relayed-caller", meta.relayed_caller or "-"))
     return tuple(pairs)
 
 

@@ -385,6 +385,8 @@ def _metadata_headers(meta: Metadata) -> bytes:
         text += "\r\nidempotency-key: " + key
     if meta.authorization:
         text += "\r\nauthorization: " + meta.authorization
+    if meta.relayed_caller is not None:
+        text += "\r\nx-lumi-relayed-caller: " + (meta.relayed_caller or "-")
     return text.encode("ascii")
 
 

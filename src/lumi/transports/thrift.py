@@ -678,6 +678,8 @@ def _outbound(meta: Metadata) -> dict[str, str]:
         out["x-lumi-user"] = meta.user.to_header()
     if meta.authorization:
         out["authorization"] = meta.authorization
+    if meta.relayed_caller is not None:
+        out["x-lumi-relayed-caller"] = meta.relayed_caller or "-"
     return out
 
 

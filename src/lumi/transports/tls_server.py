@@ -16,6 +16,11 @@ connection's :class:`ssl.SSLObject` (so :func:`lumi.transports.tls.transport_ide
 the peer's certificate). A first byte that is not a TLS handshake record is a client speaking
 plain text to a TLS port: ``on_plaintext`` may answer it before the connection is closed.
 :func:`tls_factory` wraps a protocol factory for ``loop.create_server``.
+
+:class:`TlsClientConnection` is the same for a client (Lumi's HTTP channels): asyncio's and
+uvloop's SSL transports put a layer of Python (or Cython) buffering and flow control around
+the same OpenSSL calls for every record; here a request is one ``SSLObject.write`` and one
+socket write, and a response one ``read``.
 """
 
 from __future__ import annotations
@@ -109,12 +114,18 @@ class TlsConnection(asyncio.Protocol):
         *,
         on_plaintext: Callable[[bytes], bytes] | None = None,
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
+        server_hostname: str | None = None,
     ) -> None:
         self.context = context
         self.app = app
         self.incoming = ssl.MemoryBIO()
         self.outgoing = ssl.MemoryBIO()
-        self.sslobj = context.wrap_bio(self.incoming, self.outgoing, server_side=True)
+        self.sslobj = context.wrap_bio(
+            self.incoming,
+            self.outgoing,
+            server_side=context.protocol != ssl.PROTOCOL_TLS_CLIENT,
+            server_hostname=server_hostname,
+        )
         self.transport = TlsTransport(self)
         self.raw: asyncio.Transport | None = None
         self.handshaking = True
@@ -171,8 +182,7 @@ class TlsConnection(asyncio.Protocol):
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLError as exc:
-                log.info("closing a TLS connection from %s: %s", self._peer(), _reason(exc))
-                self.raw.abort()
+                self._read_failed(exc)
                 return
             if not chunk:  # the peer's close_notify (read() returns b"" for it)
                 self.app.eof_received()
@@ -185,6 +195,11 @@ class TlsConnection(asyncio.Protocol):
                 break  # all consumed: no need to be told so by an SSLWantReadError
         if self.outgoing.pending and self.raw is not None:
             self.raw.write(self.outgoing.read())  # key updates, session tickets
+
+    def _read_failed(self, exc: ssl.SSLError) -> None:
+        assert self.raw is not None
+        log.info("closing a TLS connection from %s: %s", self._peer(), _reason(exc))
+        self.raw.abort()
 
     # the handshake
 
@@ -263,6 +278,79 @@ class TlsConnection(asyncio.Protocol):
             if self.outgoing.pending:
                 self.raw.write(self.outgoing.read())
         self.raw.close()
+
+
+class TlsClientConnection(TlsConnection):
+    """One client-side TLS connection wrapping ``app``; ``handshake`` is done once the
+    connection is ready for ``app`` (or fails with the handshake's :class:`ssl.SSLError`)."""
+
+    def __init__(
+        self,
+        context: ssl.SSLContext,
+        app: asyncio.Protocol,
+        server_hostname: str | None,
+        *,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
+    ) -> None:
+        super().__init__(
+            context, app, handshake_timeout=handshake_timeout, server_hostname=server_hostname
+        )
+        self._first = False  # no plaintext check: the server speaks first after our hello
+        self._error: BaseException | None = None
+        self.handshake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._handshake()  # the ClientHello
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        error = self._error or exc
+        if not self.handshake.done():
+            self.handshake.set_exception(
+                error or ConnectionResetError("the server closed the connection in the handshake")
+            )
+        if self._timer is not None:
+            self._timer.cancel()
+        self.raw = None
+        if not self.handshaking:
+            self.app.connection_lost(error if isinstance(error, Exception) else exc)
+
+    def _handshake(self) -> bool:
+        assert self.raw is not None
+        try:
+            self.sslobj.do_handshake()
+        except ssl.SSLWantReadError:
+            if self.outgoing.pending:
+                self.raw.write(self.outgoing.read())
+            return False
+        except ssl.SSLError as exc:
+            self._error = exc
+            if self.outgoing.pending:
+                self.raw.write(self.outgoing.read())  # our alert
+            self.raw.abort()
+            return False
+        self.handshaking = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.outgoing.pending:
+            self.raw.write(self.outgoing.read())
+        self.app.connection_made(self.transport)
+        if not self.handshake.done():
+            self.handshake.set_result(None)
+        return True
+
+    def _read_failed(self, exc: ssl.SSLError) -> None:
+        # e.g. TLS 1.3: the server's alert refusing our certificate comes after our handshake
+        # finished; the wrapped protocol is told why its connection ended.
+        assert self.raw is not None
+        self._error = exc
+        self.raw.abort()
+
+    def _handshake_expired(self) -> None:
+        if self.handshaking and self.raw is not None:
+            self._error = TimeoutError(f"no TLS handshake within {self._handshake_timeout:g}s")
+            self.raw.abort()
 
 
 def _reason(exc: ssl.SSLError) -> str:

@@ -104,6 +104,7 @@ class ServerObserver:
                 meta.user,
                 meta.authorization,
                 meta.extra,
+                meta.relayed_caller,
             ),
             call.kind,
             call.topic,
