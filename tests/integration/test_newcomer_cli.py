@@ -166,9 +166,10 @@ def _loaded(shop: RunningShop, *args: str) -> tuple[str, set[str]]:
     return out.stdout, {m.split(".")[0] for m in json.loads(out.stderr.strip().splitlines()[-1])}
 
 
-def test_a_plain_http_call_loads_neither_asyncio_nor_pydantic(running_shop: RunningShop) -> None:
-    """``lumi call`` to an app on plain HTTP is one request made with the standard library
-    (no asyncio, pydantic, transports or rich): the result is the one the full path prints."""
+def test_an_http_call_loads_neither_asyncio_nor_pydantic(running_shop: RunningShop) -> None:
+    """``lumi call`` to an app on HTTP (over mTLS, the default, as the operator) is one request
+    made with the standard library (no asyncio, pydantic, transports or rich): the result is
+    the one the full path prints."""
     printed, loaded = _loaded(
         running_shop, "call", "Catalog.product", "sku=apple", "--app", "examples/shop"
     )
@@ -180,7 +181,7 @@ def test_a_plain_http_call_loads_neither_asyncio_nor_pydantic(running_shop: Runn
 def test_lumi_ls_prints_without_rich(running_shop: RunningShop) -> None:
     """``lumi ls`` prints its listing without rich (which cost as much as reading the config)."""
     printed, loaded = _loaded(running_shop, "ls", "--app", "examples/shop")
-    assert "  product(sku: str) -> Product (idempotent)" in printed.splitlines()
+    assert "  product(sku: str) -> Product (idempotent) [any service]" in printed.splitlines()
     assert "rich" not in loaded and "aiohttp" not in loaded
 
 

@@ -1,11 +1,12 @@
-"""The common ``lumi call``: one HTTP/JSON call to a running app without mTLS, made with the
-standard library only.
+"""The common ``lumi call``: one HTTP/JSON call to a running app, made with the standard library
+only (``ssl`` with the operator's certificate when the app runs mTLS).
 
 The full path (the client pipeline: balancer, retries, every transport, mTLS) imports asyncio,
 pydantic and the transports, several times what the call itself costs (``bench/cli_bench.py``).
 This path reads the registry and the interface as JSON and sends one request; whenever it is
 not sure it would answer the way the full path does — the app not running, a name to suggest
-for, another transport, mTLS, no replica accepting the connection, ``UNAVAILABLE`` — it returns
+for, another transport, a TLS handshake refused, no replica accepting the connection,
+``UNAVAILABLE`` — it returns
 ``None`` before anything was processed, and the full path takes over (with its errors and its
 retries)."""
 
@@ -15,6 +16,7 @@ import json
 import os
 import secrets
 import socket
+import ssl
 import time
 import urllib.parse
 from pathlib import Path
@@ -24,6 +26,8 @@ from lumi.model.errors import DeadlineExceeded, LumiError, StatusCode, Unavailab
 from lumi.paths import AppPaths
 
 _UNAVAILABLE = 503
+# The bundle layout of lumi.transports.tls (not imported: it brings asyncio along).
+CERT_FILE, KEY_FILE, CA_FILE = "tls.crt", "tls.key", "ca.crt"
 
 
 class Answer:
@@ -37,8 +41,16 @@ class Prepared:
     """A call that can go the quick way: the service's HTTP endpoints and the method's entry
     of the interface JSON (``params``, ``param_order``, ``idempotent``)."""
 
-    def __init__(self, service: str, method: str, urls: list[str], info: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        service: str,
+        method: str,
+        urls: list[str],
+        info: dict[str, Any],
+        tls: tuple[ssl.SSLContext, str] | None = None,
+    ) -> None:
         self.service, self.method, self.urls, self.info = service, method, urls, info
+        self.tls = tls  # mTLS: the operator's context and the name the callee's cert holds
 
     @property
     def properties(self) -> dict[str, Any]:
@@ -68,6 +80,13 @@ class Prepared:
                 sock = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
             except (OSError, ValueError):
                 continue  # not sent: the next replica, as the balancer skips it
+            if self.tls is not None:
+                context, name = self.tls
+                try:
+                    sock = context.wrap_socket(sock, server_hostname=name)
+                except OSError:  # refused or unverifiable: nothing sent; the full path says why
+                    sock.close()
+                    return None
             try:
                 with sock:
                     status, payload = _exchange(sock, f"{host}:{port}", target, headers, body)
@@ -90,30 +109,62 @@ class Prepared:
 
 
 def prepare(root: Path, service: str, method: str, transport: str | None) -> Prepared | None:
-    """The quick call of ``service.method``, if the app runs without mTLS, HTTP is the chosen
-    (or first) transport and the method is in the interface; otherwise ``None``."""
-    urls = _http_endpoints(root, service, transport)
-    info = _method(root, service, method) if urls else None
-    return Prepared(service, method, urls, info) if info is not None else None
+    """The quick call of ``service.method``, if HTTP is the chosen (or first) transport, the
+    method is in the interface and (with mTLS) the operator's certificate loads; otherwise
+    ``None``."""
+    found = _http_endpoints(root, service, transport)
+    if found is None:
+        return None
+    urls, app, mtls = found
+    info = _method(root, service, method)
+    if info is None:
+        return None
+    tls = None
+    if mtls:
+        tls = _operator_context(root, app, service)
+        if tls is None:
+            return None
+    return Prepared(service, method, urls, info, tls)
 
 
-def _http_endpoints(root: Path, service: str, transport: str | None) -> list[str]:
-    """The service's plain-HTTP endpoints, if the app runs without mTLS and HTTP is the chosen
-    (or first) transport; otherwise none."""
+def _http_endpoints(
+    root: Path, service: str, transport: str | None
+) -> tuple[list[str], str, bool] | None:
+    """The service's HTTP endpoints, the app's name and whether it runs mTLS, if HTTP is the
+    chosen (or first) transport; otherwise ``None``."""
     try:
         registry = json.loads(AppPaths(root).registry.read_text())
         pid = registry["supervisor_pid"]
         endpoints = registry["services"][service]["endpoints"]
+        app = registry["app"]
         os.kill(pid, 0)
     except (OSError, ValueError, KeyError, TypeError):
-        return []
-    if registry.get("mtls", False) is not False or not endpoints:
-        return []
+        return None
+    mtls = registry.get("mtls", False)
+    if not endpoints or not isinstance(app, str) or not isinstance(mtls, bool):
+        return None
     if not all(isinstance(url, str) for url in endpoints):
-        return []
+        return None
     if (transport or endpoints[0].partition("://")[0]) != "http":
-        return []
-    return [url for url in endpoints if url.startswith("http://")]
+        return None
+    urls = [url for url in endpoints if url.startswith("http://")]
+    return (urls, app, mtls) if urls else None
+
+
+def _operator_context(root: Path, app: str, service: str) -> tuple[ssl.SSLContext, str] | None:
+    """The operator's client context (as ``lumi.transports.tls`` builds it) and the name in
+    ``service``'s certificate; ``None`` if the bundle does not load."""
+    from lumi.security.identity import server_name
+
+    folder = AppPaths(root).operator_certs
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(folder / CERT_FILE, folder / KEY_FILE)
+        context.load_verify_locations(folder / CA_FILE)
+    except (OSError, ValueError):
+        return None
+    return context, server_name(app, service)
 
 
 def _method(root: Path, service: str, method: str) -> dict[str, Any] | None:
