@@ -88,6 +88,13 @@ def test_reload_bench_reports_lumi_and_uvicorn() -> None:
     assert result["lumi_ms"] > 0 and result["uvicorn_ms"] > 0  # type: ignore[operator]
 
 
+def test_kafka_consume_cost_bench_runs_the_member_without_a_broker() -> None:
+    """bench/kafka_consume_cost.py feeds a Kafka member records, checks its commits, and
+    reports the loop's CPU per event."""
+    result = run_bench("bench/kafka_consume_cost.py", "2000")
+    assert result["events"] == 2000 and result["cpu_us_per_event"] > 0  # type: ignore[operator]
+
+
 @pytest.mark.parametrize("broker", ["kafka", "nats"])
 def test_broker_bench_reports_lumi_and_raw(broker: str) -> None:
     """bench/broker_bench.py starts the broker and reports every figure for Lumi and the raw

@@ -25,7 +25,6 @@ from __future__ import annotations
 import abc
 import asyncio
 import collections
-import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -38,24 +37,36 @@ from lumi.model.errors import LumiError
 log = logging.getLogger("lumi.brokers")
 
 
-@dataclasses.dataclass(slots=True, eq=False)
 class Inbound:
     """One message received from the broker and not yet settled.
 
     ``envelope`` is None when the bytes are not an event (``error`` says why); ``delivered`` is
-    how many times the broker delivered it before; ``token`` is the broker's handle for it."""
+    how many times the broker delivered it before; ``token`` is the broker's handle for it.
+    Equality is identity. A plain class: one is made per message, and a dataclass's
+    ``__post_init__`` (for ``key``) would cost a call more."""
 
-    token: Any
-    envelope: Envelope | None
-    raw: bytes = b""
-    error: str = ""
-    delivered: int = 0
-    topic: str = ""  # the topic a delivery names (a replayed event: its original topic)
-    attempt: int = 0  # attempts made in this process (set by the runner)
+    __slots__ = ("attempt", "delivered", "envelope", "error", "key", "raw", "token", "topic")
 
-    @property
-    def key(self) -> str | None:
-        return None if self.envelope is None else self.envelope.partitionkey
+    def __init__(
+        self,
+        token: Any,
+        envelope: Envelope | None,
+        raw: bytes = b"",
+        error: str = "",
+        delivered: int = 0,
+        topic: str = "",
+    ) -> None:
+        self.token = token
+        self.envelope = envelope
+        self.raw = raw
+        self.error = error
+        self.delivered = delivered
+        self.topic = topic  # the topic a delivery names (a replayed event: its original topic)
+        self.attempt = 0  # attempts made in this process (set by the runner)
+        self.key = None if envelope is None else envelope.partitionkey  # looked up once
+
+    def __repr__(self) -> str:
+        return f"Inbound({self.token!r}, key={self.key!r}, attempt={self.attempt})"
 
 
 class Settlement(abc.ABC):
@@ -174,7 +185,24 @@ class KeyedRunner:
             self._running[item] = me
             outcome = _GIVEN_BACK
             try:
-                outcome = await self._attempt(item)
+                envelope = item.envelope
+                if envelope is None or item.delivered >= self.max_attempts:
+                    outcome = await self._attempt(item)
+                else:  # _attempt's usual case inline: a coroutine less per event
+                    item.attempt += 1
+                    attempt = item.delivered + item.attempt
+                    delivery = Delivery(item.topic or self.topic, self.group, envelope, attempt)
+                    try:
+                        await self.handler(delivery)
+                    except Exception as exc:
+                        outcome = await self._failed(item, envelope, attempt, exc)
+                    else:
+                        ack_now = self.settlement.ack_now
+                        if ack_now is not None:
+                            ack_now(item)
+                            outcome = _SETTLED
+                        else:
+                            outcome = await self._succeeded(item)
             except asyncio.CancelledError:
                 raise  # stopping: _give_back accounts for it
             except Exception:
@@ -185,7 +213,10 @@ class KeyedRunner:
                 del self._running[item]
                 if item in self._dropping:
                     self._progress.set()
-            self._after(item, outcome)
+            if outcome is _SETTLED:
+                self._leave(item)  # what _after does with a settled message, a call less
+            else:
+                self._after(item, outcome)
 
     # -- one attempt ---------------------------------------------------------------------------
 
@@ -203,35 +234,42 @@ class KeyedRunner:
             return _SETTLED
         item.attempt += 1
         attempt = item.delivered + item.attempt
-        topic = item.topic or self.topic
         try:
-            await self.handler(Delivery(topic, self.group, envelope, attempt))
-        except Reject as exc:
-            log.warning("event %s on %s rejected by %s: %s", envelope.id, topic, self.group, exc)
-            await self._dead_letter(item, envelope, f"rejected: {exc}", attempt)
-            return _SETTLED
+            await self.handler(Delivery(item.topic or self.topic, self.group, envelope, attempt))
         except Exception as exc:
-            error = _describe(exc)
-            log.warning(
-                "event %s on %s failed for %s (attempt %d/%d): %s",
-                envelope.id, topic, self.group, attempt, self.max_attempts, error,
-            )  # fmt: skip
-            if attempt >= self.max_attempts:
-                reason = f"failed {attempt} time(s); last error: {error}"
-                await self._dead_letter(item, envelope, reason, attempt)
-                return _SETTLED
-            if self._stopping or item in self._dropping:
-                return _GIVEN_BACK
-            delay = self.backoff.delay(attempt)
-            if item.key is None and await self.settlement.retry_later(item, delay):
-                return _SETTLED
-            return _RETRY
+            return await self._failed(item, envelope, attempt, exc)
+        return await self._succeeded(item)
+
+    async def _succeeded(self, item: Inbound) -> str:
         ack_now = self.settlement.ack_now
         if ack_now is not None:
             ack_now(item)
         else:
             await self.settlement.ack(item)
         return _SETTLED
+
+    async def _failed(self, item: Inbound, envelope: Envelope, attempt: int, exc: Exception) -> str:
+        """The handler raised ``exc`` on ``attempt``: dead-letter, retry, or give it back."""
+        topic = item.topic or self.topic
+        if isinstance(exc, Reject):
+            log.warning("event %s on %s rejected by %s: %s", envelope.id, topic, self.group, exc)
+            await self._dead_letter(item, envelope, f"rejected: {exc}", attempt)
+            return _SETTLED
+        error = _describe(exc)
+        log.warning(
+            "event %s on %s failed for %s (attempt %d/%d): %s",
+            envelope.id, topic, self.group, attempt, self.max_attempts, error,
+        )  # fmt: skip
+        if attempt >= self.max_attempts:
+            reason = f"failed {attempt} time(s); last error: {error}"
+            await self._dead_letter(item, envelope, reason, attempt)
+            return _SETTLED
+        if self._stopping or item in self._dropping:
+            return _GIVEN_BACK
+        delay = self.backoff.delay(attempt)
+        if item.key is None and await self.settlement.retry_later(item, delay):
+            return _SETTLED
+        return _RETRY
 
     async def _dead_letter(self, item: Inbound, envelope: Envelope, reason: str, n: int) -> None:
         stored = envelope.dead_lettered(group=self.group, reason=reason, attempts=n)
