@@ -22,7 +22,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from lumi.model.errors import DeadlineExceeded, LumiError, StatusCode, Unavailable
+from lumi.model.errors import DeadlineExceeded, LumiError, Unavailable
 from lumi.paths import AppPaths
 
 _UNAVAILABLE = 503
@@ -104,7 +104,7 @@ class Prepared:
                 return None  # the full path retries UNAVAILABLE with backoff
             if status == 200:
                 return Answer(json.loads(payload) if payload else None)
-            raise _error(status, payload)
+            raise LumiError.from_http(status, payload)
         return None
 
 
@@ -192,20 +192,9 @@ def _exchange(
     try:
         status = int(status_line.split()[1])
     except (IndexError, ValueError):
-        raise _error(0, bytes(data[:200])) from None
+        raise LumiError.from_http(0, bytes(data[:200])) from None
     for line in header_block.split(b"\r\n"):
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length":
             payload = payload[: int(value)]
     return status, payload
-
-
-def _error(status: int, payload: bytes) -> LumiError:
-    try:
-        data = json.loads(payload)
-    except ValueError:
-        data = None
-    if isinstance(data, dict) and "code" in data:
-        return LumiError.from_wire(data)
-    code = next((c for c in StatusCode if c.http_status == status), StatusCode.UNKNOWN)
-    return LumiError.for_code(code)(f"HTTP {status}: {payload[:200].decode('utf-8', 'replace')}")

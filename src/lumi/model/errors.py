@@ -37,6 +37,7 @@ Two families, never mixed:
 from __future__ import annotations
 
 import enum
+import json
 from typing import Any, ClassVar
 
 
@@ -133,6 +134,19 @@ class LumiError(Exception):
             code = StatusCode.UNKNOWN
         cls = LumiError._by_code.get(code, Unknown)
         return cls(str(data.get("message", "")), data.get("details"))
+
+    @staticmethod
+    def from_http(status: int, body: bytes) -> LumiError:
+        """The error an HTTP answer other than 200 carries: its JSON error body, or (a proxy's
+        page, say) the error of its status with the start of the body."""
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and "code" in data:
+            return LumiError.from_wire(data)
+        code = next((c for c in StatusCode if c.http_status == status), StatusCode.UNKNOWN)
+        return LumiError.for_code(code)(f"HTTP {status}: {body[:200].decode('utf-8', 'replace')}")
 
     @staticmethod
     def for_code(code: StatusCode | str) -> type[LumiError]:

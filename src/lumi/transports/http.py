@@ -314,7 +314,7 @@ class HttpChannel(Channel):
             ) from exc
         if status == 200:
             return answer
-        raise _remote_error(status, answer)
+        raise LumiError.from_http(status, answer)
 
     async def aclose(self) -> None:
         await self.pool.aclose()
