@@ -289,7 +289,13 @@ def test_traces_search_by_correlation_and_waterfall(shop: Shop, page: Any, shots
     page.fill("#trace-search", correlation)
     row = f"#trace-list tr[data-correlation='{correlation}']"
     page.wait_for_selector(row)
+    # The unfiltered list (the new request is on it too) may still be shown: wait for the
+    # search to narrow it, then check it kept exactly the one request.
+    page.wait_for_function(
+        "document.querySelectorAll('#trace-list tbody tr').length === 1", timeout=10_000
+    )
     assert page.locator("#trace-list tbody tr").count() == 1
+    assert page.locator(row).count() == 1
     page.screenshot(path=shots / "traces-search.png", full_page=True)
     page.locator(row).click()
     page.wait_for_selector(".wf .row[data-service=Catalog]")
