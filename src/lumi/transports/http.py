@@ -400,14 +400,3 @@ def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
-
-
-def _remote_error(status: int, body: bytes) -> LumiError:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        data = None
-    if isinstance(data, dict) and "code" in data:
-        return LumiError.from_wire(data)
-    code = next((c for c in StatusCode if c.http_status == status), StatusCode.UNKNOWN)
-    return LumiError.for_code(code)(f"HTTP {status}: {body[:200].decode('utf-8', 'replace')}")
