@@ -316,29 +316,18 @@ class TlsClientConnection(TlsConnection):
             self.app.connection_lost(error if isinstance(error, Exception) else exc)
 
     def _handshake(self) -> bool:
+        done = super()._handshake()
+        if done and not self.handshake.done():
+            self.handshake.set_result(None)
+        return done
+
+    def _refuse(self, exc: ssl.SSLError) -> None:
+        # our verdict on the server's certificate: send the alert, and the caller is told why
         assert self.raw is not None
-        try:
-            self.sslobj.do_handshake()
-        except ssl.SSLWantReadError:
-            if self.outgoing.pending:
-                self.raw.write(self.outgoing.read())
-            return False
-        except ssl.SSLError as exc:
-            self._error = exc
-            if self.outgoing.pending:
-                self.raw.write(self.outgoing.read())  # our alert
-            self.raw.abort()
-            return False
-        self.handshaking = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._error = exc
         if self.outgoing.pending:
             self.raw.write(self.outgoing.read())
-        self.app.connection_made(self.transport)
-        if not self.handshake.done():
-            self.handshake.set_result(None)
-        return True
+        self.raw.abort()
 
     def _read_failed(self, exc: ssl.SSLError) -> None:
         # e.g. TLS 1.3: the server's alert refusing our certificate comes after our handshake
