@@ -163,12 +163,15 @@ class Dispatcher:
                 call.method,
                 extra={"arguments": redact(kwargs, hosted.sensitive.get(call.method, _NONE))},
             )
-        if not self._guards:
+        guards = self._guards
+        if not guards:
             return await self._execute(hosted, method, kwargs, call)
         handler: Handler = functools.partial(self._execute, hosted, method, kwargs)
-        for guard in reversed(self._guards):
+        # The outermost guard is called here, not through one more partial (usually the only
+        # one: the idempotency cache).
+        for guard in guards[:0:-1]:
             handler = functools.partial(guard, next_handler=handler)
-        return await handler(call)
+        return await guards[0](call, next_handler=handler)
 
     async def _execute(
         self, hosted: _Hosted, method: MethodSpec, kwargs: dict[str, Any], call: Call

@@ -153,6 +153,7 @@ class Connection(asyncio.Protocol):
         self.header_bytes = 0
         self.body: list[bytes] = []
         self.body_size = 0
+        self.expect = False  # expect: 100-continue
 
     # asyncio.Protocol
 
@@ -233,7 +234,9 @@ class Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._reset()
         self.phase = Phase.HEAD
-        self.phase_started = time.monotonic()
+        # The time of the read that holds it (set just before feeding it): one clock reading
+        # per read, not one per callback.
+        self.phase_started = self.last_active
         self.head_bytes = 0
 
     def on_url(self, url: bytes) -> None:
@@ -249,23 +252,23 @@ class Connection(asyncio.Protocol):
         self.header_bytes += len(name) + len(value) + 4  # ": " and CRLF
         if self.header_bytes > self.limits.max_header_bytes:
             raise _Refuse(431, b"INVALID_ARGUMENT", b"request headers are too large")
-        self.headers.append((name.lower(), value))
+        name = name.lower()
+        self.headers.append((name, value))
+        # (checked as each header arrives rather than in a second pass over them all)
+        if len(name) == 14 and name == b"content-length":
+            if value.isdigit() and int(value) > self.limits.max_body:
+                raise _Refuse(
+                    413,
+                    b"RESOURCE_EXHAUSTED",
+                    b"request body is larger than the limit of %d bytes" % self.limits.max_body,
+                )
+        elif len(name) == 6 and name == b"expect" and value.lower() == b"100-continue":
+            self.expect = True
 
     def on_headers_complete(self) -> None:
         self.phase = Phase.BODY
-        self.phase_started = time.monotonic()
-        expect = False
-        for name, value in self.headers:
-            if name == b"content-length":
-                if value.isdigit() and int(value) > self.limits.max_body:
-                    raise _Refuse(
-                        413,
-                        b"RESOURCE_EXHAUSTED",
-                        b"request body is larger than the limit of %d bytes" % self.limits.max_body,
-                    )
-            elif name == b"expect" and value.lower() == b"100-continue":
-                expect = True
-        if expect and self.idle and self.transport is not None:
+        self.phase_started = self.last_active
+        if self.expect and self.idle and self.transport is not None:
             # (Behind unanswered pipelined requests the interim answer would come out of
             # order; the client then sends the body after its own short wait.)
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")

@@ -77,6 +77,7 @@ log = logging.getLogger("lumi.http")
 
 _JSON = b"application/json"
 _CORRELATION = CORRELATION_ID.encode()
+_MAX_TARGETS = 4096  # request paths whose (service, method) a server keeps
 
 
 def error_body(error: LumiError) -> bytes:
@@ -89,6 +90,7 @@ class _Router:
     def __init__(self, handler: Handler, settings: ServerSettings) -> None:
         self.handler = handler
         self.health = settings.health
+        self.targets: dict[bytes, tuple[str, str]] = {}  # path → (service, method)
         interfaces = settings.interfaces
         body = json.dumps({n: i.to_dict() for n, i in interfaces.items()}, sort_keys=True)
         self.routes: dict[bytes, AdminRoute] = {
@@ -127,20 +129,25 @@ class _Router:
         correlation = (
             [(_CORRELATION, metadata.correlation_id.encode())] if metadata.correlation_id else []
         )
-        parts = path.decode("utf-8", "replace").split("/")
-        if len(parts) != 3 or not parts[1] or not parts[2]:
-            where = excerpt("/".join(parts), 64)
-            return _error(
-                NotFound(f"no route {where!r}; use /<service>/<method>"), None, correlation
-            )
-        if body and content_type and not _is_json(content_type):
+        target = self.targets.get(path)
+        if target is None:
+            parts = path.decode("utf-8", "replace").split("/")
+            if len(parts) != 3 or not parts[1] or not parts[2]:
+                where = excerpt("/".join(parts), 64)
+                return _error(
+                    NotFound(f"no route {where!r}; use /<service>/<method>"), None, correlation
+                )
+            target = (parts[1], parts[2])
+            if len(self.targets) < _MAX_TARGETS:  # bounded: the paths come from callers
+                self.targets[path] = target
+        if body and content_type and content_type != _JSON and not _is_json(content_type):
             error = InvalidArgument(
                 f"content-type must be application/json, not "
                 f"{excerpt(content_type.decode('latin-1'))!r}"
             )
             return _error(error, 415, correlation)
         try:
-            result = await self.handler(Call(parts[1], parts[2], body, metadata))
+            result = await self.handler(Call(target[0], target[1], body, metadata))
         except LumiError as exc:
             return _error(exc, None, correlation)
         return 200, _JSON, result, correlation

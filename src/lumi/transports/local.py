@@ -24,6 +24,9 @@ class LocalChannel(Channel):
 
     async def call(self, call: Call) -> bytes:
         check_metadata(call.metadata)
-        if call.metadata.caller is not None:
-            call.metadata = dataclasses.replace(call.metadata, caller=None)
-        return await self._handle(call)
+        # The server side owns the call it is given (its observer and guard set fields of the
+        # metadata in place), as a call read off a wire: hand it a copy, so the caller's
+        # metadata is the same on its next attempt.
+        return await self._handle(
+            dataclasses.replace(call, metadata=dataclasses.replace(call.metadata, caller=None))
+        )

@@ -21,7 +21,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind
 
-from lumi.model.context import Metadata, new_id
+from lumi.model.context import new_id
 from lumi.model.errors import LumiError
 from lumi.pipeline import Call, Handler
 from lumi.pipeline.dispatch import UnknownTarget
@@ -91,34 +91,16 @@ class ServerObserver:
             traceparent = f"{inbound[:36]}{new_span_id():016x}{flags}"
         else:
             traceparent = format_traceparent(new_trace_id(), new_span_id(), sampled)
-        inner = Call(
-            call.service,
-            call.method,
-            call.body,
-            Metadata(
-                correlation,
-                traceparent,
-                meta.deadline,
-                meta.idempotency_key,
-                meta.caller,
-                meta.user,
-                meta.authorization,
-                meta.extra,
-                meta.relayed_caller,
-            ),
-            call.kind,
-            call.topic,
-            call.event_id,
-            call.attempt,
-            call.max_attempts,
-            call.info,
-        )
+        # The call is the server's own (every transport builds it, the local channel copies
+        # its caller's): set the correlation and traceparent the handler sees on it in place.
+        meta.correlation_id = correlation
+        meta.traceparent = traceparent
         token = None if span is None else otel_context.attach(span.otel_context())
         started = time.perf_counter()
         code = "OK"
         known = True
         try:
-            return await next_handler(inner)
+            return await next_handler(call)
         except BaseException as exc:
             code = _code_of(exc)
             known = not isinstance(exc, UnknownTarget)
@@ -129,7 +111,7 @@ class ServerObserver:
                 otel_context.detach(token)
             if span is not None:
                 tracing.end(span, code)
-            self._record(inner, code, elapsed, known)
+            self._record(call, code, elapsed, known)
 
     @staticmethod
     def _span_name(call: Call) -> str:
