@@ -78,7 +78,21 @@ class Resilience:
         retry = 0
         while True:
             try:
-                return await self._attempt(call, next_handler)
+                # One attempt, inline (a coroutine less per call): never past the deadline.
+                deadline = meta.deadline
+                if deadline is None:
+                    return await next_handler(call)
+                if deadline <= time.time():
+                    raise DeadlineExceeded(
+                        f"deadline passed before calling {call.service}.{call.method}"
+                    )
+                try:
+                    with until(deadline):
+                        return await next_handler(call)
+                except TimeoutError:  # ours, or a channel's own: the answer did not come in time
+                    raise DeadlineExceeded(
+                        f"{call.service}.{call.method} did not answer before the deadline"
+                    ) from None
             except CircuitOpen:
                 if self.metrics is not None:
                     self.metrics.reject(self.caller, call.service, "circuit_open")
@@ -111,17 +125,3 @@ class Resilience:
             )
             await asyncio.sleep(wait)
             retry += 1
-
-    async def _attempt(self, call: Call, next_handler: Handler) -> bytes:
-        deadline = call.metadata.deadline
-        if deadline is None:
-            return await next_handler(call)
-        if deadline <= time.time():
-            raise DeadlineExceeded(f"deadline passed before calling {call.service}.{call.method}")
-        try:
-            with until(deadline):
-                return await next_handler(call)
-        except TimeoutError:  # ours, or a channel's own: the answer did not come in time
-            raise DeadlineExceeded(
-                f"{call.service}.{call.method} did not answer before the deadline"
-            ) from None
