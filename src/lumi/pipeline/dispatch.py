@@ -59,7 +59,16 @@ class UnknownTarget(NotFound):
 
 
 class _Hosted:
-    __slots__ = ("handlers", "methods", "pool", "reflected", "sensitive", "service", "settings")
+    __slots__ = (
+        "handlers",
+        "methods",
+        "plain",
+        "pool",
+        "reflected",
+        "sensitive",
+        "service",
+        "settings",
+    )
 
     def __init__(self, service: Service, reflected: Reflected, settings: DispatchSettings) -> None:
         self.service = service
@@ -73,6 +82,13 @@ class _Hosted:
             if info.sensitive
         }
         self.pool = ThreadPool(reflected.interface.name, settings.threads)
+        # methods whose argument model's fields are exactly their parameters, by name
+        self.plain = frozenset(
+            name
+            for name, spec in reflected.methods.items()
+            if all(field == param for field, param in spec.fields)
+            and set(spec.params.model_fields) == {field for field, _ in spec.fields}
+        )
 
 
 class Dispatcher:
@@ -155,7 +171,13 @@ class Dispatcher:
                 [{"loc": [], "msg": unknown, "type": "extra_forbidden"}],
             )
         values = params.__dict__
-        kwargs = {param: values[field] for field, param in method.fields}
+        # Fields named as their parameters (the usual case): the model's own dict, which the
+        # call copies into the method's keywords anyway.
+        kwargs = (
+            values
+            if method.name in hosted.plain
+            else {param: values[field] for field, param in method.fields}
+        )
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "%s.%s called",
