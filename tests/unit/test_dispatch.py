@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import threading
@@ -248,3 +249,30 @@ async def test_composed_layers_are_bound_methods_of_the_same_objects() -> None:
     partial = functools.partial(plain)
     assert bound(partial) is partial
     assert bound(Inner) is Inner  # a class is called to make an instance, not bound
+
+
+async def test_a_local_call_leaves_the_callers_metadata_as_it_was() -> None:
+    """The server side sets correlation and traceparent on the call it serves in place: the
+    local channel hands it a copy, so what the caller holds (and sends on a retry) is its own."""
+    from lumi.runtime_services.observability.middleware import ServerObserver
+    from lumi.runtime_services.observability.tracing import Tracing
+    from lumi.transports.local import LocalChannel
+
+    seen: list[Metadata] = []
+
+    async def record(c: Call, next_handler: Handler) -> bytes:
+        seen.append(c.metadata)
+        c.metadata.authorization = None  # as the guard does with a token it read
+        return await next_handler(c)
+
+    d = Dispatcher([ServerObserver(Tracing(sample_ratio=0.0)), record])
+    d.add(Calc())
+    channel = LocalChannel(d.handle)
+    sent = call("where", correlation_id="c-1", authorization="Bearer t", caller="spiffe://x/y")
+    before = dataclasses.replace(sent.metadata)
+    for _ in range(2):  # a retry sends the same call again
+        answer = json.loads(await channel.call(sent))
+        assert answer["cid"] == "c-1"
+    assert sent.metadata == before
+    assert seen[0] is not sent.metadata and seen[0].traceparent is not None
+    assert seen[0].caller is None  # in-process there is no certificate
