@@ -99,7 +99,7 @@ class Client:
         result = await self._invoke(call)
         returns = self._returns.get(method)
         if returns is not None:
-            return returns.validate_json(result)
+            return returns.validator.validate_json(result)
         return pydantic_core.from_json(result) if result else None
 
     def __repr__(self) -> str:
