@@ -221,3 +221,22 @@ async def test_interface_route_serves_the_hub(server: HttpServer) -> None:
         assert await Client(iface, channel.call).echo(text="json only") == "json only"
     finally:
         await channel.aclose()
+
+
+async def test_the_routes_a_server_remembers_are_bounded_in_count_and_size(
+    server: HttpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Request paths come from callers: many distinct or long ones must not grow the cache."""
+    from lumi.transports import http
+
+    monkeypatch.setattr(http, "_MAX_TARGETS", 3)
+    long_path = "/Echo/" + "e" * 300
+    raw = post(long_path, b'{"text": "x"}')
+    raw += b"".join(post(f"/Echo{i}/echo", b'{"text": "x"}') for i in range(6))
+    raw += post("/Echo/echo", b'{"text": "y"}')
+    answers = await exchange(server, raw, responses=8)
+    assert all(b"404" in a.split(b"\r\n", 1)[0] for a in answers[:7])
+    assert answers[7].startswith(b"HTTP/1.1 200") and answers[7].endswith(b'"y"')
+    targets = server.router.targets
+    assert len(targets) == 3 and all(len(path) <= 256 for path in targets)
+    assert long_path.encode() not in targets

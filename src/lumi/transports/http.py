@@ -79,6 +79,7 @@ log = logging.getLogger("lumi.http")
 _JSON = b"application/json"
 _CORRELATION = CORRELATION_ID.encode()
 _MAX_TARGETS = 4096  # request paths whose (service, method) a server keeps
+_MAX_TARGET_LENGTH = 256  # longer paths are split on every call, never kept
 
 
 def error_body(error: LumiError) -> bytes:
@@ -143,7 +144,8 @@ class _Router:
                     NotFound(f"no route {where!r}; use /<service>/<method>"), None, correlation
                 )
             target = (parts[1], parts[2])
-            if len(self.targets) < _MAX_TARGETS:  # bounded: the paths come from callers
+            # bounded in count and size (the paths come from callers): ~1 MiB at most
+            if len(self.targets) < _MAX_TARGETS and len(path) <= _MAX_TARGET_LENGTH:
                 self.targets[path] = target
         if body and content_type and content_type != _JSON and not _is_json(content_type):
             error = InvalidArgument(
