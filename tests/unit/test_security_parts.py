@@ -486,3 +486,70 @@ async def test_handshake_timeout_closes_a_silent_connection(tmp_path: Path) -> N
         writer.close()
         server.close()
         await server.wait_closed()
+
+
+def test_policy_decisions_are_remembered_within_a_bound() -> None:
+    """A decision asked again is the same answer, and a flood of distinct callers does not
+    grow what a policy remembers past its bound."""
+    from lumi.security import policy as policy_module
+
+    policy = Policy("shop", interface(Store), AccessConfig(allow=["Front"]))
+    for _ in range(2):
+        assert policy.allows(who("Front"), "put")
+        assert not policy.allows(who("Other"), "put")
+    for n in range(policy_module._REMEMBERED + 10):
+        caller = Identity.parse(f"spiffe://shop/S{n}")
+        assert caller is not None and not policy.allows(caller, "put")
+    assert len(policy._allowed) <= policy_module._REMEMBERED
+    assert policy.allows(who("Front"), "put") and not policy.allows(who("Other"), "put")
+
+
+async def test_tls_records_both_ways_and_no_session_tickets(tmp_path: Path) -> None:
+    """Over a real connection, a message of many records arrives whole in each direction, the
+    server knows the client's identity, and the server sent no session ticket (its channels
+    never resume, so a ticket would be work for nothing)."""
+    from lumi.transports.tls import transport_identity
+    from lumi.transports.tls_server import TlsClientConnection, TlsConnection
+
+    kit = TlsKit(tmp_path)
+    message = bytes(range(256)) * 300  # 76,800 bytes: five records or more
+    seen: list[str | None] = []
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport: Any = transport
+            seen.append(transport_identity(transport))
+
+        def data_received(self, data: bytes) -> None:
+            self.transport.write(data)
+
+    class Reader(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.received = bytearray()
+            self.whole = asyncio.get_running_loop().create_future()
+
+        def data_received(self, data: bytes) -> None:
+            self.received += data
+            if len(self.received) >= len(message) and not self.whole.done():
+                self.whole.set_result(None)
+
+    loop = asyncio.get_running_loop()
+    context = kit.tls("Server").server_context()
+    server = await loop.create_server(lambda: TlsConnection(context, Echo()), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader = Reader()
+    client = TlsClientConnection(kit.tls("Front").client_context(), reader, "localhost")
+    try:
+        await loop.create_connection(lambda: client, "127.0.0.1", port)
+        async with asyncio.timeout(10):
+            await client.handshake
+            client.transport.write(message)
+            await reader.whole
+        assert bytes(reader.received) == message
+        assert seen == [kit.identity("Front")]
+        session = client.sslobj.session
+        assert session is None or not session.has_ticket
+    finally:
+        client.close()
+        server.close()
+        await server.wait_closed()

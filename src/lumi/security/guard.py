@@ -40,7 +40,7 @@ from lumi.model.context import User
 from lumi.model.errors import Internal, LumiError, PermissionDenied, Unauthenticated
 from lumi.model.reflect import AuthSpec
 from lumi.pipeline import Call, Handler
-from lumi.security.identity import Identity, service_id
+from lumi.security.identity import Identity, service_id, trust_domain
 from lumi.security.policy import Policy
 
 log = logging.getLogger("lumi.security")
@@ -64,6 +64,7 @@ class Guard:
         relay: bool = False,
     ) -> None:
         self.app = app
+        self.domain = trust_domain(app)
         self.policies = policies
         self.mtls = mtls
         self.hosted = hosted
@@ -79,7 +80,7 @@ class Guard:
         if relayed is not None and identity is not None and identity == self._own(call.service):
             meta.caller = relayed or None  # the activator in front of us says who called it
             identity = Identity.parse(meta.caller)
-        if identity is not None and not identity.belongs_to(self.app):
+        if identity is not None and identity.trust_domain != self.domain:
             identity = None  # a certificate our CA trusts, but of another app's trust domain
         if identity is None:
             meta.user = None

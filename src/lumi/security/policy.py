@@ -27,6 +27,7 @@ from lumi.model.interface import ServiceInterface
 from lumi.security.identity import OPERATOR, Identity
 
 ANY = "*"
+_REMEMBERED = 4096  # decisions a policy keeps (see Policy.allows)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Policy:
         self.access = access
         self.operator_everywhere = operator == "all"
         self.rules: dict[str, Rule] = {}
+        self._allowed: dict[tuple[str, str, str], bool] = {}
         for name, method in iface.methods.items():
             self.rules[name] = Rule(method.public, None if method.public else self._callers(name))
 
@@ -83,6 +85,17 @@ class Policy:
 
     def allows(self, identity: Identity, method: str) -> bool:
         """True if the authenticated ``identity`` may call ``method``."""
+        # Asked on every call, by a handful of callers: remembered (bounded by the methods
+        # and the identities of one app; cleared if some caller floods it with names).
+        key = (identity.trust_domain, identity.path, method)
+        found = self._allowed.get(key)
+        if found is None:
+            if len(self._allowed) >= _REMEMBERED:
+                self._allowed.clear()
+            found = self._allowed[key] = self._allows(identity, method)
+        return found
+
+    def _allows(self, identity: Identity, method: str) -> bool:
         name = self.caller_name(identity)
         if name is None:
             return False

@@ -120,6 +120,9 @@ class Tls:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.minimum_version = ssl.TLSVersion.TLSv1_2
             context.verify_mode = ssl.CERT_OPTIONAL
+            # No TLS 1.3 session tickets: Lumi's channels keep connections open and never
+            # resume, so the two tickets OpenSSL sends after each handshake are work for nothing.
+            context.num_tickets = 0
             self._fill(context)
             self._server = context
         return self._server

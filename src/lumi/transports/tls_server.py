@@ -52,7 +52,7 @@ class TlsTransport(asyncio.Transport):
         c = self._connection
         if c.raw is None or c.closing:
             return
-        c.sslobj.write(data)
+        c.records.write(data)
         c.raw.write(c.outgoing.read())
 
     def writelines(self, list_of_data: Any) -> None:
@@ -126,6 +126,9 @@ class TlsConnection(asyncio.Protocol):
             server_side=context.protocol != ssl.PROTOCOL_TLS_CLIENT,
             server_hostname=server_hostname,
         )
+        # The C object under ssl.SSLObject: its read/write/pending are the same calls without
+        # a Python frame each, which is most of what a small record costs besides the crypto.
+        self.records: Any = getattr(self.sslobj, "_sslobj", self.sslobj)
         self.transport = TlsTransport(self)
         self.raw: asyncio.Transport | None = None
         self.handshaking = True
@@ -175,10 +178,10 @@ class TlsConnection(asyncio.Protocol):
         self.incoming.write(data)
         if self.handshaking and not self._handshake():
             return
-        sslobj, incoming = self.sslobj, self.incoming
+        records, incoming = self.records, self.incoming
         while True:
             try:
-                chunk = sslobj.read(_READ)
+                chunk = records.read(_READ)
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLError as exc:
@@ -191,7 +194,7 @@ class TlsConnection(asyncio.Protocol):
             self.app.data_received(chunk)
             if self.raw is None or self.closing:
                 return
-            if not incoming.pending and not sslobj.pending():
+            if not incoming.pending and not records.pending():
                 break  # all consumed: no need to be told so by an SSLWantReadError
         if self.outgoing.pending and self.raw is not None:
             self.raw.write(self.outgoing.read())  # key updates, session tickets
