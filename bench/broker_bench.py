@@ -117,9 +117,9 @@ class LumiSide:
 
     def fresh(self) -> str:
         """The URL with a JetStream stream of its own for this measurement, as the raw side
-        creates one each time: a stream shared by every round keeps growing, and keeps the
-        durable consumers and publish ids of earlier rounds, which costs the server per
-        publish (concurrent publishes measured 0.56x of raw on the shared stream)."""
+        creates one each time: a stream shared by every round keeps growing, with the durable
+        consumers and publish ids of earlier rounds (concurrent publishes measured 0.56x of
+        raw on the shared stream, 1.00x on fresh ones; see docs/events.md)."""
         if not self.url.startswith("nats"):
             return self.url
         parts = urllib.parse.urlsplit(self.url)
