@@ -2,15 +2,20 @@
 
 Each script runs atomically on the server, which is what keeps per-key order across members:
 
-* A group reads its topic's stream with ``XREADGROUP``; its pending entries list (PEL) holds the
-  events members are handling, waiting to be retried, or were handling when they died.
-* At most one event per partition key is in the PEL at a time (``heads``: key → entry). A later
-  event whose key is busy is *parked*: its body is pushed on a per-key list and acknowledged out
-  of the PEL. Settling the head promotes the next parked event into the group's private
-  ``ready`` stream, from which members read it like any other entry.
+* Members read new entries themselves, with a blocking ``XREADGROUP`` on the topic and the
+  group's ``ready`` stream; the group's pending entries list (PEL) holds the events members are
+  handling, waiting to be retried, or were handling when they died.
+* At most one *ordered* event per partition key is in the PEL at a time (``heads``: key →
+  entry). A keyed entry just read is ordered by ``ORDER`` before anyone handles it, and that
+  script orders every keyed entry delivered up to it which nobody ordered yet, in id order —
+  so two members reading at once cannot invert a key's order. A later event whose key is busy
+  is *parked*: its body is pushed on a per-key list and acknowledged out of the PEL. Settling
+  the head promotes the next parked event into the group's private ``ready`` stream, from
+  which members read it like any other entry (already its key's head).
 * So every entry in the PEL may be taken over when its lease runs out: ``XAUTOCLAIM`` with the
   lease as minimum idle time hands members the events of dead members, due retries (a retry
-  sets the entry's idle time to ``lease - delay``) and released events (idle = lease).
+  sets the entry's idle time to ``lease - delay``) and released events (idle = lease); a keyed
+  one its dead reader never ordered is ordered then.
 * Attempts are the PEL's delivery counts.
 
 Entries are tagged ``m<id>`` (topic stream) or ``r<id>`` (ready stream).
@@ -47,30 +52,71 @@ local function settle_key(ready, heads, keyof, meta, parked_prefix, tag)
     end
   end
 end
+local function id_after(a, b)
+  local ams, aseq = string.match(a, '^(%d+)-(%d+)$')
+  local bms, bseq = string.match(b, '^(%d+)-(%d+)$')
+  ams, bms = tonumber(ams), tonumber(bms)
+  if ams ~= bms then return ams > bms end
+  return tonumber(aseq) > tonumber(bseq)
+end
+
+-- Order, in id order, the keyed topic entries delivered up to `upto` and not ordered yet (the
+-- mark 'ordered' in meta): each becomes its key's head, or is parked behind the head. Entries
+-- no longer pending were unkeyed and acknowledged already; keyed ones stay pending until this.
+local function adopt(main, group, heads, keyof, meta, parked_prefix, upto)
+  local mark = redis.call('HGET', meta, 'ordered') or '0-0'
+  if not id_after(upto, mark) then return end
+  local start = '(' .. mark
+  while true do
+    local pending = redis.call('XPENDING', main, group, start, upto, 256)
+    for _, p in ipairs(pending) do
+      local id = p[1]
+      local entry = redis.call('XRANGE', main, id, id)[1]
+      local k = entry and field(entry[2], 'key')
+      if k then
+        local tag = 'm' .. id
+        local head = redis.call('HGET', heads, k)
+        if head and head ~= tag then
+          redis.call('RPUSH', parked_prefix .. k, field(entry[2], 'event') or '')
+          redis.call('HINCRBY', meta, 'parked', 1)
+          redis.call('XACK', main, group, id)
+        else
+          redis.call('HSET', heads, k, tag)
+          redis.call('HSET', keyof, tag, k)
+        end
+      end
+    end
+    if #pending < 256 then break end
+    start = '(' .. pending[#pending][1]
+  end
+  redis.call('HSET', meta, 'ordered', upto)
+end
 """
 
 # KEYS: main, ready, heads, keyof, meta
-# ARGV: group, member, limit, lease_ms, max_attempts, window, parked_prefix
-# → {items, dead, drained, last_main, last_ready}; items/dead are flat (tag, attempt, body), a
-#   tag being the letter and the entry id ('m1700000000000-0'): three replies an event, not four
+# ARGV: group, member, limit, lease_ms, max_attempts, parked_prefix
+# → {items, dead, parked}; items/dead are flat (tag, attempt, body, plain), a tag being the
+#   letter and the entry id ('m1700000000000-0'); plain = 1 for a topic entry without a key
+#   (its acknowledgement is a bare XACK). New entries are not read here: members read them with
+#   a blocking XREADGROUP of their own (ORDER below orders the keyed ones).
 CLAIM = (
     _COMMON
     + """
 local main, ready, heads, keyof, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local group, member = ARGV[1], ARGV[2]
 local limit, lease = tonumber(ARGV[3]), tonumber(ARGV[4])
-local max_attempts, window = tonumber(ARGV[5]), tonumber(ARGV[6])
-local parked_prefix = ARGV[7]
-local items, dead = {}, {}
-local n = 0
+local max_attempts, parked_prefix = tonumber(ARGV[5]), ARGV[6]
+local found, dead, items = {}, {}, {}
+local n, upto = 0, nil
 
-local function add(list, letter, id, attempt, body)
-  list[#list + 1] = letter .. id
+local function add(list, tag, attempt, body, plain)
+  list[#list + 1] = tag
   list[#list + 1] = attempt
   list[#list + 1] = body
+  list[#list + 1] = plain
 end
 
--- 1. Leases that ran out: dead members' events, due retries, released events.
+-- Leases that ran out: dead members' events, due retries, released events.
 for _, pair in ipairs({{'r', ready}, {'m', main}}) do
   local letter, stream = pair[1], pair[2]
   if n < limit then
@@ -82,11 +128,13 @@ for _, pair in ipairs({{'r', ready}, {'m', main}}) do
       local id, fields = entry[1], entry[2]
       local info = redis.call('XPENDING', stream, group, id, id, 1)[1]
       local body = field(fields, 'event') or ''
+      local k = field(fields, 'key')
       if info[4] > max_attempts then
-        add(dead, letter, id, info[4] - 1, body)
+        add(dead, letter .. id, info[4] - 1, body, 0)
       else
-        add(items, letter, id, info[4], body)
+        found[#found + 1] = {letter, id, info[4], body, k}
         n = n + 1
+        if letter == 'm' and k and (not upto or id_after(id, upto)) then upto = id end
       end
     end
     -- Entries trimmed away (retention) before they were handled: free their keys.
@@ -96,55 +144,38 @@ for _, pair in ipairs({{'r', ready}, {'m', main}}) do
   end
 end
 
--- 2. New entries: promoted and replayed ones first, then the topic (unless too much is parked).
-local drained = 1
-local sources = {{'r', ready}}
-if tonumber(redis.call('HGET', meta, 'parked') or '0') < window then
-  sources[2] = {'m', main}
-else
-  drained = 0
-end
-for _, pair in ipairs(sources) do
-  local letter, stream = pair[1], pair[2]
-  if n < limit then
-    local want = limit - n
-    local res = redis.call('XREADGROUP', 'GROUP', group, member, 'COUNT', want,
-                           'STREAMS', stream, '>')
-    local entries = res and res[1][2] or {}
-    if #entries == want then drained = 0 end
-    for _, entry in ipairs(entries) do
-      local id, fields = entry[1], entry[2]
-      local body = field(fields, 'event') or ''
-      local k = field(fields, 'key')
-      local tag = letter .. id
-      if k and letter == 'm' then
-        local head = redis.call('HGET', heads, k)
-        if head and head ~= tag then
-          redis.call('RPUSH', parked_prefix .. k, body)
-          redis.call('HINCRBY', meta, 'parked', 1)
-          redis.call('XACK', main, group, id)
-          body = false
-        else
-          redis.call('HSET', heads, k, tag)
-          redis.call('HSET', keyof, tag, k)
-        end
-      end
-      if body then
-        add(items, letter, id, 1, body)
-        n = n + 1
-      end
-    end
-  else
-    drained = 0
+-- A keyed topic entry its reader never ordered (it died first) is ordered now, behind what
+-- came before it; one that is not its key's head after that waits its turn.
+if upto then adopt(main, group, heads, keyof, meta, parked_prefix, upto) end
+for _, f in ipairs(found) do
+  local letter, id, attempt, body, k = f[1], f[2], f[3], f[4], f[5]
+  if letter == 'r' or not k then
+    add(items, letter .. id, attempt, body, (letter == 'm') and 1 or 0)
+  elseif redis.call('HGET', heads, k) == 'm' .. id then
+    add(items, 'm' .. id, attempt, body, 0)
   end
 end
+return {items, dead, tonumber(redis.call('HGET', meta, 'parked') or '0')}
+"""
+)
 
-local function last(stream)
-  local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
-  if #top == 0 then return '0-0' end
-  return top[1][1]
+# KEYS: main, heads, keyof, meta
+# ARGV: group, parked_prefix, upto (the newest entry id read), then the tags ('m<id>') and keys
+#       of the keyed topic entries the caller read → {flags, parked}: flag 1 = the caller
+#       handles that entry now (it is its key's head), 0 = it was parked behind an earlier one.
+# Ordering covers every keyed entry the group delivered up to `upto` that nobody ordered yet,
+# in id order, whoever read it: two members reading at once cannot invert a key's order.
+ORDER = (
+    _COMMON
+    + """
+local main, heads, keyof, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local group, parked_prefix, upto = ARGV[1], ARGV[2], ARGV[3]
+adopt(main, group, heads, keyof, meta, parked_prefix, upto)
+local flags = {}
+for i = 4, #ARGV, 2 do
+  flags[#flags + 1] = (redis.call('HGET', heads, ARGV[i + 1]) == ARGV[i]) and 1 or 0
 end
-return {items, dead, drained, last(main), last(ready)}
+return {flags, tonumber(redis.call('HGET', meta, 'parked') or '0')}
 """
 )
 

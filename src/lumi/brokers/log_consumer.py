@@ -202,6 +202,11 @@ class LogConsumer(Subscription):
                 except Exception:
                     log.exception("renewing leases on %s for %s failed", self.topic, self.group)
 
+    async def _stop_loop(self) -> None:
+        """Wait for the claiming loop to see ``_closing`` and end."""
+        if self._loop_task is not None:
+            await self._loop_task
+
     async def aclose(self) -> None:
         """Stop claiming, let in-flight handlers finish (up to ``drain_timeout``), then cancel
         the rest and give their events back."""
@@ -209,8 +214,7 @@ class LogConsumer(Subscription):
             return
         self._closing = True
         self._kick.set()
-        if self._loop_task is not None:
-            await self._loop_task
+        await self._stop_loop()
         if self._inflight:
             await asyncio.wait(list(self._inflight.values()), timeout=self.options.drain_timeout)
         unfinished = list(self._inflight.items())

@@ -8,12 +8,15 @@
   when Redis has the entry: as durable as the server is configured to be (``appendonly yes`` with
   ``appendfsync always`` survives a crash of the server; ``everysec`` can lose the last second).
 * **Consumer groups** are Redis consumer groups, one per subscribing service; members are the
-  service's replicas. A member claims with one Lua script (:mod:`._redis_scripts`): ``XAUTOCLAIM``
-  takes over the events of members whose lease (the minimum idle time) ran out — dead or hung
-  replicas, retries that fell due — then ``XREADGROUP`` reads new ones. Per-key order holds across
-  members: while an event with a key is pending, later events with that key are parked in Redis
-  and come back, in order, through the group's ``ready`` stream when it is settled.
-* **Success** is ``XACK``; **failure** sets the entry's idle time so ``XAUTOCLAIM`` hands it out
+  service's replicas. A member blocks in ``XREADGROUP`` on a connection of its own and handles
+  what it returns; keyed entries first go through one Lua script (:mod:`._redis_scripts`) that
+  keeps per-key order across members: while an event with a key is pending, later events with
+  that key are parked in Redis and come back, in order, through the group's ``ready`` stream
+  when it is settled. Once per poll interval a claim script runs ``XAUTOCLAIM``, which takes
+  over the events of members whose lease (the minimum idle time) ran out — dead or hung
+  replicas, retries that fell due.
+* **Success** is ``XACK`` (batched; a script for keyed events, which frees the key);
+  **failure** sets the entry's idle time so ``XAUTOCLAIM`` hands it out
   again after the backoff (at most one lease later: longer backoffs are cut to the lease);
   attempts are the delivery counts. After ``max_attempts`` the event moves to the dead-letter
   stream ``lumi:<topic>.<group>.dlq``, itself a topic.
@@ -45,7 +48,7 @@ import redis.exceptions
 
 from lumi.brokers import _redis_scripts as lua
 from lumi.brokers._redis_batch import Batcher
-from lumi.brokers._redis_group import RedisConsumer, RedisGroup, Watcher, encode_seq
+from lumi.brokers._redis_group import RedisConsumer, RedisGroup, encode_seq
 from lumi.brokers._redis_reader import RedisReader
 from lumi.brokers._urls import duration, expand_env, positive_int, redact, split_options
 from lumi.brokers.base import (
@@ -102,6 +105,7 @@ class Scripts:
         self.settle = client.register_script(lua.SETTLE)
         self.lease = client.register_script(lua.LEASE)
         self.replay = client.register_script(lua.REPLAY)
+        self.order = client.register_script(lua.ORDER)
 
 
 class RedisBroker(Broker):
@@ -146,7 +150,6 @@ class RedisBroker(Broker):
         self._scripts: Scripts | None = None
         self._batcher: Batcher | None = None
         self._subscriptions: dict[str, list[Any]] = {}
-        self._watchers: dict[int, Watcher] = {}
         self._closed = False
 
     def __repr__(self) -> str:
@@ -192,6 +195,12 @@ class RedisBroker(Broker):
         """A second pool for blocking reads, so they never hold up publishes and claims."""
         assert self._blocking is not None
         return self._blocking
+
+    def reader(self) -> aioredis.Redis:
+        """A client of one connection of its own, for one consumer's blocking reads."""
+        return aioredis.Redis.from_url(
+            self.url, single_connection_client=True, **self._client_options
+        )
 
     @property
     def batcher(self) -> Batcher:
@@ -244,9 +253,6 @@ class RedisBroker(Broker):
         self._subscriptions.clear()
         for subscription in subscriptions:
             await subscription.aclose()
-        for watcher in self._watchers.values():
-            await watcher.aclose()
-        self._watchers.clear()
         self._closed = True
         await self._disconnect()
 
@@ -284,13 +290,9 @@ class RedisBroker(Broker):
                 state, handler, topic=topic, group=group, max_attempts=max_attempts,
                 options=self.options,
             )  # fmt: skip
-            watcher = Watcher(self, (state.main, state.ready), subscription.wake)
-            state.watcher = watcher
-            self._watchers[id(subscription)] = watcher
-            watcher.start()
             subscription.start()
         self._subscriptions.setdefault(topic, []).append(subscription)
-        return _Closing(self, Tracked(self._subscriptions, topic, subscription))
+        return Tracked(self._subscriptions, topic, subscription)
 
     async def _ensure_group(self, topic: str, group: str, position: str) -> None:
         """Create the group on the topic (at ``position``) and its ready stream, if missing."""
@@ -378,20 +380,6 @@ class RedisBroker(Broker):
     async def mark(self, scope: str, event_id: str) -> None:
         ttl = max(1, int(self.dedupe_ttl))
         await self.batcher.call("SET", self.keys.dedupe(scope, event_id), b"1", "EX", ttl)
-
-
-class _Closing(Subscription):
-    """Closing a group subscription also stops its watcher."""
-
-    def __init__(self, broker: RedisBroker, inner: Tracked) -> None:
-        self.broker = broker
-        self.inner = inner
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-        watcher = self.broker._watchers.pop(id(self.inner.inner), None)
-        if watcher is not None:
-            await watcher.aclose()
 
 
 def _fields(envelope: Envelope) -> dict[Any, Any]:
