@@ -32,6 +32,7 @@ from lumi.config import AppConfig
 from lumi.model.errors import AppError, ConfigError, DefinitionError
 from lumi.model.graph import start_order
 from lumi.model.interface import ServiceInterface, interface
+from lumi.paths import AppPaths
 from lumi.runtimes.base import Replica, ReplicaSpec, Runtime, StartError
 from lumi.runtimes.discovery import (
     Registry,
@@ -39,6 +40,7 @@ from lumi.runtimes.discovery import (
     ServiceState,
     remove_registry,
     write_interfaces,
+    write_listing,
     write_registry,
 )
 from lumi.security import setup as security
@@ -202,6 +204,9 @@ class Supervisor:
             if interfaces is not None
             else {cls.name: interface(cls) for cls in config.load_services()}
         )
+        # lumi ls reads a running app's listing only if it lists what the config does: the
+        # interfaces given (lumi deploy) or added to the app are not the config's.
+        self._listing = interfaces is None
         self.interpreters: dict[str, str] = {}  # service → the Python its replicas run with
         self.order = start_order(self.interfaces.values())
         check_access(config, self.interfaces)
@@ -264,7 +269,7 @@ class Supervisor:
             self._renewals = asyncio.create_task(self.issuer.run())
         try:
             self._bind_all()
-            write_interfaces(self.config.root, self.interfaces)
+            self.publish(self.interfaces)
             self.save()
             for name in self.order:
                 await asyncio.gather(*(slot.start() for slot in self.slots[name]))
@@ -338,6 +343,8 @@ class Supervisor:
         out again and StartError raised; nothing else is touched."""
         self.interfaces[name] = iface
         self.order = start_order(self.interfaces.values())
+        self._listing = False
+        AppPaths(self.config.root).listing.unlink(missing_ok=True)
         try:
             self._bind_all([name])
             write_interfaces(self.config.root, {name: iface})
@@ -415,6 +422,13 @@ class Supervisor:
         for runtime in self._runtimes.values():
             await runtime.aclose()
         remove_registry(self.config.root, os.getpid())
+
+    def publish(self, changed: Mapping[str, ServiceInterface]) -> None:
+        """Write the ``changed`` interfaces (what lumi call and lumi ls read) and, while it
+        is the config's, the app's listing."""
+        write_interfaces(self.config.root, changed)
+        if self._listing:
+            write_listing(self.config, self.interfaces)
 
     def save(self) -> None:
         registry = Registry(
