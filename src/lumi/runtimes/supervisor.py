@@ -222,8 +222,12 @@ class Supervisor:
         self._stop = asyncio.Event()
         self.running = asyncio.Event()  # set once every service is up
 
+    def runtime_name(self, service: str) -> str:
+        """The name of the runtime ``service``'s replicas run on."""
+        return self.runtime_override or self.config.binding(service).runtime or "process"
+
     def runtime_of(self, service: str) -> Runtime:
-        name = self.runtime_override or self.config.binding(service).runtime or "process"
+        name = self.runtime_name(service)
         found = self._runtimes.get(name)
         if found is None:
             found = self._runtimes[name] = RUNTIMES.load(name)()
