@@ -275,11 +275,7 @@ class Supervisor:
             self._bind_all()
             self.publish(self.interfaces)
             self.save()
-            for name in self.order:
-                await asyncio.gather(*(slot.start() for slot in self.slots[name]))
-                self.save()
-                if self._stop.is_set():
-                    break
+            await self._start_services()
         except StartError as exc:
             self.emit("lumi", f"error: {exc}")
             await self.shutdown()
@@ -294,6 +290,28 @@ class Supervisor:
         await self.shutdown()
         self.emit("lumi", "stopped")
         return 0
+
+    async def _start_services(self) -> None:
+        """Start every service once the services it requires are ready (those that require
+        nothing of each other start together); the first StartError, in start order, once
+        every start under way has ended (none is cancelled halfway, leaving a process)."""
+        tasks: dict[str, asyncio.Task[None]] = {}
+
+        async def start(name: str) -> None:
+            for required in self.interfaces[name].requires:
+                if required in tasks:  # one that failed raises here: this one never starts
+                    await asyncio.shield(tasks[required])
+            if self._stop.is_set():
+                return
+            await asyncio.gather(*(slot.start() for slot in self.slots[name]))
+            self.save()
+
+        for name in self.order:  # a service's requirements come first: their tasks exist
+            tasks[name] = asyncio.create_task(start(name))
+        results = await asyncio.gather(*tasks.values(), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def keep_warm(self, count: int) -> None:
         """Ask every runtime in use to keep ``count`` fast starts ready (hot reload), and wait
