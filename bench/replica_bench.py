@@ -1,5 +1,6 @@
-"""``lumi run examples/shop``: how long until it says "running" (five replicas, four dependency
-levels), what an idle replica costs in memory, and what each large import costs.
+"""``lumi run examples/shop``: how long until it says "running" (five replicas; Catalog and Mailer
+start together, then Inventory, then Orders), what an idle replica costs in memory, and what
+each large import costs.
 
 Each round starts a private copy of the shop (``lumi run``, dashboard on a free port; bytecode
 cached, no coverage), times each replica's first "serving on" line and the "is running" banner
@@ -77,7 +78,9 @@ def one_run(app: Path, env: dict[str, str]) -> dict[str, object]:
     serving: dict[str, float] = {}
     running = None
     deadline = time.monotonic() + 120
+    seen: list[str] = []
     for line in proc.stdout:
+        seen = [*seen[-19:], line]
         now = time.perf_counter() - started
         if " serving on " in line:
             serving.setdefault(line.split("|", 1)[0].strip(), now)
@@ -88,7 +91,7 @@ def one_run(app: Path, env: dict[str, str]) -> dict[str, object]:
             break
     if running is None:
         proc.kill()
-        raise RuntimeError("the shop did not start")
+        raise RuntimeError("the shop did not start:\n" + "".join(seen))
     registry = json.loads((app / ".lumi" / "registry.json").read_text())
     pids = [r["pid"] for s in registry["services"].values() for r in s["replicas"]]
     # idle: every replica ready and none has served a call; give start-up garbage a moment

@@ -2,6 +2,7 @@
 
     .lumi/registry.json      the running app's endpoints and replica states (``lumi run``)
     .lumi/interfaces/*.json  the interfaces of the running app's services
+    .lumi/listing.json       the rest of what ``lumi ls`` prints of it (service order, access)
     .lumi/events.db          the embedded event log
     .lumi/traces.db          the span store behind ``lumi trace``
     .lumi/logs/<service>.log structured logs, one JSON object per line
@@ -40,6 +41,10 @@ class AppPaths:
     @property
     def interfaces(self) -> Path:
         return self.state / "interfaces"
+
+    @property
+    def listing(self) -> Path:
+        return self.state / "listing.json"
 
     @property
     def events(self) -> Path:

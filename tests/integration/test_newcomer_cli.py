@@ -185,6 +185,26 @@ def test_lumi_ls_prints_without_rich(running_shop: RunningShop) -> None:
     assert "rich" not in loaded and "aiohttp" not in loaded
 
 
+def test_lumi_ls_of_the_running_app_imports_neither_it_nor_pydantic(
+    running_shop: RunningShop,
+) -> None:
+    """``lumi ls`` of the running shop is read from what its supervisor wrote (no config
+    loading, no app code, no pydantic), and prints what loading them prints; once the config
+    file changes, it loads them again."""
+    quick, loaded = _loaded(running_shop, "ls", "--app", "examples/shop")
+    assert not loaded & {"pydantic", "asyncio", "shop", "rich", "aiohttp"}, loaded
+    assert "  replica 1 " in quick and "  on Orders.placed -> on_placed" in quick
+    config = running_shop.app / "lumi.toml"
+    was = config.stat()
+    os.utime(config, ns=(was.st_atime_ns, was.st_mtime_ns + 1_000_000_000))
+    try:
+        full, loaded = _loaded(running_shop, "ls", "--app", "examples/shop")
+    finally:
+        os.utime(config, ns=(was.st_atime_ns, was.st_mtime_ns))
+    assert {"pydantic", "shop"} <= loaded
+    assert full == quick
+
+
 def test_replicas_fork_from_the_template(running_shop: RunningShop) -> None:
     """Every replica of ``lumi run`` is a child of the template that imported Lumi once
     (``python -m lumi.runtimes.zygote``), not an interpreter started for it."""

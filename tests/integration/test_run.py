@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -250,3 +251,54 @@ def test_inproc_mode_serves_the_same_app(lumi_run: Start, echo_app: Path) -> Non
     assert registry["mode"] == "inproc" and len(set(run.pids())) == 1
     assert run.post("Front", "relay", {"text": "y"}).json() == "yy"
     assert run.stop(signal.SIGINT) == 0
+
+
+_TOGETHER = '''
+import asyncio
+from pathlib import Path
+
+import lumi
+
+
+class First(lumi.Service):
+    """Ready only once Second has started: Second must not wait for First."""
+
+    async def startup(self) -> None:
+        async with asyncio.timeout(20):
+            while not Path("second-started").exists():
+                await asyncio.sleep(0.02)
+
+    @lumi.api(idempotent=True)
+    async def ping(self) -> str:
+        return "first"
+
+
+class Second(lumi.Service):
+    async def startup(self) -> None:
+        Path("second-started").touch()
+
+    @lumi.api(idempotent=True)
+    async def ping(self) -> str:
+        return "second"
+'''
+
+
+def test_services_that_require_nothing_of_each_other_start_together(
+    lumi_run: Start, tmp_path: Path
+) -> None:
+    """Two services with no capability between them start at once: the first listed waits in
+    its startup for the second to have started, which one start after the other never
+    allows."""
+    app = tmp_path / "together"
+    app.mkdir()
+    (app / "together_app.py").write_text(_TOGETHER)
+    (app / "lumi.toml").write_text(
+        '[app]\nname = "together"\n'
+        'services = ["together_app:First", "together_app:Second"]\n\n'
+        '[defaults]\nevents = "memory"\nstart_timeout = 30\n\n[security]\nmtls = false\n'
+    )
+    run = lumi_run(app, "--no-dashboard")
+    run.wait_ready(timeout=60)
+    result = lumi("call", "First.ping", "--app", str(app))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == "first"

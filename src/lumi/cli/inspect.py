@@ -1,20 +1,22 @@
-"""``lumi ls`` and ``lumi interface``: what an app is made of, read from its config."""
+"""``lumi ls`` and ``lumi interface``: what an app is made of, read from its config (or, for
+``lumi ls`` of a running app, from what its supervisor wrote: ``lumi.cli._quick_ls``)."""
 
 from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from lumi.cli import _quick_ls
+from lumi.cli._quick_ls import Running
 from lumi.cli.output import fail, print_json, say, styled
 
 if TYPE_CHECKING:
     from lumi.config import AppConfig
-    from lumi.model.interface import MethodInfo, ServiceInterface
+    from lumi.model.interface import ServiceInterface
     from lumi.runtimes.discovery import Registry
-    from lumi.security.policy import Policy
 
 AppDir = Annotated[Path, typer.Option("--app", "-a", help="The app folder (holding lumi.toml).")]
 Env = Annotated[str | None, typer.Option("--env", "-e", help="A named environment of the config.")]
@@ -35,14 +37,15 @@ def pick_service(interfaces: dict[str, ServiceInterface], name: str) -> ServiceI
     fail(f"no service {name!r} in this app{hint} (services: {', '.join(interfaces)})")
 
 
-def signature(name: str, method: MethodInfo, iface: ServiceInterface) -> str:
-    props = method.params.get("properties", {})
-    required = set(method.required_params)
+def signature(name: str, method: dict[str, Any]) -> str:
+    """``name(param: type, …) -> type`` of one method of an interface's JSON."""
+    params = method.get("params", {})
+    props, required = params.get("properties", {}), set(params.get("required", []))
     parts = []
-    for param in method.param_names:
+    for param in method.get("param_order") or sorted(props):
         text = f"{param}: {schema_type(props.get(param, {}))}"
         parts.append(text if param in required else f"{text} = …")
-    return f"{name}({', '.join(parts)}) -> {schema_type(method.returns)}"
+    return f"{name}({', '.join(parts)}) -> {schema_type(method.get('returns', {}))}"
 
 
 def schema_type(schema: dict[str, object]) -> str:
@@ -75,19 +78,44 @@ def schema_type(schema: dict[str, object]) -> str:
     return names.get(str(kind), "any")
 
 
-def access_summary(policy: Policy, iface: ServiceInterface) -> str:
-    """One line on who may call a service (``lumi ls``); each method's callers follow it."""
-    access = policy.access
-    if access is None:
-        text = "access: any service of the app (no [access] table)"
-    else:
-        allowed = ", ".join(access.allow) or "no one"
-        text = f"access: default {access.default}; every method: {allowed}"
-    if policy.operator_everywhere:
-        text += "; the operator: every method"
-    if iface.auth:
-        text += "; bearer tokens verified for public methods"
-    return text
+def print_listing(running: Running) -> None:
+    """What ``lumi ls`` prints: each service's interface, its replicas while the app runs and,
+    with mTLS, who may call what."""
+    if not running.mtls:
+        say(
+            styled("mTLS is off", "yellow") + " (security.mtls = false): any local process "
+            "may call any method, and callers are not known"
+        )
+    for iface in running.interfaces:
+        name, doc = iface["name"], iface.get("doc") or ""
+        access = running.access[name]
+        summary = doc.splitlines()[0] if doc else ""
+        say(f"{styled(name, 'bold cyan')} {iface['version']}  {styled(summary, 'dim')}")
+        for replica in running.replicas.get(name, []):
+            runtime, node = replica.get("runtime", "process"), replica.get("node")
+            where = f", {runtime}" if runtime != "process" else ""
+            where += f", {node}" if node else ""
+            facts = (
+                f"{replica.get('state', 'starting')}, pid {replica.get('pid')}, "
+                f"restarts {replica.get('restarts', 0)}{where}"
+            )
+            label = styled(f"replica {replica['index']}", "yellow")
+            say(f"  {label} {' '.join(replica['endpoints'])} {styled(facts, 'dim')}")
+        if running.mtls:
+            say(f"  {styled(access['summary'], 'dim')}")
+        for method_name, method in sorted(iface.get("methods", {}).items()):
+            flag = " " + styled("(idempotent)", "dim") if method.get("idempotent") else ""
+            if running.mtls or method.get("public"):
+                flag += " " + styled(f"[{access['methods'][method_name]}]", "dim")
+            say(f"  {signature(method_name, method)}{flag}")
+        for event_name, event in sorted(iface.get("events", {}).items()):
+            say(
+                f"  {styled('event', 'magenta')} {name}.{event_name}: "
+                f"{schema_type(event.get('payload', {}))}"
+            )
+        for sub in iface.get("subscriptions", []):
+            topic = f"{sub['service']}.{sub['event']}"
+            say(f"  {styled('on', 'green')} {topic} -> {sub['handler']}")
 
 
 def register(app: typer.Typer) -> None:
@@ -111,46 +139,35 @@ def register(app: typer.Typer) -> None:
     @app.command("ls")
     def ls_cmd(app_dir: AppDir = Path("."), env: Env = None) -> None:
         """List the app's services with method signatures, events and, while it runs, endpoints."""
-        from lumi.config import load_config
-        from lumi.model.errors import AppError
-        from lumi.runtimes.discovery import read_registry
-        from lumi.security.policy import policies
+        running = _quick_ls.read(app_dir, env)
+        if running is None:
+            running = _from_config(app_dir, env)
+        print_listing(running)
 
-        config = load_config(app_dir, env)
-        try:
-            running: Registry | None = read_registry(config.root)
-        except AppError:
-            running = None
-        interfaces = load_interfaces(config)
-        access = policies(config, interfaces)
-        if not config.security.mtls:
-            say(
-                styled("mTLS is off", "yellow") + " (security.mtls = false): any local process "
-                "may call any method, and callers are not known"
-            )
-        for name, iface in interfaces.items():
-            summary = iface.doc.splitlines()[0] if iface.doc else ""
-            say(f"{styled(name, 'bold cyan')} {iface.version}  {styled(summary, 'dim')}")
-            state = running.services.get(name) if running else None
-            for replica in state.replicas if state else []:
-                where = f", {replica.runtime}" if replica.runtime != "process" else ""
-                where += f", {replica.node}" if replica.node else ""
-                facts = f"{replica.state}, pid {replica.pid}, restarts {replica.restarts}{where}"
-                say(
-                    f"  {styled(f'replica {replica.index}', 'yellow')} "
-                    f"{' '.join(replica.endpoints)} {styled(facts, 'dim')}"
-                )
-            if config.security.mtls:
-                say(f"  {styled(access_summary(access[name], iface), 'dim')}")
-            for method_name, method in sorted(iface.methods.items()):
-                flag = " " + styled("(idempotent)", "dim") if method.idempotent else ""
-                if config.security.mtls or method.public:
-                    flag += " " + styled(f"[{access[name].describe(method_name)}]", "dim")
-                say(f"  {signature(method_name, method, iface)}{flag}")
-            for event_name, event in sorted(iface.events.items()):
-                say(
-                    f"  {styled('event', 'magenta')} {iface.topic(event_name)}: "
-                    f"{schema_type(event.payload)}"
-                )
-            for sub in iface.subscriptions:
-                say(f"  {styled('on', 'green')} {sub.topic} -> {sub.handler}")
+
+def _from_config(app_dir: Path, env: str | None) -> Running:
+    """The listing from the config and the app's code (and the registry, while it runs)."""
+    from lumi.config import load_config
+    from lumi.model.errors import AppError
+    from lumi.runtimes.discovery import read_registry
+    from lumi.security.policy import policies
+
+    config = load_config(app_dir, env)
+    try:
+        registry: Registry | None = read_registry(config.root)
+    except AppError:
+        registry = None
+    interfaces = load_interfaces(config)
+    access = {
+        name: {
+            "summary": policy.summary(interfaces[name]),
+            "methods": {m: policy.describe(m) for m in interfaces[name].methods},
+        }
+        for name, policy in policies(config, interfaces).items()
+    }
+    replicas = {
+        name: [replica.model_dump(mode="json") for replica in state.replicas]
+        for name, state in (registry.services.items() if registry else ())
+    }
+    iface_json = [iface.to_dict() for iface in interfaces.values()]
+    return Running(config.security.mtls, iface_json, access, replicas)

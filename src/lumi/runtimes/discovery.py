@@ -16,9 +16,11 @@ from typing import Any
 
 import pydantic
 
+from lumi.config import AppConfig
 from lumi.model.errors import AppError
 from lumi.model.interface import ServiceInterface
 from lumi.paths import AppPaths, private_dir
+from lumi.security.policy import Policy
 
 
 class ReplicaState(pydantic.BaseModel):
@@ -55,6 +57,32 @@ def write_interfaces(app_dir: Path, interfaces: Mapping[str, ServiceInterface]) 
     folder = private_dir(AppPaths(app_dir).interfaces)
     for name, iface in interfaces.items():
         _write_atomic(folder / f"{name}.json", iface.to_json())
+
+
+def write_listing(config: AppConfig, interfaces: Mapping[str, ServiceInterface]) -> None:
+    """Save what ``lumi ls`` prints of the running app beyond the registry and the interfaces
+    (the services in the config's order, who may call what), and which config file, as of
+    when, it comes from: ``lumi ls`` reads it instead of importing the app
+    (``lumi.cli._quick_ls``) while that file is unchanged."""
+    file = config.path.resolve()
+    access = {}
+    for name, iface in interfaces.items():
+        policy = Policy(config.name, iface, config.service(name).access,
+                        operator=config.security.operator)  # fmt: skip
+        methods = {method: policy.describe(method) for method in iface.methods}
+        access[name] = {"summary": policy.summary(iface), "methods": methods}
+    listing = {
+        "supervisor_pid": os.getpid(),  # a listing left by an earlier run is not this one's
+        "config": str(file),
+        "config_mtime_ns": file.stat().st_mtime_ns,
+        "env": config.environment,
+        "mtls": config.security.mtls,
+        "services": list(interfaces),
+        "access": access,
+    }
+    path = AppPaths(config.root).listing
+    private_dir(path.parent)
+    _write_atomic(path, json.dumps(listing, indent=2))
 
 
 def read_interface(app_dir: Path, service: str) -> ServiceInterface:

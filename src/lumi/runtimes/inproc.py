@@ -102,16 +102,19 @@ class InprocRuntime(Runtime):
         self._configs: dict[tuple[str, str | None], AppConfig] = {}
         self._configure_process = configure_process
         self._brokers: dict[tuple[str, str], Broker] = {}
+        self._starting = asyncio.Lock()  # replicas of services started together share one
 
     async def _broker(self, config: AppConfig, service: str) -> Broker:
         """One broker per app and events URL, shared by the replicas in this process (so the
         in-process ``memory`` broker carries events between them)."""
         url = config.binding(service).events or "embedded"
         key = (str(config.root), url)
-        broker = self._brokers.get(key)
-        if broker is None:
-            broker = self._brokers[key] = create_broker(url, app_dir=config.root)
-            await broker.start()
+        async with self._starting:  # none is handed out before it has started
+            broker = self._brokers.get(key)
+            if broker is None:
+                broker = create_broker(url, app_dir=config.root)
+                await broker.start()
+                self._brokers[key] = broker
         return broker
 
     async def aclose(self) -> None:

@@ -32,7 +32,6 @@ import aiohttp
 from lumi.model.interface import ServiceInterface
 from lumi.packaging.compat import diff_interfaces
 from lumi.runtimes.base import StartError
-from lumi.runtimes.discovery import write_interfaces
 from lumi.runtimes.supervisor import Supervisor
 from lumi.security.issuer import operator_tls
 
@@ -230,7 +229,7 @@ class Reloader:
         if new is None or old is None:
             return
         self.sup.interfaces[name] = new
-        write_interfaces(self.root, {name: new})
+        self.sup.publish({name: new})
         self.sup.save()
         users = sorted(
             other.name

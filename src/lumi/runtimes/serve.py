@@ -16,7 +16,6 @@ runtime starts replicas with it).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import ctypes
@@ -55,6 +54,8 @@ Report = Callable[[dict[str, Any]], None]
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m lumi.runtimes.serve SERVICE [--app DIR] [--env ENV] [--host H] [--port P]``."""
+    import argparse  # not in a replica forked from the template, which never parses arguments
+
     parser = argparse.ArgumentParser(prog="lumi serve", description=__doc__.split("\n")[0])
     parser.add_argument("service", nargs="?" if SPARE_FD in os.environ else None)
     parser.add_argument("--app", "-a", default=".")

@@ -32,6 +32,7 @@ from lumi.config import AppConfig
 from lumi.model.errors import AppError, ConfigError, DefinitionError
 from lumi.model.graph import start_order
 from lumi.model.interface import ServiceInterface, interface
+from lumi.paths import AppPaths
 from lumi.runtimes.base import Replica, ReplicaSpec, Runtime, StartError
 from lumi.runtimes.discovery import (
     Registry,
@@ -39,6 +40,7 @@ from lumi.runtimes.discovery import (
     ServiceState,
     remove_registry,
     write_interfaces,
+    write_listing,
     write_registry,
 )
 from lumi.security import setup as security
@@ -202,6 +204,9 @@ class Supervisor:
             if interfaces is not None
             else {cls.name: interface(cls) for cls in config.load_services()}
         )
+        # lumi ls reads a running app's listing only if it lists what the config does: the
+        # interfaces given (lumi deploy) or added to the app are not the config's.
+        self._listing = interfaces is None
         self.interpreters: dict[str, str] = {}  # service → the Python its replicas run with
         self.order = start_order(self.interfaces.values())
         check_access(config, self.interfaces)
@@ -217,8 +222,12 @@ class Supervisor:
         self._stop = asyncio.Event()
         self.running = asyncio.Event()  # set once every service is up
 
+    def runtime_name(self, service: str) -> str:
+        """The name of the runtime ``service``'s replicas run on."""
+        return self.runtime_override or self.config.binding(service).runtime or "process"
+
     def runtime_of(self, service: str) -> Runtime:
-        name = self.runtime_override or self.config.binding(service).runtime or "process"
+        name = self.runtime_name(service)
         found = self._runtimes.get(name)
         if found is None:
             found = self._runtimes[name] = RUNTIMES.load(name)()
@@ -264,13 +273,9 @@ class Supervisor:
             self._renewals = asyncio.create_task(self.issuer.run())
         try:
             self._bind_all()
-            write_interfaces(self.config.root, self.interfaces)
+            self.publish(self.interfaces)
             self.save()
-            for name in self.order:
-                await asyncio.gather(*(slot.start() for slot in self.slots[name]))
-                self.save()
-                if self._stop.is_set():
-                    break
+            await self._start_services()
         except StartError as exc:
             self.emit("lumi", f"error: {exc}")
             await self.shutdown()
@@ -285,6 +290,28 @@ class Supervisor:
         await self.shutdown()
         self.emit("lumi", "stopped")
         return 0
+
+    async def _start_services(self) -> None:
+        """Start every service once the services it requires are ready (those that require
+        nothing of each other start together); the first StartError, in start order, once
+        every start under way has ended (none is cancelled halfway, leaving a process)."""
+        tasks: dict[str, asyncio.Task[None]] = {}
+
+        async def start(name: str) -> None:
+            for required in self.interfaces[name].requires:
+                if required in tasks:  # one that failed raises here: this one never starts
+                    await asyncio.shield(tasks[required])
+            if self._stop.is_set():
+                return
+            await asyncio.gather(*(slot.start() for slot in self.slots[name]))
+            self.save()
+
+        for name in self.order:  # a service's requirements come first: their tasks exist
+            tasks[name] = asyncio.create_task(start(name))
+        results = await asyncio.gather(*tasks.values(), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def keep_warm(self, count: int) -> None:
         """Ask every runtime in use to keep ``count`` fast starts ready (hot reload), and wait
@@ -338,6 +365,8 @@ class Supervisor:
         out again and StartError raised; nothing else is touched."""
         self.interfaces[name] = iface
         self.order = start_order(self.interfaces.values())
+        self._listing = False
+        AppPaths(self.config.root).listing.unlink(missing_ok=True)
         try:
             self._bind_all([name])
             write_interfaces(self.config.root, {name: iface})
@@ -415,6 +444,13 @@ class Supervisor:
         for runtime in self._runtimes.values():
             await runtime.aclose()
         remove_registry(self.config.root, os.getpid())
+
+    def publish(self, changed: Mapping[str, ServiceInterface]) -> None:
+        """Write the ``changed`` interfaces (what lumi call and lumi ls read) and, while it
+        is the config's, the app's listing."""
+        write_interfaces(self.config.root, changed)
+        if self._listing:
+            write_listing(self.config, self.interfaces)
 
     def save(self) -> None:
         registry = Registry(

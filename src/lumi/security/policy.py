@@ -116,6 +116,20 @@ class Policy:
             names.append(OPERATOR)
         return ", ".join(names) if names else "no one"
 
+    def summary(self, iface: ServiceInterface) -> str:
+        """Who may call the service, in one line (``lumi ls``, before each method's callers)."""
+        access = self.access
+        if access is None:
+            text = "access: any service of the app (no [access] table)"
+        else:
+            allowed = ", ".join(access.allow) or "no one"
+            text = f"access: default {access.default}; every method: {allowed}"
+        if self.operator_everywhere:
+            text += "; the operator: every method"
+        if iface.auth:
+            text += "; bearer tokens verified for public methods"
+        return text
+
 
 def policies(config: AppConfig, interfaces: Mapping[str, ServiceInterface]) -> dict[str, Policy]:
     """Every service's policy (the configuration checked first, see :func:`check`)."""
