@@ -291,8 +291,10 @@ def test_traces_search_by_correlation_and_waterfall(shop: Shop, page: Any, shots
     page.wait_for_selector(row)
     # The unfiltered list (the new request is on it too) may still be shown: wait for the
     # search to narrow it, then check it kept exactly the one request.
+    # (a function, not an expression string: the page's CSP forbids the eval that a string
+    # expression needs once Playwright polls it)
     page.wait_for_function(
-        "document.querySelectorAll('#trace-list tbody tr').length === 1", timeout=10_000
+        "() => document.querySelectorAll('#trace-list tbody tr').length === 1", timeout=10_000
     )
     assert page.locator("#trace-list tbody tr").count() == 1
     assert page.locator(row).count() == 1
