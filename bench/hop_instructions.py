@@ -23,7 +23,9 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 BODY = b'{"text": "hello world", "n": 42}'
@@ -73,32 +75,51 @@ async def two_hops(calls: int, counted: bool) -> None:
             await servers[name].start()
         host_, port = servers["Front"].endpoint.removeprefix("http://").split(":")
         pool = ConnectionPool(host_, int(port), size=CONCURRENCY)
-        head = b"POST /Front/relay HTTP/1.1\r\nhost: %b\r\ncontent-type: application/json\r\n" % (
-            host_.encode()
-        )
-        head += b"content-length: %d\r\n\r\n" % len(BODY)
+        await drive(pool, host_, calls, instrument if counted else None)
 
-        async def worker(n: int) -> None:
-            for _ in range(n):
-                status, answer = await pool.request(head, BODY)
-                if status != 200:
-                    raise RuntimeError(answer.decode())
 
-        await asyncio.gather(*(worker(200) for _ in range(CONCURRENCY)))  # warm-up
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(10_000, 10, 10)
-        if counted:
-            instrument("on")
-        await asyncio.gather(*(worker(calls // CONCURRENCY) for _ in range(CONCURRENCY)))
-        if counted:
-            instrument("off")
+async def drive(pool: Any, host: str, calls: int, meter: Callable[[str], None] | None) -> None:
+    """``calls`` POSTs of Front.relay through ``pool``, CONCURRENCY in flight, after a warm-up
+    and with the collector set as in a replica; ``meter("on")``/``("off")`` around them."""
+    head = b"POST /Front/relay HTTP/1.1\r\nhost: %b\r\ncontent-type: application/json\r\n" % (
+        host.encode()
+    )
+    head += b"content-length: %d\r\n\r\n" % len(BODY)
+
+    async def worker(n: int) -> None:
+        for _ in range(n):
+            status, answer = await pool.request(head, BODY)
+            if status != 200:
+                raise RuntimeError(answer.decode())
+
+    await asyncio.gather(*(worker(200) for _ in range(CONCURRENCY)))  # warm-up (handshakes)
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+    if meter is not None:
+        meter("on")
+    await asyncio.gather(*(worker(calls // CONCURRENCY) for _ in range(CONCURRENCY)))
+    if meter is not None:
+        meter("off")
 
 
 def instrument(state: str) -> None:
     """Turn callgrind's counting on or off for this process (blocking on purpose: nothing
     else runs meanwhile)."""
     subprocess.run(["callgrind_control", "-i", state, str(os.getpid())], capture_output=True)
+
+
+def callgrind(script: Path, child_args: list[str], src: Path, tmp: Path) -> Path:
+    """Run ``script --child child_args`` under callgrind with ``src`` as Lumi's source, counting
+    only what the child turns on (:func:`instrument`); the path of its output."""
+    out = tmp / "callgrind.out"
+    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(src.resolve())}
+    cmd = [
+        "valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+        sys.executable, str(script), "--child", *child_args,
+    ]  # fmt: skip
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    return out
 
 
 def main() -> None:
@@ -116,16 +137,10 @@ def main() -> None:
         uvloop.run(two_hops(calls, counted=True))
         return
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(args.src.resolve())}
-        cmd = [
-            "valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
-            sys.executable, __file__, "--child", "--calls", str(calls),
-        ]  # fmt: skip
-        subprocess.run(cmd, env=env, check=True, capture_output=True)
+        out = callgrind(Path(__file__), ["--calls", str(calls)], args.src, Path(tmp))
         total = sum(
             int(line.split()[1])
-            for path in Path(tmp).glob("callgrind.out*")
+            for path in out.parent.glob("callgrind.out*")
             for line in path.read_text(errors="replace").splitlines()
             if line.startswith("totals:")
         )

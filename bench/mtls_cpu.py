@@ -16,7 +16,6 @@ Run: ``python bench/mtls_cpu.py [--calls 3200] [--rounds 5]``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import sys
 import tempfile
@@ -24,9 +23,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-BODY = b'{"text": "hello world", "n": 42}'
-CONCURRENCY = 32
+from hop_instructions import CONCURRENCY, HERE, drive
+
 APP = "hop"
 
 
@@ -96,24 +94,7 @@ async def two_hops(calls: int, mtls: bool, meter: Callable[[str], None]) -> None
             ssl=driver.client_context() if mtls else None,
             server_hostname=kit.server_name("Front") if mtls else None,
         )
-        head = b"POST /Front/relay HTTP/1.1\r\nhost: %b\r\ncontent-type: application/json\r\n" % (
-            host_.encode()
-        )
-        head += b"content-length: %d\r\n\r\n" % len(BODY)
-
-        async def worker(n: int) -> None:
-            for _ in range(n):
-                status, answer = await pool.request(head, BODY)
-                if status != 200:
-                    raise RuntimeError(answer.decode())
-
-        await asyncio.gather(*(worker(200) for _ in range(CONCURRENCY)))  # warm-up, handshakes
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(10_000, 10, 10)
-        meter("on")
-        await asyncio.gather(*(worker(calls // CONCURRENCY) for _ in range(CONCURRENCY)))
-        meter("off")
+        await drive(pool, host_, calls, meter)
 
 
 class Meter:

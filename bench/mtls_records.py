@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import os
 import re
 import subprocess
 import sys
@@ -24,7 +23,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
+from hop_instructions import HERE, callgrind, instrument
+
 REQUEST = (
     b"POST /Front/echo HTTP/1.1\r\nhost: front\r\ncontent-type: application/json\r\n"
     b'content-length: 32\r\n\r\n{"text": "hello world", "n": 42}'
@@ -111,11 +111,6 @@ async def trips(count: int) -> None:
         instrument("off")
 
 
-def instrument(state: str) -> None:
-    """Turn callgrind's counting on or off for this process."""
-    subprocess.run(["callgrind_control", "-i", state, str(os.getpid())], capture_output=True)
-
-
 def by_library(out: Path) -> collections.Counter[str]:
     """Instructions (self cost) by shared object, from callgrind_annotate."""
     report = subprocess.run(
@@ -146,13 +141,7 @@ def main() -> None:
         asyncio.run(trips(args.trips))
         return
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(args.src.resolve())}
-        cmd = [
-            "valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
-            sys.executable, __file__, "--child", "--trips", str(args.trips),
-        ]  # fmt: skip
-        subprocess.run(cmd, env=env, check=True, capture_output=True)
+        out = callgrind(Path(__file__), ["--trips", str(args.trips)], args.src, Path(tmp))
         counts = by_library(out)
     total = sum(counts.values())
     print(f"{total / args.trips:,.0f} instructions per TLS round trip, both ends ({args.src})")
