@@ -158,13 +158,7 @@ def _from_config(app_dir: Path, env: str | None) -> Running:
     except AppError:
         registry = None
     interfaces = load_interfaces(config)
-    access = {
-        name: {
-            "summary": policy.summary(interfaces[name]),
-            "methods": {m: policy.describe(m) for m in interfaces[name].methods},
-        }
-        for name, policy in policies(config, interfaces).items()
-    }
+    access = {name: policy.listing() for name, policy in policies(config, interfaces).items()}
     replicas = {
         name: [replica.model_dump(mode="json") for replica in state.replicas]
         for name, state in (registry.services.items() if registry else ())

@@ -65,12 +65,12 @@ def write_listing(config: AppConfig, interfaces: Mapping[str, ServiceInterface])
     when, it comes from: ``lumi ls`` reads it instead of importing the app
     (``lumi.cli._quick_ls``) while that file is unchanged."""
     file = config.path.resolve()
-    access = {}
-    for name, iface in interfaces.items():
-        policy = Policy(config.name, iface, config.service(name).access,
-                        operator=config.security.operator)  # fmt: skip
-        methods = {method: policy.describe(method) for method in iface.methods}
-        access[name] = {"summary": policy.summary(iface), "methods": methods}
+    # (not policies(), which checks the config: a reloaded interface must not stop this)
+    operator = config.security.operator
+    access = {
+        name: Policy(config.name, iface, config.service(name).access, operator=operator).listing()
+        for name, iface in interfaces.items()
+    }
     listing = {
         "supervisor_pid": os.getpid(),  # a listing left by an earlier run is not this one's
         "config": str(file),

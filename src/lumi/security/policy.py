@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from lumi.config import AccessConfig, AppConfig
 from lumi.model.errors import ConfigError
@@ -53,6 +54,7 @@ class Policy:
         self.service = iface.name
         self.access = access
         self.operator_everywhere = operator == "all"
+        self.bearer = iface.auth  # its public methods verify bearer tokens
         self.rules: dict[str, Rule] = {}
         self._allowed: dict[tuple[str, str, str], bool] = {}
         for name, method in iface.methods.items():
@@ -116,7 +118,7 @@ class Policy:
             names.append(OPERATOR)
         return ", ".join(names) if names else "no one"
 
-    def summary(self, iface: ServiceInterface) -> str:
+    def summary(self) -> str:
         """Who may call the service, in one line (``lumi ls``, before each method's callers)."""
         access = self.access
         if access is None:
@@ -126,9 +128,13 @@ class Policy:
             text = f"access: default {access.default}; every method: {allowed}"
         if self.operator_everywhere:
             text += "; the operator: every method"
-        if iface.auth:
+        if self.bearer:
             text += "; bearer tokens verified for public methods"
         return text
+
+    def listing(self) -> dict[str, Any]:
+        """What ``lumi ls`` prints of the policy: the summary and each method's callers."""
+        return {"summary": self.summary(), "methods": {m: self.describe(m) for m in self.rules}}
 
 
 def policies(config: AppConfig, interfaces: Mapping[str, ServiceInterface]) -> dict[str, Policy]:
