@@ -103,7 +103,12 @@ class TestRedisBroker(BrokerContract):
                 pass
 
             subscription = await broker.subscribe(topic, "G", handler)
-            await asyncio.sleep(0.3)  # let it block
+
+            async def blocked() -> bool:  # the member's read is waiting in Redis
+                clients = await broker.client.client_list()
+                return any(c["cmd"] == "xreadgroup" and "b" in c["flags"] for c in clients)
+
+            await wait_until(blocked, timeout=5, message="a read blocked in XREADGROUP")
             started = time.monotonic()
             await asyncio.wait_for(broker.publish(topic, [envelope(topic, 1)]), 0.5)
             await subscription.aclose()
