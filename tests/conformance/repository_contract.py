@@ -67,7 +67,8 @@ class RepositoryContract:
     """What every store must do, seen through :class:`Repository`."""
 
     @pytest.fixture(scope="class")
-    def keys(self, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    @classmethod
+    def keys(cls, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         """Two key pairs: the trusted one and a stranger's."""
         out = {}
         for name in ("trusted", "stranger"):
