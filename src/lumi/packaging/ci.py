@@ -125,7 +125,9 @@ class Pipeline:
             subprocess.run, list(self.test_command), cwd=self.root, capture_output=True,
             text=True, timeout=3600,
         )  # fmt: skip
-        lines = (out.stdout + out.stderr).strip().splitlines() or ["(no output)"]
+        # The summary is the last line of the runner's stdout (pytest's "N passed in …");
+        # stderr only when stdout is empty: a warning printed there would hide it.
+        lines = (out.stdout.strip() or out.stderr.strip()).splitlines() or ["(no output)"]
         if out.returncode != 0:
             raise StageFailed(f"tests failed: {lines[-1].strip('= ')}")
         return lines[-1].strip("= ")
