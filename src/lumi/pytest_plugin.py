@@ -63,6 +63,21 @@ def _framework_chosen(collector: pytest.Collector, obj: object) -> bool:
     return any(_marked(holder) for holder in holders)
 
 
+_LOOP_SCOPE = "asyncio_default_fixture_loop_scope"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Give pytest-asyncio its fixture loop scope ("function", its default) when the project
+    sets none, before it reads the setting: unset, it warns in every session (an error under
+    ``-W error`` since pytest 9.2), though a README-style test suite needs nothing else."""
+    if not _asyncio_plugin(config) or not config.getini("lumi_asyncio"):
+        return
+    cache = getattr(config, "_inicache", None)  # pytest has no public way to default another
+    if isinstance(cache, dict) and not config.getini(_LOOP_SCOPE):  # plugin's setting
+        cache[_LOOP_SCOPE] = "function"
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
     """Mark an unmarked ``async def`` test for pytest-asyncio before its item is built."""
