@@ -302,3 +302,59 @@ def test_services_that_require_nothing_of_each_other_start_together(
     result = lumi("call", "First.ping", "--app", str(app))
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == "first"
+
+
+_EARLY = '''
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import lumi
+
+# In a replica of Front (lumi serve's spec names its service), before it waits for Back.
+if json.loads(os.environ.get("LUMI_REPLICA_SPEC", "{}")).get("service") == "Front":
+    Path("front-launched").touch()
+
+
+class Back(lumi.Service):
+    """Ready only once a replica of Front, which requires it, has started."""
+
+    async def startup(self) -> None:
+        async with asyncio.timeout(20):
+            while not Path("front-launched").exists():
+                await asyncio.sleep(0.02)
+
+    @lumi.api(idempotent=True)
+    async def ping(self) -> str:
+        return "back"
+
+
+class Front(lumi.Service):
+    back: Back
+
+    @lumi.api(idempotent=True)
+    async def ping(self) -> str:
+        return "front " + await self.back.ping()
+'''
+
+
+def test_a_dependant_starts_beside_what_it_requires_and_serves_after_it(
+    lumi_run: Start, tmp_path: Path
+) -> None:
+    """Front's replica is started while Back, which it requires, is still starting (Back waits
+    in its startup for Front's process to exist, which starting Front after Back never allows),
+    and the run is "running" with Front calling Back."""
+    app = tmp_path / "early"
+    app.mkdir()
+    (app / "early_app.py").write_text(_EARLY)
+    (app / "lumi.toml").write_text(
+        '[app]\nname = "early"\n'
+        'services = ["early_app:Front", "early_app:Back"]\n\n'
+        '[defaults]\nevents = "memory"\nstart_timeout = 30\n\n[security]\nmtls = false\n'
+    )
+    run = lumi_run(app, "--no-dashboard")
+    run.wait_ready(timeout=60)
+    result = lumi("call", "Front.ping", "--app", str(app))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == "front back"

@@ -4,8 +4,9 @@
   supervisor and kept, so all endpoints are known before anything starts and a restarted
   replica serves on the same ports.
 * Each service runs on its configured runtime (:mod:`lumi.runtimes.base`; local processes by
-  default). Services start in capability order; a service's replicas must report ready before
-  its dependants start. One that cannot start stops the run with one line naming it and why.
+  default). Every replica starts at once (each waits for its capabilities before it serves);
+  a service counts as started once its replicas are ready and the services it requires have
+  started. One that cannot start stops the run with one line naming it and why.
 * A replica that dies is restarted with exponential backoff; the restart is logged with its
   exit status.
 * SIGINT/SIGTERM: services stop in reverse dependency order; each replica drains in-flight
@@ -86,21 +87,30 @@ class _Slot:
 
     async def start(self) -> None:
         """Start a replica and wait until it is ready; StartError otherwise."""
-        config = self.sup.config
+        await self.adopt(await self.launch())
+
+    async def launch(self) -> Replica:
+        """Start a replica (not yet waiting for it to be ready); StartError otherwise."""
         spec = self.sup.replica_spec(self.service, self.index, node=self.node, tls_dir=self.tls_dir)
         self.state.state = "starting"
-        replica: Replica | None = None
         try:
             replica = await self.runtime.start(
                 spec, self.sockets, lambda line: self.sup.emit(self.name, line)
             )
-            self.state.pid = replica.pid
-            await replica.ready(config.defaults.start_timeout)
+        except (StartError, AppError, ConfigError, DefinitionError, OSError) as exc:
+            raise StartError(f"{self.service} could not start: {exc}") from None
+        self.state.pid = replica.pid
+        return replica
+
+    async def adopt(self, replica: Replica) -> None:
+        """Wait until a launched ``replica`` is ready and make it this slot's; StartError (and
+        the replica killed) otherwise."""
+        try:
+            await replica.ready(self.sup.config.defaults.start_timeout)
         except StartError as exc:
             raise StartError(f"{self.service} could not start: {exc}") from None
         except (AppError, ConfigError, DefinitionError, OSError) as exc:
-            if replica is not None:
-                await replica.kill()
+            await replica.kill()
             raise StartError(f"{self.service} could not start: {exc}") from None
         self.replica = replica
         self.state.state = "ready"
@@ -165,6 +175,10 @@ class _Slot:
                     self.sockets[name] = transports.get(name).bind(host, port)
                 except OSError as exc:
                     raise StartError(f"cannot listen on {host}:{port} again: {exc}") from None
+
+
+class _Dropped(Exception):
+    """A service's start was abandoned because the run is stopping."""
 
 
 def _describe(code: int) -> str:
@@ -292,25 +306,43 @@ class Supervisor:
         return 0
 
     async def _start_services(self) -> None:
-        """Start every service once the services it requires are ready (those that require
-        nothing of each other start together); the first StartError, in start order, once
-        every start under way has ended (none is cancelled halfway, leaving a process)."""
+        """Start every replica at once, and take each service's replicas as ready once the
+        services it requires are (a replica waits for its capabilities itself, so it does its
+        start-up — imports, config, the app's classes — while they do theirs). The first
+        StartError, in start order, once every start under way has ended; a service whose
+        requirement failed has its replicas killed (none is left behind, and none is reported
+        ready before what it requires)."""
         tasks: dict[str, asyncio.Task[None]] = {}
 
         async def start(name: str) -> None:
-            for required in self.interfaces[name].requires:
-                if required in tasks:  # one that failed raises here: this one never starts
-                    await asyncio.shield(tasks[required])
-            if self._stop.is_set():
-                return
-            await asyncio.gather(*(slot.start() for slot in self.slots[name]))
+            slots = self.slots[name]
+            launched = await asyncio.gather(*(s.launch() for s in slots), return_exceptions=True)
+            try:
+                for result in launched:
+                    if isinstance(result, BaseException):
+                        raise result
+                for required in self.interfaces[name].requires:
+                    if required in tasks:  # one that failed raises here: this one is dropped
+                        await asyncio.shield(tasks[required])
+                if self._stop.is_set():
+                    raise _Dropped
+                replicas = [r for r in launched if isinstance(r, Replica)]
+                await asyncio.gather(*(s.adopt(r) for s, r in zip(slots, replicas, strict=True)))
+            except BaseException:
+                # the replicas no slot took (adopt kills the ones it refuses)
+                taken = {id(s.replica) for s in slots}
+                await asyncio.gather(
+                    *(r.kill() for r in launched if isinstance(r, Replica) and id(r) not in taken),
+                    return_exceptions=True,
+                )
+                raise
             self.save()
 
         for name in self.order:  # a service's requirements come first: their tasks exist
             tasks[name] = asyncio.create_task(start(name))
         results = await asyncio.gather(*tasks.values(), return_exceptions=True)
         for result in results:
-            if isinstance(result, BaseException):
+            if isinstance(result, BaseException) and not isinstance(result, _Dropped):
                 raise result
 
     async def keep_warm(self, count: int) -> None:
