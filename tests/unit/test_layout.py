@@ -80,3 +80,17 @@ def test_plugin_backends_come_from_entry_points() -> None:
     assert "jsonl" in TRANSPORTS.names() and "jsonl" not in TRANSPORTS.builtins
     assert "toy" in BROKERS.names() and "thread" in RUNTIMES.names()
     assert TRANSPORTS.load("jsonl").__module__ == "lumi_toy_plugins.jsonl_transport"
+
+
+def test_an_idle_replica_does_not_load_prometheus_client() -> None:
+    """The replica template's imports leave prometheus-client out (~2 MiB of every idle
+    replica); the first scrape of /metrics loads it and renders what was recorded."""
+    code = (
+        "import sys, lumi.runtimes.zygote, lumi.runtimes.replica\n"
+        "from lumi.runtime_services.observability.metrics import Metrics\n"
+        "m = Metrics(); m.request('A', 'b', 'OK', 0.01)\n"
+        "print('prometheus_client' in sys.modules)\n"
+        'print(b\'lumi_requests_total{code="OK",method="b",service="A"} 1.0\' in m.render())\n'
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.split() == ["False", "True"], result.stderr

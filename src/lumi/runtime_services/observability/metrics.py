@@ -22,7 +22,8 @@ keeps at most :data:`MAX_SERIES` label sets — any more are counted together un
 
 Recording happens on every call, so it is plain arithmetic on per-label-set slots held in
 dicts (the middleware runs on the event loop, so no lock is needed); prometheus-client only
-builds the families when ``/metrics`` is scraped, through a custom collector. Each app or
+builds the families when ``/metrics`` is scraped, through a custom collector, and is imported
+only then (an idle replica does not carry its ~2 MiB). Each app or
 process has its own registry, so two apps in one test process never mix counts.
 """
 
@@ -30,16 +31,11 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.registry import Collector
+if TYPE_CHECKING:  # imported on the first scrape: an idle replica never loads it (~2 MiB)
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import Metric
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -83,12 +79,24 @@ class Metrics:
     """The metrics of one process (or one in-process app)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
+        self._registry = registry
+        if registry is not None:
+            registry.register(_Collector(self))
         self.requests: dict[Labels, _Series] = {}
         self.client_requests: dict[Labels, _Series] = {}
         self.counters: dict[str, dict[Labels, float]] = {name: {} for name in _COUNTERS}
         self.circuits: dict[Labels, int] = {}
-        self.registry.register(_Collector(self))
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The prometheus-client registry these metrics are collected into (made on first
+        use)."""
+        if self._registry is None:
+            from prometheus_client import CollectorRegistry
+
+            self._registry = CollectorRegistry()
+            self._registry.register(_Collector(self))
+        return self._registry
 
     def request(self, service: str, method: str, code: str, seconds: float) -> None:
         key = (service, method, code)
@@ -141,20 +149,27 @@ class Metrics:
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
+        from prometheus_client.exposition import generate_latest
+
         return generate_latest(self.registry)
 
     async def route(self) -> tuple[int, str, bytes]:
         """A ``GET /metrics`` handler for the HTTP server: ``(status, content type, body)``."""
+        from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
         return 200, CONTENT_TYPE_LATEST, self.render()
 
 
-class _Collector(Collector):
-    """Builds the metric families from a :class:`Metrics` when scraped."""
+class _Collector:
+    """Builds the metric families from a :class:`Metrics` when scraped (a prometheus-client
+    collector: ``collect`` is all a registry asks of one)."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         m = self.metrics
         yield from _histogram(
             "lumi_requests",
@@ -202,6 +217,8 @@ def _histogram(
     label_names: list[str],
     data: dict[Labels, _Series],
 ) -> Iterator[Metric]:
+    from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
     counter = CounterMetricFamily(counter_name, doc, labels=label_names)
     histogram = HistogramMetricFamily(histogram_name, f"Latency: {doc}", labels=label_names)
     for labels, series in list(data.items()):
