@@ -82,9 +82,9 @@ def test_plugin_backends_come_from_entry_points() -> None:
     assert TRANSPORTS.load("jsonl").__module__ == "lumi_toy_plugins.jsonl_transport"
 
 
-def test_an_idle_replica_does_not_load_prometheus_client() -> None:
-    """The replica template's imports leave prometheus-client out (~2 MiB of every idle
-    replica); the first scrape of /metrics loads it and renders what was recorded."""
+def test_lumi_serve_loads_prometheus_client_only_when_scraped() -> None:
+    """A replica's imports leave prometheus-client out (~2 MiB of a replica nothing scrapes);
+    the first render loads it and has what was recorded."""
     code = (
         "import sys, lumi.runtimes.zygote, lumi.runtimes.replica\n"
         "from lumi.runtime_services.observability.metrics import Metrics\n"
