@@ -1,6 +1,6 @@
-"""``lumi run examples/shop``: how long until it says "running" (five replicas; Catalog and Mailer
-start together, then Inventory, then Orders), what an idle replica costs in memory, and what
-each large import costs.
+"""``lumi run examples/shop``: how long until it says "running" (five replicas, started at
+once; Catalog and Mailer serve first, then Inventory, then Orders), what an idle replica costs
+in memory, and what each large import costs.
 
 Each round starts a private copy of the shop (``lumi run``, dashboard on a free port; bytecode
 cached, no coverage), times each replica's first "serving on" line and the "is running" banner
