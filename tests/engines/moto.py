@@ -1,13 +1,16 @@
 """A real ``moto_server`` (PyPI ``moto[server]``) on a free loopback port: SNS and SQS for tests.
 
+It is started through :mod:`tests.engines.moto_main`, which makes SQS receives atomic as on real
+SQS (plain moto can give one in-flight message to two concurrent receivers).
+
 ``moto_server`` is one server for the whole session. It keeps everything in memory and slows
 down past a few hundred messages in one queue, so tests use fresh topics and small volumes.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -26,11 +29,11 @@ AWS_ENV = {
 }
 
 
-def _moto_server() -> str:
-    found = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
-    if not os.path.exists(found):
+def _moto_server() -> list[str]:
+    if importlib.util.find_spec("moto") is None or importlib.util.find_spec("werkzeug") is None:
         raise RuntimeError("moto_server is not installed: pip install 'lumi-runtime[test]'")
-    return found
+    # -P: the script's folder must not come first on sys.path (its moto.py would shadow moto)
+    return [sys.executable, "-P", str(Path(__file__).with_name("moto_main.py"))]
 
 
 class MotoServer:
@@ -50,7 +53,7 @@ class MotoServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [_moto_server(), "-H", "127.0.0.1", "-p", str(self.port)],
+            [*_moto_server(), "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env={**os.environ, **AWS_ENV},
