@@ -283,20 +283,26 @@ class Second(lumi.Service):
 '''
 
 
+def _start_order_app(tmp_path: Path, name: str, source: str, *services: str) -> Path:
+    """An app of ``services`` (classes of ``source``) for the start-order tests."""
+    app = tmp_path / name
+    app.mkdir()
+    (app / f"{name}_app.py").write_text(source)
+    listed = ", ".join(f'"{name}_app:{service}"' for service in services)
+    (app / "lumi.toml").write_text(
+        f'[app]\nname = "{name}"\nservices = [{listed}]\n\n'
+        '[defaults]\nevents = "memory"\nstart_timeout = 30\n\n[security]\nmtls = false\n'
+    )
+    return app
+
+
 def test_services_that_require_nothing_of_each_other_start_together(
     lumi_run: Start, tmp_path: Path
 ) -> None:
     """Two services with no capability between them start at once: the first listed waits in
     its startup for the second to have started, which one start after the other never
     allows."""
-    app = tmp_path / "together"
-    app.mkdir()
-    (app / "together_app.py").write_text(_TOGETHER)
-    (app / "lumi.toml").write_text(
-        '[app]\nname = "together"\n'
-        'services = ["together_app:First", "together_app:Second"]\n\n'
-        '[defaults]\nevents = "memory"\nstart_timeout = 30\n\n[security]\nmtls = false\n'
-    )
+    app = _start_order_app(tmp_path, "together", _TOGETHER, "First", "Second")
     run = lumi_run(app, "--no-dashboard")
     run.wait_ready(timeout=60)
     result = lumi("call", "First.ping", "--app", str(app))
@@ -345,14 +351,7 @@ def test_a_dependant_starts_beside_what_it_requires_and_serves_after_it(
     """Front's replica is started while Back, which it requires, is still starting (Back waits
     in its startup for Front's process to exist, which starting Front after Back never allows),
     and the run is "running" with Front calling Back."""
-    app = tmp_path / "early"
-    app.mkdir()
-    (app / "early_app.py").write_text(_EARLY)
-    (app / "lumi.toml").write_text(
-        '[app]\nname = "early"\n'
-        'services = ["early_app:Front", "early_app:Back"]\n\n'
-        '[defaults]\nevents = "memory"\nstart_timeout = 30\n\n[security]\nmtls = false\n'
-    )
+    app = _start_order_app(tmp_path, "early", _EARLY, "Front", "Back")
     run = lumi_run(app, "--no-dashboard")
     run.wait_ready(timeout=60)
     result = lumi("call", "Front.ping", "--app", str(app))
