@@ -82,15 +82,17 @@ def test_plugin_backends_come_from_entry_points() -> None:
     assert TRANSPORTS.load("jsonl").__module__ == "lumi_toy_plugins.jsonl_transport"
 
 
-def test_lumi_serve_loads_prometheus_client_only_when_scraped() -> None:
-    """A replica's imports leave prometheus-client out (~2 MiB of a replica nothing scrapes);
-    the first render loads it and has what was recorded."""
+def test_a_replica_never_loads_prometheus_client() -> None:
+    """Neither a replica's imports (the template's preloads included) nor a scrape of its
+    /metrics load prometheus-client (~2 MiB of every replica's RSS): Lumi writes the text
+    format itself."""
     code = (
-        "import sys, lumi.runtimes.zygote, lumi.runtimes.replica\n"
+        "import importlib, sys, lumi.runtimes.zygote as z, lumi.runtimes.replica\n"
+        "[importlib.import_module(m) for m in z._PRELOAD]\n"
         "from lumi.runtime_services.observability.metrics import Metrics\n"
         "m = Metrics(); m.request('A', 'b', 'OK', 0.01)\n"
-        "print('prometheus_client' in sys.modules)\n"
         'print(b\'lumi_requests_total{code="OK",method="b",service="A"} 1.0\' in m.render())\n'
+        "print('prometheus_client' in sys.modules)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.stdout.split() == ["False", "True"], result.stderr
+    assert result.stdout.split() == ["True", "False"], result.stderr

@@ -48,9 +48,6 @@ _PRELOAD = (
     "lumi.runtime_services.observability.spanstore",
     "lumi.model.declare",
     "pydantic.type_adapter",
-    # lumi run's dashboard scrapes every replica's /metrics, which loads prometheus-client
-    # (~2 MiB): loaded here, its pages are shared instead of each replica's own.
-    "prometheus_client.exposition",
 )
 _PRELOAD_IF_INSTALLED = ("uvloop",)  # the event loop serve.run_loop prefers (Linux, macOS)
 

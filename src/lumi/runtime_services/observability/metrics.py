@@ -21,21 +21,19 @@ keeps at most :data:`MAX_SERIES` label sets — any more are counted together un
 — so nothing a caller sends can make ``/metrics`` grow without bound.
 
 Recording happens on every call, so it is plain arithmetic on per-label-set slots held in
-dicts (the middleware runs on the event loop, so no lock is needed); prometheus-client only
-builds the families when ``/metrics`` is scraped, through a custom collector, and is imported
-only then (an idle replica does not carry its ~2 MiB). Each app or
-process has its own registry, so two apps in one test process never mix counts.
+dicts (the middleware runs on the event loop, so no lock is needed). The text exposition is
+written here rather than by prometheus-client: importing that costs every replica ~2 MiB of
+RSS and ~40 modules (``bench/replica_bench.py``), for a format of a few lines;
+``tests/unit/test_metrics.py`` checks that the bytes are prometheus-client's, and the
+dashboard reads them with its parser. Each app or process has its own :class:`Metrics`, so
+two apps in one test process never mix counts.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # imported on the first scrape: an idle replica never loads it (~2 MiB)
-    from prometheus_client import CollectorRegistry
-    from prometheus_client.core import Metric
+import math
+from collections.abc import Iterable
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -78,25 +76,11 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
 class Metrics:
     """The metrics of one process (or one in-process app)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self._registry = registry
-        if registry is not None:
-            registry.register(_Collector(self))
+    def __init__(self) -> None:
         self.requests: dict[Labels, _Series] = {}
         self.client_requests: dict[Labels, _Series] = {}
         self.counters: dict[str, dict[Labels, float]] = {name: {} for name in _COUNTERS}
         self.circuits: dict[Labels, int] = {}
-
-    @property
-    def registry(self) -> CollectorRegistry:
-        """The prometheus-client registry these metrics are collected into (made on first
-        use)."""
-        if self._registry is None:
-            from prometheus_client import CollectorRegistry
-
-            self._registry = CollectorRegistry()
-            self._registry.register(_Collector(self))
-        return self._registry
 
     def request(self, service: str, method: str, code: str, seconds: float) -> None:
         key = (service, method, code)
@@ -144,60 +128,71 @@ class Metrics:
 
     def value(self, name: str, **labels: str) -> float:
         """One sample's current value (0.0 when absent) — for tests and tools."""
-        found = self.registry.get_sample_value(name, labels)
-        return 0.0 if found is None else float(found)
+        wanted = dict(labels)
+        for sample, sample_labels, found in self.samples():
+            if sample == name and dict(sample_labels) == wanted:
+                return found
+        return 0.0
+
+    def samples(self) -> Iterable[Sample]:
+        """Every sample as ``(name, labels, value)``, in exposition order."""
+        for family in self._families():
+            yield from family[3]
 
     def render(self) -> bytes:
-        """The Prometheus text exposition of every metric."""
-        from prometheus_client.exposition import generate_latest
-
-        return generate_latest(self.registry)
+        """The Prometheus text exposition (format 0.0.4) of every metric."""
+        out: list[str] = []
+        for name, kind, doc, samples in self._families():
+            out.append(f"# HELP {name} {_escape_help(doc)}\n# TYPE {name} {kind}\n")
+            for sample, labels, value in samples:
+                if labels:
+                    text = ",".join(f'{k}="{_escape_label(v)}"' for k, v in sorted(labels))
+                    out.append(f"{sample}{{{text}}} {_go_float(value)}\n")
+                else:
+                    out.append(f"{sample} {_go_float(value)}\n")
+        return "".join(out).encode()
 
     async def route(self) -> tuple[int, str, bytes]:
         """A ``GET /metrics`` handler for the HTTP server: ``(status, content type, body)``."""
-        from prometheus_client.exposition import CONTENT_TYPE_LATEST
+        return 200, CONTENT_TYPE, self.render()
 
-        return 200, CONTENT_TYPE_LATEST, self.render()
-
-
-class _Collector:
-    """Builds the metric families from a :class:`Metrics` when scraped (a prometheus-client
-    collector: ``collect`` is all a registry asks of one)."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-
-    def collect(self) -> Iterator[Metric]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
-        m = self.metrics
+    def _families(self) -> Iterable[_Family]:
         yield from _histogram(
             "lumi_requests",
             "lumi_request_duration_seconds",
             "Calls handled",
-            ["service", "method", "code"],
-            m.requests,
+            ("service", "method", "code"),
+            self.requests,
         )
         yield from _histogram(
             "lumi_client_requests",
             "lumi_client_request_duration_seconds",
             "Outbound calls (retries included in the latency)",
-            ["caller", "service", "method", "code"],
-            m.client_requests,
+            ("caller", "service", "method", "code"),
+            self.client_requests,
         )
         for name, (doc, label_names) in _COUNTERS.items():
-            family = CounterMetricFamily(name, doc, labels=list(label_names))
-            for labels, value in list(m.counters[name].items()):
-                family.add_metric(list(labels), value)
-            yield family
-        gauge = GaugeMetricFamily(
+            samples = [
+                (f"{name}_total", tuple(zip(label_names, labels, strict=True)), value)
+                for labels, value in list(self.counters[name].items())
+            ]
+            yield f"{name}_total", "counter", doc, samples
+        circuit = ("endpoint", "service", "method")
+        yield (
             "lumi_circuit_state",
+            "gauge",
             "Circuit breaker state: 0 closed, 1 half-open, 2 open",
-            labels=["endpoint", "service", "method"],
+            [
+                ("lumi_circuit_state", tuple(zip(circuit, labels, strict=True)), float(state))
+                for labels, state in list(self.circuits.items())
+            ],
         )
-        for labels, state in list(m.circuits.items()):
-            gauge.add_metric(list(labels), state)
-        yield gauge
+
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+Sample = tuple[str, tuple[tuple[str, str], ...], float]
+_Family = tuple[str, str, str, list[Sample]]  # exposed name, type, help, samples
+_LE = (*(repr(bound) for bound in BUCKETS), "+Inf")
 
 
 def _new_series(data: dict[Labels, _Series], key: Labels) -> _Series:
@@ -214,20 +209,42 @@ def _histogram(
     counter_name: str,
     histogram_name: str,
     doc: str,
-    label_names: list[str],
+    label_names: tuple[str, ...],
     data: dict[Labels, _Series],
-) -> Iterator[Metric]:
-    from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
-
-    counter = CounterMetricFamily(counter_name, doc, labels=label_names)
-    histogram = HistogramMetricFamily(histogram_name, f"Latency: {doc}", labels=label_names)
+) -> Iterable[_Family]:
+    """A counter of the calls and a histogram of their latency, from the same series."""
+    counts: list[Sample] = []
+    latency: list[Sample] = []
     for labels, series in list(data.items()):
-        counter.add_metric(list(labels), series.count)
+        named = tuple(zip(label_names, labels, strict=True))
+        counts.append((f"{counter_name}_total", named, float(series.count)))
         cumulative = 0
-        buckets: list[tuple[str, float]] = []
-        for bound, count in zip((*BUCKETS, float("inf")), series.buckets, strict=True):
+        for le, count in zip(_LE, series.buckets, strict=True):
             cumulative += count
-            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
-        histogram.add_metric(list(labels), buckets, series.sum)
-    yield counter
-    yield histogram
+            latency.append((f"{histogram_name}_bucket", (*named, ("le", le)), float(cumulative)))
+        latency.append((f"{histogram_name}_count", named, float(cumulative)))
+        latency.append((f"{histogram_name}_sum", named, series.sum))
+    yield f"{counter_name}_total", "counter", doc, counts
+    yield histogram_name, "histogram", f"Latency: {doc}", latency
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _go_float(value: float) -> str:
+    """A sample value as Prometheus's Go code writes it (and prometheus-client copies)."""
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if math.isnan(value):
+        return "NaN"
+    text = repr(value)
+    dot = text.find(".")
+    if value > 0 and dot > 6:  # Go switches to an exponent sooner than Python does
+        mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.")
+        return f"{mantissa}e+{dot - 1:02d}"
+    return text
