@@ -201,3 +201,48 @@ def test_new_traces_are_capped_per_second() -> None:
     now[0] += 10.0  # the bucket holds at most a second's worth
     assert [tracing.sample_new() for _ in range(6)].count(True) == 5
     assert Tracing(sample_ratio=1.0).sample_new() is True  # no limit by default
+
+
+_USER_SPAN = """
+import sys
+from pathlib import Path
+from opentelemetry import context, trace
+from lumi.runtime_services.observability.spanstore import read_trace
+from lumi.runtime_services.observability.tracing import setup_tracing
+
+store = Path(sys.argv[1])
+tracing = setup_tracing(service="Probe", store=store, batch=False, set_global=True)
+print("sdk before", any(m.startswith("opentelemetry.sdk") for m in sys.modules))
+call = tracing.start("Probe/here", trace.SpanKind.SERVER, None, {})
+token = context.attach(call.otel_context())
+with trace.get_tracer("user-code").start_as_current_span("user work"):
+    pass
+context.detach(token)
+tracing.end(call, "OK")
+trace.get_tracer_provider().force_flush()
+spans = {s.name: s for s in read_trace(store, f"{call.trace_id:032x}")}
+print("sdk after", any(m.startswith("opentelemetry.sdk") for m in sys.modules))
+print("nested", spans["user work"].parent_id == spans["Probe/here"].span_id)
+print("service", spans["user work"].service)
+"""
+
+
+def test_user_spans_nest_under_lumis_and_the_sdk_loads_only_for_them(tmp_path: Path) -> None:
+    """The global provider Lumi installs exports the spans user code makes with the
+    OpenTelemetry API to the same store, nested under the call's span; until user code asks it
+    for a tracer, the process has not loaded the OpenTelemetry SDK (~1 MiB of every replica)."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", _USER_SPAN, str(tmp_path / "traces.db")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout.splitlines() == [
+        "sdk before False",
+        "sdk after True",
+        "nested True",
+        "service Probe",
+    ], result.stderr

@@ -14,11 +14,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from typing import TYPE_CHECKING, Any
 
 from lumi.paths import private_file
 from lumi.runtime_services.observability.spanquery import (
@@ -28,6 +24,10 @@ from lumi.runtime_services.observability.spanquery import (
     recent_traces,
 )
 from lumi.runtime_services.observability.tracing import Span
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.sdk.trace.export import SpanExportResult
 
 __all__ = [
     "SqliteSpanExporter",
@@ -66,8 +66,11 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-class SqliteSpanExporter(SpanExporter):
-    """An OpenTelemetry exporter that appends finished spans to the local store."""
+class SqliteSpanExporter:
+    """Appends finished spans to the local store: Lumi's own spans (:meth:`export_lite`) and,
+    as an OpenTelemetry span exporter, SDK spans (:meth:`export`). It does not subclass the
+    SDK's ``SpanExporter`` so that a replica need not load the SDK (duck typing is all the SDK's
+    processors ask of an exporter)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -75,14 +78,16 @@ class SqliteSpanExporter(SpanExporter):
         self._conn: sqlite3.Connection | None = None
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return self._write([_row(span) for span in spans])
+        from opentelemetry.sdk.trace.export import SpanExportResult
 
-    def export_lite(self, spans: Sequence[Span], resource: Resource) -> None:
+        ok = self._write([_row(span) for span in spans])
+        return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
+
+    def export_lite(self, spans: Sequence[Span], service: str) -> None:
         """Write Lumi's own spans directly (no OpenTelemetry objects on the way)."""
-        default = resource.attributes.get("service.name")
-        self._write([_lite_row(span, default) for span in spans])
+        self._write([_lite_row(span, service) for span in spans])
 
-    def _write(self, rows: list[tuple[Any, ...]]) -> SpanExportResult:
+    def _write(self, rows: list[tuple[Any, ...]]) -> bool:
         try:
             with self._lock:
                 if self._conn is None:
@@ -92,8 +97,8 @@ class SqliteSpanExporter(SpanExporter):
                         "INSERT OR REPLACE INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows
                     )
         except sqlite3.Error:
-            return SpanExportResult.FAILURE
-        return SpanExportResult.SUCCESS
+            return False
+        return True
 
     def shutdown(self) -> None:
         with self._lock:

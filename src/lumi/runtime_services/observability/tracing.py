@@ -13,6 +13,10 @@ hands them in batches to the exporters: the local SQLite store
 any OpenTelemetry ``SpanExporter`` (spans become SDK ``ReadableSpan`` objects there, off the
 hot path). Inside a sampled handler the OpenTelemetry context names the current span, so spans a
 user makes with the OpenTelemetry API nest under it.
+
+Only the OpenTelemetry API is imported up front: the SDK (~25 modules, ~1 MiB of every replica,
+``bench/replica_bench.py``) is loaded when something needs it — an OpenTelemetry exporter, or
+the first tracer user code asks the global provider for.
 """
 
 from __future__ import annotations
@@ -24,22 +28,30 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
-from opentelemetry.trace.status import Status, StatusCode
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import ReadableSpan
 
 log = logging.getLogger("lumi.tracing")
 
+
+class Exporter(Protocol):
+    """What Lumi asks of a span exporter: an OpenTelemetry SDK ``SpanExporter`` is one. One that
+    also has ``export_lite(spans, service)`` is handed Lumi's own :class:`Span` objects."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> Any: ...
+
+    def shutdown(self) -> None: ...
+
+
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-_SCOPE = InstrumentationScope("lumi")
 _getrandbits = random.getrandbits
 _time_ns = time.time_ns
 
@@ -124,6 +136,10 @@ class Span:
 
     def to_otel(self, resource: Resource) -> ReadableSpan:
         """The span as an OpenTelemetry SDK span, for OpenTelemetry exporters."""
+        from opentelemetry.sdk.trace import ReadableSpan
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+        from opentelemetry.trace.status import Status, StatusCode
+
         attributes = dict(self.attributes)
         attributes["lumi.code"] = self.code
         ctx = SpanContext(self.trace_id, self.span_id, is_remote=False, trace_flags=_SAMPLED)
@@ -143,7 +159,7 @@ class Span:
             status=status,
             start_time=self.start_ns,
             end_time=self.end_ns,
-            instrumentation_scope=_SCOPE,
+            instrumentation_scope=InstrumentationScope("lumi"),
         )
 
 
@@ -174,7 +190,7 @@ class Tracing:
 
     def __init__(
         self,
-        exporters: list[SpanExporter] | None = None,
+        exporters: list[Exporter] | None = None,
         sample_ratio: float = 1.0,
         *,
         max_per_second: float = 0.0,
@@ -196,7 +212,8 @@ class Tracing:
         self._tokens = max_per_second
         self._refilled = clock()
         self.recording = bool(self.exporters)
-        self.resource = Resource.create({"service.name": service})
+        self.service = service
+        self._resource: Resource | None = None
         self._queue: collections.deque[Span] = collections.deque(maxlen=max_queue)
         self._export_lock = threading.Lock()
         self._batch_size = 512
@@ -204,6 +221,15 @@ class Tracing:
         if self.recording and batch:
             self._shipper = _Shipper(self, interval)
             self._shipper.start()
+
+    @property
+    def resource(self) -> Resource:
+        """The OpenTelemetry resource of these spans (made on first use: it loads the SDK)."""
+        if self._resource is None:
+            from opentelemetry.sdk.resources import Resource
+
+            self._resource = Resource.create({"service.name": self.service})
+        return self._resource
 
     def sample_new(self) -> bool:
         """The sampling decision for a trace that starts here."""
@@ -262,7 +288,7 @@ class Tracing:
             try:
                 export_lite = getattr(exporter, "export_lite", None)
                 if export_lite is not None:
-                    export_lite(batch, self.resource)
+                    export_lite(batch, self.service)
                     continue
                 if otel is None:
                     otel = [span.to_otel(self.resource) for span in batch]
@@ -296,12 +322,12 @@ def setup_tracing(
     otlp_endpoint: str | None = None,
     batch: bool = True,
     set_global: bool = False,
-    exporters: list[SpanExporter] | None = None,
+    exporters: list[Exporter] | None = None,
 ) -> Tracing:
     """A :class:`Tracing` recording spans to ``store`` (SQLite) and to OTLP when an endpoint is
     given (default: ``OTEL_EXPORTER_OTLP_ENDPOINT``). ``set_global`` also installs an
     OpenTelemetry tracer provider exporting the same way, for spans user code makes."""
-    chosen: list[SpanExporter] = list(exporters or [])
+    chosen: list[Exporter] = list(exporters or [])
     if store is not None:
         from lumi.runtime_services.observability.spanstore import SqliteSpanExporter
 
@@ -321,21 +347,64 @@ def setup_tracing(
         chosen, sample_ratio, max_per_second=max_per_second, service=service, batch=batch
     )
     if set_global and chosen:
-        provider = TracerProvider(resource=tracing.resource)
-        for exporter in chosen:
-            provider.add_span_processor(BatchSpanProcessor(_Shared(exporter)))
-        trace.set_tracer_provider(provider)
+        trace.set_tracer_provider(_GlobalProvider(tracing, chosen))
     return tracing
 
 
-class _Shared(SpanExporter):
-    """An exporter used by both Lumi and the global provider; only Lumi shuts it down."""
+class _GlobalProvider(trace.TracerProvider):
+    """The global tracer provider for spans user code makes: the SDK's, exporting where Lumi
+    does, built on the first :meth:`get_tracer` (a replica whose code makes no spans of its own
+    never loads the SDK nor starts its export thread)."""
 
-    def __init__(self, exporter: SpanExporter) -> None:
-        self.exporter = exporter
+    def __init__(self, tracing: Tracing, exporters: list[Exporter]) -> None:
+        self._tracing = tracing
+        self._exporters = exporters
+        self._sdk: trace.TracerProvider | None = None
+        self._lock = threading.Lock()
 
-    def export(self, spans: Any) -> Any:
-        return self.exporter.export(spans)
+    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+        tracer: trace.Tracer = self.sdk.get_tracer(*args, **kwargs)
+        return tracer
+
+    @property
+    def sdk(self) -> Any:
+        """The SDK's ``TracerProvider`` behind this one (built on first use)."""
+        with self._lock:
+            if self._sdk is None:
+                self._sdk = _sdk_provider(self._tracing.resource, self._exporters)
+            return self._sdk
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True if self._sdk is None else bool(self.sdk.force_flush(timeout_millis))
 
     def shutdown(self) -> None:
-        pass
+        if self._sdk is not None:
+            self.sdk.shutdown()
+
+    def __getattr__(self, name: str) -> Any:  # the rest of the SDK provider's methods
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.sdk, name)
+
+
+def _sdk_provider(resource: Resource, exporters: list[Exporter]) -> trace.TracerProvider:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.export import SpanExporter as SdkExporter
+
+    class Shared(SdkExporter):
+        """An exporter used by both Lumi and this provider; only Lumi shuts it down."""
+
+        def __init__(self, exporter: Exporter) -> None:
+            self.exporter = exporter
+
+        def export(self, spans: Any) -> Any:
+            return self.exporter.export(spans)
+
+        def shutdown(self) -> None:
+            pass
+
+    provider = TracerProvider(resource=resource)
+    for exporter in exporters:
+        provider.add_span_processor(BatchSpanProcessor(Shared(exporter)))
+    return provider
