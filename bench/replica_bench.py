@@ -128,13 +128,25 @@ def import_costs(env: dict[str, str]) -> dict[str, tuple[float, int]]:
 
 def floor(env: dict[str, str]) -> dict[str, float]:
     """Seconds of ``python -c pass`` and of a bare replica's imports, on the machine as it is
-    now: what the start figure is to be read against."""
+    now: what the start figure is to be read against; and the RSS of ``python`` itself here
+    (what every replica's RSS starts from: it counts this machine's ``site`` and ``.pth``
+    files too)."""
     times = {}
     for name, code in (("python -c pass", "pass"), ("import lumi.runtimes.serve", _SERVE)):
         started = time.perf_counter()
         subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
         times[name] = time.perf_counter() - started
+    out = subprocess.run([sys.executable, "-c", _PYTHON_RSS], env=env, capture_output=True,
+                         text=True, check=True, timeout=120)  # fmt: skip
+    times["python_rss"] = float(out.stdout)
     return times
+
+
+_PYTHON_RSS = """
+for line in open('/proc/self/status'):
+    if line.startswith('VmRSS'):
+        print(int(line.split()[1]) / 1024)
+"""
 
 
 _SERVE = "import lumi.runtimes.serve"
@@ -154,6 +166,7 @@ def summary(runs: list[dict[str, object]]) -> dict[str, object]:
         "serve_import_s": med("serve_import_s"),
         "replica_rss_mib": med_all("replica_rss"),
         "replica_uss_mib": med_all("replica_uss"),
+        "python_rss_mib": round(med("python_rss"), 1),
         "supervisor_rss_mib": round(statistics.median(float(r["supervisor_rss"]) for r in runs), 1),  # type: ignore[arg-type]
         "template_rss_mib": round(statistics.median(float(r["template_rss"]) for r in runs), 1),  # type: ignore[arg-type]
         "last_round_serving_s": {k: round(v, 2) for k, v in runs[-1]["serving_s"].items()},  # type: ignore[attr-defined]
@@ -182,6 +195,7 @@ def main() -> None:
                 floors = floor(env)
                 row["python_s"] = floors["python -c pass"]
                 row["serve_import_s"] = floors["import lumi.runtimes.serve"]
+                row["python_rss"] = floors["python_rss"]
                 runs[name].append(row)
     results = {name: summary(rows) for name, rows in runs.items()}
     imports = {name: import_costs(env) for name, env in trees.items()}
@@ -197,7 +211,8 @@ def main() -> None:
               f"{row['serve_import_s']} s)")  # fmt: skip
         print(f"  idle replica "
               f"RSS {row['replica_rss_mib']} MiB, USS {row['replica_uss_mib']} MiB; "
-              f"supervisor RSS {row['supervisor_rss_mib']} MiB")  # fmt: skip
+              f"supervisor RSS {row['supervisor_rss_mib']} MiB; "
+              f"python -c pass alone: RSS {row['python_rss_mib']} MiB")  # fmt: skip
         if row["template_rss_mib"]:
             print(f"  the template the replicas fork from: RSS {row['template_rss_mib']} MiB")
         print("  last round, first 'serving on' per replica (s):",
