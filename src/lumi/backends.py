@@ -20,13 +20,13 @@ any backend.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib
 import importlib.util
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from lumi.model.errors import ConfigError
+from lumi.model.suggest import close_matches
 
 if TYPE_CHECKING:
     import importlib.metadata
@@ -125,7 +125,7 @@ def _exists(module: str) -> bool:
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
-    match = difflib.get_close_matches(word, choices, n=1)
+    match = close_matches(word, choices, n=1)
     return f"; did you mean {match[0]!r}?" if match else ""
 
 

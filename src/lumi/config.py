@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextvars
 import copy
 import dataclasses
-import difflib
 import importlib
 import sys
 import tomllib
@@ -43,6 +42,7 @@ from lumi.config_refs import Variant, check_references
 from lumi.model.errors import ConfigError
 from lumi.model.hints import Retry
 from lumi.model.service import Service
+from lumi.model.suggest import close_matches
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -51,7 +51,7 @@ _STRICT = pydantic.ConfigDict(extra="forbid")
 
 def _one_of(value: str, allowed: tuple[str, ...], what: str) -> str:
     if value not in allowed:
-        match = difflib.get_close_matches(value, allowed, n=1)
+        match = close_matches(value, allowed, n=1)
         hint = f"; did you mean {match[0]!r}?" if match else ""
         raise ValueError(f"unknown {what} {value!r} (valid: {', '.join(allowed)}){hint}")
     return value
@@ -684,7 +684,7 @@ def _valid_keys(loc: list[str]) -> list[str]:
 
 
 def _did_you_mean(word: str, choices: Any) -> str:
-    match = difflib.get_close_matches(word, list(choices), n=1)
+    match = close_matches(word, list(choices), n=1)
     return f"; did you mean {match[0]!r}?" if match else ""
 
 

@@ -11,7 +11,6 @@ silently ignored.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -19,6 +18,7 @@ from typing import Protocol
 from lumi.model.errors import ConfigError
 from lumi.model.reflect import reflect
 from lumi.model.service import Service
+from lumi.model.suggest import close_matches
 
 
 class CapabilitySettings(Protocol):
@@ -103,7 +103,7 @@ def _check_capability(
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
-    match = difflib.get_close_matches(word, choices, n=1)
+    match = close_matches(word, choices, n=1)
     return f"; did you mean {match[0]!r}?" if match else ""
 
 

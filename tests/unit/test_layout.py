@@ -86,7 +86,7 @@ def test_a_replica_loads_neither_prometheus_client_nor_the_opentelemetry_sdk() -
     """Neither a replica's imports (the template's preloads included) nor a scrape of its
     /metrics load prometheus-client (~2 MiB of every replica's RSS): Lumi writes the text
     format itself. The OpenTelemetry SDK (~1 MiB) is not loaded either
-    (``test_tracing.py`` shows when it is)."""
+    (``test_tracing.py`` shows when it is), nor difflib (did-you-mean hints load it)."""
     code = (
         "import importlib, sys, lumi.runtimes.zygote as z, lumi.runtimes.replica\n"
         "[importlib.import_module(m) for m in z._PRELOAD]\n"
@@ -95,6 +95,7 @@ def test_a_replica_loads_neither_prometheus_client_nor_the_opentelemetry_sdk() -
         'print(b\'lumi_requests_total{code="OK",method="b",service="A"} 1.0\' in m.render())\n'
         "print('prometheus_client' in sys.modules)\n"
         "print(any(m.startswith('opentelemetry.sdk') for m in sys.modules))\n"
+        "print('difflib' in sys.modules)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.stdout.split() == ["True", "False", "False"], result.stderr
+    assert result.stdout.split() == ["True", "False", "False", "False"], result.stderr

@@ -99,9 +99,9 @@ def parse_duration(name: str, value: str, scheme: str) -> float:
 
 
 def unknown(name: str, scheme: str, valid: list[str]) -> ConfigError:
-    import difflib
+    from lumi.model.suggest import close_matches
 
-    match = difflib.get_close_matches(name, valid, n=1)
+    match = close_matches(name, valid, n=1)
     hint = f"; did you mean {match[0]!r}?" if match else ""
     return ConfigError(
         f"events: unknown {scheme} option {name!r} (valid: {', '.join(sorted(valid))}){hint}"

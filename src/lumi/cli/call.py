@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -10,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from lumi.cli.output import fail, print_json
+from lumi.model.suggest import close_matches
 
 if TYPE_CHECKING:
     from lumi.model.interface import ServiceInterface
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
-    match = difflib.get_close_matches(word, choices, n=1)
+    match = close_matches(word, choices, n=1)
     return f"; did you mean {match[0]!r}?" if match else ""
 
 

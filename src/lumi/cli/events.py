@@ -13,7 +13,6 @@ app's services is validated against the event's schema first.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import json
 import sys
 from collections.abc import AsyncIterator
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from lumi.cli.output import fail, print_json, stdout
+from lumi.model.suggest import close_matches
 
 if TYPE_CHECKING:
     from lumi.brokers.base import Broker, Delivery
@@ -96,10 +96,10 @@ def _check_known_topic(config: AppConfig, topic: str) -> None:
     service = topic.partition(".")[0]
     own = [t for t in topics if t.startswith(f"{service}.") and t.count(".") == 1]
     if own and topic.count(".") == 1:
-        match = difflib.get_close_matches(topic, own, n=1)
+        match = close_matches(topic, own, n=1)
         hint = f"; did you mean {match[0]!r}?" if match else ""
         fail(f"{service} has no topic {topic!r}{hint} (its topics: {', '.join(own)})")
-    match = difflib.get_close_matches(topic, topics, n=1)
+    match = close_matches(topic, topics, n=1)
     hint = f"; did you mean {match[0]!r}?" if match else ""
     fail(
         f"no service of this app publishes or subscribes to {topic!r}{hint} "
@@ -122,7 +122,7 @@ def _envelope(
         reflected = reflect(classes[service])
         if event not in reflected.events:
             names = sorted(reflected.events)
-            match = difflib.get_close_matches(event, names, n=1)
+            match = close_matches(event, names, n=1)
             hint = f"; did you mean {match[0]!r}?" if match else ""
             fail(
                 f"{service} exports no event {event!r}{hint} (events: {', '.join(names) or 'none'})"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import shlex
 from pathlib import Path
@@ -12,6 +11,7 @@ import typer
 
 from lumi.backends import GENERATORS
 from lumi.cli.output import fail, stdout
+from lumi.model.suggest import close_matches
 
 if TYPE_CHECKING:
     from lumi.model.interface import ServiceInterface
@@ -171,7 +171,7 @@ def _select(interfaces: dict[str, ServiceInterface], names: list[str]) -> list[S
     chosen = []
     for name in names:
         if name not in interfaces:
-            match = difflib.get_close_matches(name, list(interfaces), n=1)
+            match = close_matches(name, list(interfaces), n=1)
             hint = f"; did you mean {match[0]!r}?" if match else ""
             fail(f"no service {name!r}{hint} (services: {', '.join(sorted(interfaces))})")
         chosen.append(interfaces[name])

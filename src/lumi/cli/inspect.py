@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -12,6 +11,7 @@ import typer
 from lumi.cli import _quick_ls
 from lumi.cli._quick_ls import Running
 from lumi.cli.output import fail, print_json, say, styled
+from lumi.model.suggest import close_matches
 
 if TYPE_CHECKING:
     from lumi.config import AppConfig
@@ -32,7 +32,7 @@ def pick_service(interfaces: dict[str, ServiceInterface], name: str) -> ServiceI
     """The interface called ``name``, or exit with a did-you-mean line."""
     if name in interfaces:
         return interfaces[name]
-    match = difflib.get_close_matches(name, list(interfaces), n=1)
+    match = close_matches(name, list(interfaces), n=1)
     hint = f"; did you mean {match[0]!r}?" if match else ""
     fail(f"no service {name!r} in this app{hint} (services: {', '.join(interfaces)})")
 

@@ -7,7 +7,6 @@ is copied with ``{{app}}`` (the app name) and ``{{pkg}}`` (its Python package) f
 
 from __future__ import annotations
 
-import difflib
 import keyword
 import re
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from lumi.cli.output import fail, stdout
+from lumi.model.suggest import close_matches
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -87,7 +87,7 @@ def register(app: typer.Typer) -> None:
             )
         known = templates()
         if template not in known:
-            match = difflib.get_close_matches(template, known, n=1)
+            match = close_matches(template, known, n=1)
             hint = f"; did you mean {match[0]!r}?" if match else ""
             fail(f"no template {template!r}{hint} (templates: {', '.join(known)})")
         target = directory if directory is not None else Path(name)

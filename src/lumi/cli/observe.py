@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Annotated
 import typer
 
 from lumi.cli.output import fail, stdout
+from lumi.model.suggest import close_matches
 
 AppDir = Annotated[Path, typer.Option("--app", "-a", help="The app folder (holding lumi.toml).")]
 
@@ -35,7 +35,7 @@ def _check_services(app_dir: Path, services: list[str]) -> None:
     known = _service_names(app_dir)
     for name in services:
         if known and name not in known:
-            match = difflib.get_close_matches(name, known, n=1)
+            match = close_matches(name, known, n=1)
             hint = f"; did you mean {match[0]!r}?" if match else ""
             fail(f"no service {name!r} in this app{hint} (services: {', '.join(known)})")
 
@@ -142,7 +142,7 @@ def register(app: typer.Typer) -> None:
             fail(str(exc))
         if not spans:
             recent = [r.trace_id for r in recent_traces(store, 200)]
-            match = difflib.get_close_matches(clean_id(ident), recent, n=1, cutoff=0.8)
+            match = close_matches(clean_id(ident), recent, n=1, cutoff=0.8)
             hint = f"; did you mean {match[0]!r}?" if match else ""
             fail(
                 f"no trace or correlation id {ident!r} in {store}{hint} "

@@ -6,11 +6,11 @@ classes and from interface JSON alike.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 from lumi.model.errors import AppError
 from lumi.model.interface import ServiceInterface
+from lumi.model.suggest import close_matches
 
 
 def start_order(
@@ -31,7 +31,7 @@ def start_order(
     for iface in by_name.values():
         for required in iface.requires:
             if required not in by_name and required not in external:
-                match = difflib.get_close_matches(required, list(by_name), n=1)
+                match = close_matches(required, list(by_name), n=1)
                 hint = f" (did you mean {match[0]!r}?)" if match else ""
                 raise AppError(
                     f"{iface.name} requires {required}, which is not in the app{hint}; "

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import difflib
 import json
 import tempfile
 import time
@@ -27,6 +26,7 @@ from lumi.codegen import get_generator
 from lumi.codegen.base import GenerateRequest
 from lumi.config import AppConfig, load_config
 from lumi.model.semver import VersionError, parse
+from lumi.model.suggest import close_matches
 from lumi.packaging import oci
 from lumi.packaging.artifact import (
     Artifact,
@@ -132,7 +132,7 @@ def select_services(entries: dict[str, ServiceEntry], names: list[str]) -> list[
     """``names`` checked against the app (all services when empty), with a did-you-mean."""
     for name in names:
         if name not in entries:
-            match = difflib.get_close_matches(name, list(entries), n=1)
+            match = close_matches(name, list(entries), n=1)
             hint = f"; did you mean {match[0]!r}?" if match else ""
             raise BuildError(
                 f"no service {name!r} in this app{hint} (services: {', '.join(entries)})"

@@ -8,7 +8,6 @@ callee validates them exactly as it would over a network.
 
 from __future__ import annotations
 
-import difflib
 from typing import Any, cast
 
 import pydantic
@@ -18,6 +17,7 @@ from lumi.model.context import new_id, outbound_metadata
 from lumi.model.errors import InvalidArgument
 from lumi.model.interface import MethodInfo, ServiceInterface
 from lumi.model.reflect import Reflected, reflect
+from lumi.model.suggest import close_matches
 from lumi.pipeline import Call, Handler
 
 
@@ -59,7 +59,7 @@ class Client:
             return cast(_Method, methods[name])
         except KeyError:
             known = sorted(methods)
-            match = difflib.get_close_matches(name, known, n=1)
+            match = close_matches(name, known, n=1)
             hint = f"; did you mean {match[0]!r}?" if match else ""
             raise AttributeError(
                 f"{self._interface.name} has no method {name!r}{hint} (methods: "

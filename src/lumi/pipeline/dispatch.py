@@ -15,7 +15,6 @@ the exception's text go to the log under that id, and to the caller only when
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import logging
 import time
@@ -30,6 +29,7 @@ from lumi.model.errors import DeadlineExceeded, Internal, InvalidArgument, LumiE
 from lumi.model.redact import redact
 from lumi.model.reflect import MethodSpec, Reflected, SubscriptionSpec, reflect
 from lumi.model.service import Service
+from lumi.model.suggest import close_matches
 from lumi.model.wire_validation import extras_message
 from lumi.pipeline import Call, Handler, Middleware, compose
 from lumi.pipeline.call import bound
@@ -312,5 +312,5 @@ def _invalid(prefix: str, exc: pydantic.ValidationError) -> InvalidArgument:
 def _suggest(name: str, known: Iterable[str]) -> str:
     if len(name) > 64:  # a long name is no typo of a known one (and matching it costs)
         return ""
-    match = difflib.get_close_matches(name, list(known), n=1)
+    match = close_matches(name, list(known), n=1)
     return f" (did you mean {match[0]!r}?)" if match else ""

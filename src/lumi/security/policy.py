@@ -18,13 +18,13 @@ what ``lumi ls`` prints.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from lumi.config import AccessConfig, AppConfig
 from lumi.model.errors import ConfigError
 from lumi.model.interface import ServiceInterface
+from lumi.model.suggest import close_matches
 from lumi.security.identity import OPERATOR, Identity
 
 ANY = "*"
@@ -196,7 +196,7 @@ def _check_callers(config: AppConfig, key: str, listed: Iterable[str], known: li
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
-    match = difflib.get_close_matches(word, choices, n=1)
+    match = close_matches(word, choices, n=1)
     return f"; did you mean {match[0]!r}?" if match else ""
 
 

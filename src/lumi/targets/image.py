@@ -16,7 +16,6 @@ docker builds it (whichever works here); references are recorded in ``.lumi/imag
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import os
 import re
@@ -29,6 +28,7 @@ from pathlib import Path
 import lumi
 from lumi.config import AppConfig, load_config
 from lumi.model.interface import interface
+from lumi.model.suggest import close_matches
 from lumi.paths import AppPaths
 from lumi.runtimes.engine import Engine, ImageRecord, find_engine, record_images
 from lumi.targets.dependencies import (
@@ -231,7 +231,7 @@ def build_images(
 def choose_services(asked: list[str], known: list[str]) -> list[str]:
     for name in asked:
         if name not in known:
-            match = difflib.get_close_matches(name, known, n=1)
+            match = close_matches(name, known, n=1)
             hint = f"; did you mean {match[0]!r}?" if match else ""
             raise BuildError(
                 f"no service {name!r} in this app{hint} (services: {', '.join(known)})"
