@@ -10,8 +10,11 @@ to ten messages at a time (never more than free handler slots), run handlers con
 * after ``max_attempts`` attempts, or on :class:`Reject`, hand it to ``dead_letter`` and delete it.
 
 Attempts are SQS's ``ApproximateReceiveCount``. While a handler runs its message's visibility is
-extended every third of the lease. Closing stops polling (waiting for the poll in flight, whose
-messages are made visible again), lets running handlers finish, then releases the rest.
+extended every third of the lease. A message received again while its handler still runs (a
+standard queue may hand one message out twice, and a lease renewal can fail) starts no second
+handler in this member: its newest receipt handle, the one SQS deletes by, replaces the older.
+Closing stops polling (waiting for the poll in flight, whose messages are made visible again),
+lets running handlers finish, then releases the rest.
 """
 
 from __future__ import annotations
@@ -65,7 +68,8 @@ class SqsConsumer(Subscription):
         self.max_attempts = max_attempts
         self.options = options
         self.dead_letter = dead_letter
-        self._inflight: dict[str, asyncio.Task[None]] = {}  # receipt handle → handler task
+        self._inflight: dict[str, asyncio.Task[None]] = {}  # message id → handler task
+        self._receipts: dict[str, str] = {}  # message id → its newest receipt handle
         self._slot = asyncio.Event()
         self._closing = False
         self._poll_task: asyncio.Task[None] | None = None
@@ -116,16 +120,22 @@ class SqsConsumer(Subscription):
             # run one after the other, and a retry gives the rest back.
             chains: dict[str, list[dict[str, Any]]] = {}
             for message in messages:
+                ident = message["MessageId"]
+                if ident in self._receipts:  # received again while its handler runs
+                    log.debug("message %s on %s received again while in flight", ident, self.topic)
+                    self._receipts[ident] = message["ReceiptHandle"]
+                    continue
+                self._receipts[ident] = message["ReceiptHandle"]
                 key = message.get("Attributes", {}).get("MessageGroupId") or message["MessageId"]
                 chains.setdefault(key, []).append(message)
             for chain in chains.values():
                 task = asyncio.create_task(self._run_chain(chain))
                 for message in chain:
-                    self._inflight[message["ReceiptHandle"]] = task
+                    self._inflight[message["MessageId"]] = task
 
     async def _run_chain(self, chain: list[dict[str, Any]]) -> None:
         for index, message in enumerate(chain):
-            receipt = message["ReceiptHandle"]
+            ident = message["MessageId"]
             try:
                 settled = await self._attempt(message)
             except Exception:
@@ -133,18 +143,19 @@ class SqsConsumer(Subscription):
                 log.exception("recording the outcome of a message on %s failed", self.topic)
                 settled = False
             finally:
-                self._inflight.pop(receipt, None)
+                self._inflight.pop(ident, None)
+                self._receipts.pop(ident, None)
                 self._slot.set()
             if not settled:
-                rest = [m["ReceiptHandle"] for m in chain[index + 1 :]]
+                rest = [m["MessageId"] for m in chain[index + 1 :]]
                 for later in rest:
                     self._inflight.pop(later, None)
-                await self._release(rest)
+                await self._release([self._receipts.pop(later) for later in rest])
                 return
 
     async def _attempt(self, message: dict[str, Any]) -> bool:
         """Handle one message; False if it will be delivered again (a retry)."""
-        receipt = message["ReceiptHandle"]
+        ident = message["MessageId"]
         attempt = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
         try:
             envelope = Envelope.from_json(message["Body"])
@@ -154,7 +165,7 @@ class SqsConsumer(Subscription):
                 await self.dead_letter(
                     _unreadable(self.topic, message), f"not a valid event: {exc}", attempt
                 )
-            await self._delete(receipt)
+            await self._delete(self._receipts[ident])
             return True
         delivery = Delivery(self.topic, self.group, envelope, attempt)
         if self.group is None:  # a reader: no retries, no dead letters
@@ -162,7 +173,7 @@ class SqsConsumer(Subscription):
                 await self.handler(delivery)
             except Exception:
                 log.exception("a reader of %s failed on event %s", self.topic, envelope.id)
-            await self._delete(receipt)
+            await self._delete(self._receipts[ident])
             return True
         assert self.dead_letter is not None
         try:
@@ -172,7 +183,7 @@ class SqsConsumer(Subscription):
                 "event %s on %s rejected by %s: %s", envelope.id, self.topic, self.group, exc
             )
             await self.dead_letter(envelope, f"rejected: {exc}", attempt)
-            await self._delete(receipt)
+            await self._delete(self._receipts[ident])
         except Exception as exc:
             error = str(exc) if isinstance(exc, LumiError) else f"{type(exc).__name__}: {exc}"
             log.warning(
@@ -182,17 +193,19 @@ class SqsConsumer(Subscription):
             if attempt >= self.max_attempts:
                 reason = f"failed {attempt} time(s); last error: {error}"
                 await self.dead_letter(envelope, reason, attempt)
-                await self._delete(receipt)
+                await self._delete(self._receipts[ident])
             else:
-                await self._retry(receipt, self.options.consumer.backoff.delay(attempt))
+                await self._retry(ident, self.options.consumer.backoff.delay(attempt))
                 return False
         else:
-            await self._delete(receipt)
+            await self._delete(self._receipts[ident])
         return True
 
-    async def _retry(self, receipt: str, delay: float) -> None:
+    async def _retry(self, ident: str, delay: float) -> None:
         if delay < 1.0:
             await asyncio.sleep(delay)  # SQS counts whole seconds; hold the message meanwhile
+        # No longer in flight here: once visible it may come back to this member at once.
+        receipt = self._receipts.pop(ident)
         await self.sqs.change_message_visibility(
             QueueUrl=self.queue_url,
             ReceiptHandle=receipt,
@@ -236,7 +249,7 @@ class SqsConsumer(Subscription):
         lease = self.options.consumer.lease
         while True:
             await asyncio.sleep(lease / 3)
-            receipts = list(self._inflight)
+            receipts = list(self._receipts.values())
             for start in range(0, len(receipts), 10):
                 entries = [
                     {"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": _seconds(lease)}
@@ -274,6 +287,7 @@ class SqsConsumer(Subscription):
                 list(self._inflight.values()), timeout=self.options.consumer.drain_timeout
             )
         unfinished = list(self._inflight.items())
+        receipts = [self._receipts[ident] for ident, _ in unfinished if ident in self._receipts]
         for task in {task for _, task in unfinished}:
             task.cancel()
         for task in {task for _, task in unfinished}:
@@ -283,7 +297,7 @@ class SqsConsumer(Subscription):
             self._lease_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._lease_task
-        await self._release([receipt for receipt, _ in unfinished])
+        await self._release(receipts)
 
 
 def _seconds(value: float) -> int:
