@@ -95,6 +95,20 @@ def test_kafka_consume_cost_bench_runs_the_member_without_a_broker() -> None:
     assert result["events"] == 2000 and result["cpu_us_per_event"] > 0  # type: ignore[operator]
 
 
+def test_kafka_consume_timeline_shows_the_thread_and_the_loop() -> None:
+    """bench/kafka_consume_timeline.py (it wraps the consumer's internals, so it would rot
+    first) consumes from real tansu and prints the thread's batches and the loop's hand-overs."""
+    out = subprocess.run(
+        [sys.executable, "bench/kafka_consume_timeline.py", "2000"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert any(" ms  thread took " in line for line in lines), out.stdout
+    assert any(" ms  loop got " in line for line in lines), out.stdout
+    assert lines[-1].endswith(" events/s") and float(lines[-1].split()[0].replace(",", "")) > 0
+
+
 @pytest.mark.parametrize("broker", ["kafka", "nats"])
 def test_broker_bench_reports_lumi_and_raw(broker: str) -> None:
     """bench/broker_bench.py starts the broker and reports every figure for Lumi and the raw
