@@ -150,18 +150,7 @@ class LumiSide:
             }
 
     async def consume(self, events: int) -> float:
-        async with create_broker(self.fresh(), app_dir=Path(".")) as broker:
-            topic = f"Bench{uuid.uuid4().hex[:8]}.ticked"
-            await _fill(broker, topic, events)
-            done = Done(events)
-
-            async def handler(delivery: Delivery) -> None:
-                done.hit()
-
-            subscription = await broker.subscribe(topic, "Bench", handler)
-            rate = await done.rate()
-            await subscription.aclose()
-            return rate
+        return await lumi_consume(self.fresh(), events)
 
     async def e2e(self, rate: float, count: int) -> dict[str, float]:
         async with create_broker(self.fresh(), app_dir=Path(".")) as broker:
@@ -176,6 +165,22 @@ class LumiSide:
             await _paced(lambda n: broker.publish(topic, [envelope(topic, n)]), rate, count)
             await asyncio.wait_for(done.event.wait(), 60)
             return percentiles(done.latencies)
+
+
+async def lumi_consume(url: str, events: int) -> float:
+    """Events/s one group member of Lumi's broker at ``url`` handles from a filled topic."""
+    async with create_broker(url, app_dir=Path(".")) as broker:
+        topic = f"Bench{uuid.uuid4().hex[:8]}.ticked"
+        await _fill(broker, topic, events)
+        done = Done(events)
+
+        async def handler(delivery: Delivery) -> None:
+            done.hit()
+
+        subscription = await broker.subscribe(topic, "Bench", handler)
+        rate = await done.rate()
+        await subscription.aclose()
+        return rate
 
 
 async def _fill(broker: Broker, topic: str, events: int) -> None:

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +27,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import broker_bench as bench  # noqa: E402
 
-from lumi.brokers import _kafka_client, _kafka_consumer, create_broker  # noqa: E402
-from lumi.brokers.base import Delivery  # noqa: E402
+from lumi.brokers import _kafka_client, _kafka_consumer  # noqa: E402
 
 steps: list[tuple[float, str]] = []
 
@@ -78,26 +76,11 @@ def trace() -> None:
     _kafka_client.ConsumerThread.__init__ = traced_init  # type: ignore[method-assign]
 
 
-async def consume(url: str, events: int) -> float:
-    async with create_broker(url, app_dir=Path(".")) as broker:
-        topic = f"Bench{uuid.uuid4().hex[:8]}.ticked"
-        await bench._fill(broker, topic, events)
-        done = bench.Done(events)
-
-        async def handler(delivery: Delivery) -> None:
-            done.hit()
-
-        subscription = await broker.subscribe(topic, "Bench", handler)
-        rate = await done.rate()
-        await subscription.aclose()
-        return rate
-
-
 async def main(url: str, events: int) -> None:
-    await consume(url, min(events, 2000))  # warm-up, not shown
+    await bench.lumi_consume(url, min(events, 2000))  # warm-up, not shown
     trace()
     steps.clear()
-    rate = await consume(url, events)
+    rate = await bench.lumi_consume(url, events)
     shown = [s for s in steps if not s[1].startswith("thread polled") or s is steps[-1]]
     start = next((t for t, note in shown if note.startswith("thread took")), shown[0][0])
     for t, note in shown:
