@@ -121,12 +121,12 @@ class SqsConsumer(Subscription):
             chains: dict[str, list[dict[str, Any]]] = {}
             for message in messages:
                 ident = message["MessageId"]
-                if ident in self._receipts:  # received again while its handler runs
-                    log.debug("message %s on %s received again while in flight", ident, self.topic)
-                    self._receipts[ident] = message["ReceiptHandle"]
-                    continue
+                again = ident in self._receipts  # received again while its handler runs
                 self._receipts[ident] = message["ReceiptHandle"]
-                key = message.get("Attributes", {}).get("MessageGroupId") or message["MessageId"]
+                if again:
+                    log.debug("message %s on %s received again while in flight", ident, self.topic)
+                    continue
+                key = message.get("Attributes", {}).get("MessageGroupId") or ident
                 chains.setdefault(key, []).append(message)
             for chain in chains.values():
                 task = asyncio.create_task(self._run_chain(chain))
