@@ -191,6 +191,34 @@ class BrokerContract:
 
     # -- failure, retry, dead letters ----------------------------------------------------------
 
+    async def test_keyless_events_are_handled_concurrently(self, connect: Connect) -> None:
+        """Events without a key do not wait for one another: a member runs several handlers
+        at once (each handler here waits until four are running)."""
+        broker = await connect()
+        topic = topic_name()
+        running, peak, handled = 0, 0, []
+        four = asyncio.Event()
+
+        async def handler(delivery: Delivery) -> None:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            if running >= 4:
+                four.set()
+            try:
+                await asyncio.wait_for(four.wait(), self.timeout)
+            finally:
+                running -= 1
+            handled.append(delivery.envelope.id)
+
+        await broker.subscribe(topic, "G", handler)
+        sent = [envelope(topic, {"n": i}) for i in range(8)]
+        await broker.publish(topic, sent)
+        await wait_until(
+            lambda: len(set(handled)) == 8, timeout=2 * self.timeout, message="8 events"
+        )
+        assert peak >= 4, f"at most {peak} handler(s) ran at once"
+
     async def test_failure_is_redelivered_with_growing_backoff(self, connect: Connect) -> None:
         """A handler that fails twice gets the event again (attempts 1, 2, 3) and success ends it."""
         broker = await connect()

@@ -115,7 +115,7 @@ class GroupMember(Subscription, Settlement):
             concurrency=broker.concurrency,
         )
         self.runner.on_settled = self._on_settled
-        self._runner_submit = self.runner.submit
+        self.runner.source = self._pull
         self._backlog: collections.deque[Any] = collections.deque()  # received, not decoded
         self._partitions: dict[tuple[str, int], _Partition] = {}
         self._ends: dict[int, int] = {}
@@ -225,7 +225,8 @@ class GroupMember(Subscription, Settlement):
 
     def _on_messages(self, messages: list[Any]) -> None:
         self._backlog.extend(messages)
-        self._feed()
+        if not self._closed:
+            self.runner.wake()
         if self._waiting() >= self.broker.window and not self._paused and self._thread:
             self._paused = True
             self._thread.pause()
@@ -234,27 +235,31 @@ class GroupMember(Subscription, Settlement):
         return self.runner.size + len(self._backlog)
 
     def _on_settled(self) -> None:
-        if self._backlog and self.runner.runnable < self.runner.concurrency:
-            self._feed()
-        if self._paused and self._waiting() <= self.broker.window // 2 and self._thread:
+        if self._paused:
+            self._resume_if_room()
+
+    def _resume_if_room(self) -> None:
+        if self._waiting() <= self.broker.window // 2 and self._thread:
             self._paused = False
             self._thread.resume()
 
-    def _feed(self) -> None:
-        """Decode records from the backlog until the runner has work for twice its handlers.
+    def _pull(self) -> Inbound | None:
+        """The runner's source: the next keyless event of the backlog, decoded; keyed ones
+        are submitted to the runner (it keeps their order), undecodable ones too (it
+        dead-letters them), and records that are not events are finished here.
 
-        Records wait here undecoded rather than in the runner: an event lives from decoding
-        to settling, and while few live at once most die young, which is what keeps Python's
-        garbage collector cheap (a backlog of decoded events made it a third of the loop's
-        time in bench/broker_bench.py). This is the loop's share of every record, so it calls
-        no helpers beyond decoding and submitting.
+        Records wait in the backlog undecoded rather than in the runner: an event lives from
+        decoding to settling, and while few live at once most die young, which is what keeps
+        Python's garbage collector cheap (a backlog of decoded events made it a third of the
+        loop's time in bench/broker_bench.py). This is the loop's share of every record, so it
+        calls no helpers beyond decoding.
         """
+        if self._paused:
+            self._resume_if_room()
         if self._closed:
-            return  # stopping: the runner gives back what it has; the rest was never taken
-        backlog, runner = self._backlog, self._runner_submit
-        partitions, topic, target = self._partitions, self.topic, 2 * self.runner.concurrency
-        ready, running = self.runner._ready, self.runner._running  # runner.runnable, inlined
-        while backlog and len(ready) + len(running) < target:
+            return None  # stopping: the runner gives back what it has; the rest was never taken
+        backlog, partitions, topic, group = self._backlog, self._partitions, self.topic, self.group
+        while backlog:
             msg = backlog.popleft()
             err = msg.error()
             if err is not None:
@@ -281,7 +286,13 @@ class GroupMember(Subscription, Settlement):
             except EnvelopeError as exc:
                 envelope, error = None, str(exc)
             # A replayed event is delivered under its own topic's name.
-            runner(Inbound((part, offset), envelope, body, error, 0, topic))
+            item = Inbound((part, offset), envelope, body, error, 0, topic, group)
+            if item.key is None and envelope is not None:
+                return item
+            self.runner.submit(item)
+            if self.runner._ready:
+                return None  # the worker takes it from the runner
+        return None
 
     def _finished(self, part: _Partition, offset: int) -> None:
         if part.finish(offset) and part.active:

@@ -18,6 +18,12 @@ What the runner keeps, identically for every such broker:
 Handlers run on a pool of at most ``concurrency`` worker tasks, started as load needs them, and
 a retry waits on a timer rather than in a worker: a message costs no task of its own, which
 is most of the cost of consuming a small event (measured with bench/broker_bench.py).
+
+A broker that holds received messages undecoded may instead give the runner a ``source``: a
+worker with nothing ready calls it for the next keyless message (the source submits keyed ones
+itself) and runs it at once, and the broker calls :meth:`KeyedRunner.wake` when messages
+arrive. A message then goes from the broker's buffer to its handler in one worker step, with no
+queue between (bench/kafka_consume_cost.py: a fifth of the loop's cost per event).
 """
 
 from __future__ import annotations
@@ -37,15 +43,17 @@ from lumi.model.errors import LumiError
 log = logging.getLogger("lumi.brokers")
 
 
-class Inbound:
+class Inbound(Delivery):
     """One message received from the broker and not yet settled.
 
-    ``envelope`` is None when the bytes are not an event (``error`` says why); ``delivered`` is
-    how many times the broker delivered it before; ``token`` is the broker's handle for it.
-    Equality is identity. A plain class: one is made per message, and a dataclass's
-    ``__post_init__`` (for ``key``) would cost a call more."""
+    ``event`` is None when the bytes are not an event (``error`` says why); ``delivered`` is
+    how many times the broker delivered it before; ``token`` is the broker's handle for it;
+    ``tries`` counts the attempts made in this process. The message is itself the delivery of
+    its first attempt here (an object less per event); a retry gets a :class:`Delivery` of its
+    own, so a delivery never changes once handed out. Equality is identity. A plain
+    ``__init__``: one is made per message, and a dataclass's would cost calls more."""
 
-    __slots__ = ("attempt", "delivered", "envelope", "error", "key", "raw", "token", "topic")
+    __slots__ = ("delivered", "error", "event", "key", "raw", "token", "tries")
 
     def __init__(
         self,
@@ -55,18 +63,26 @@ class Inbound:
         error: str = "",
         delivered: int = 0,
         topic: str = "",
+        group: str | None = None,
     ) -> None:
         self.token = token
-        self.envelope = envelope
+        self.event = envelope
+        if envelope is not None:
+            self.envelope = envelope
         self.raw = raw
         self.error = error
         self.delivered = delivered
         self.topic = topic  # the topic a delivery names (a replayed event: its original topic)
-        self.attempt = 0  # attempts made in this process (set by the runner)
+        self.group = group
+        self.attempt = delivered + 1  # as the delivery of the first attempt here
+        self.tries = 0
         self.key = None if envelope is None else envelope.partitionkey  # looked up once
 
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
+
     def __repr__(self) -> str:
-        return f"Inbound({self.token!r}, key={self.key!r}, attempt={self.attempt})"
+        return f"Inbound({self.token!r}, key={self.key!r}, tries={self.tries})"
 
 
 class Settlement(abc.ABC):
@@ -130,6 +146,9 @@ class KeyedRunner:
         self._stopping = False
         self.size = 0  # messages submitted and not yet settled or given back
         self.on_settled: Callable[[], None] = lambda: None
+        #: the next keyless message from the broker's buffer, or None (see the module docstring)
+        self.source: Callable[[], Inbound | None] | None = None
+        self._waking = False  # a worker was woken (or started) and has not run yet
 
     # -- intake --------------------------------------------------------------------------------
 
@@ -165,36 +184,63 @@ class KeyedRunner:
         # running takes the queue's head first, so events are mostly settled in the order
         # taken, which keeps the Kafka member's commit tracking on its cheap path.
         self._ready.append(item)
+        self._wake_one()
+
+    def wake(self) -> None:
+        """Messages arrived at the source: a worker takes them. Workers wake one another as
+        they take messages from the source (one wake-up pending at a time): a handler that
+        does not suspend lets its worker run through the whole batch while the next one
+        waits for its turn, and handlers that do suspend bring in worker after worker, up
+        to ``concurrency`` (waking every worker at every batch cost the loop a fifth more
+        per event in bench/kafka_consume_cost.py)."""
+        if not self._waking:
+            self._wake_one()
+
+    def _wake_one(self) -> None:
         while self._idle:
             waiter = self._idle.pop()
             if not waiter.done():
                 waiter.set_result(None)
+                self._waking = True
                 return
         if len(self._workers) < self.concurrency and not self._stopping:
             worker = asyncio.create_task(self._work(), name=f"lumi-deliver-{self.topic}")
             self._workers.add(worker)
             worker.add_done_callback(self._workers.discard)
+            self._waking = True
 
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
         me: Any = asyncio.current_task()
+        ready, running, source = self._ready, self._running, self.source
+        self._waking = False
         while not self._stopping:
-            if not self._ready:
-                waiter: asyncio.Future[None] = loop.create_future()
-                self._idle.append(waiter)
-                await waiter
-                continue  # another worker may have taken it meanwhile
-            item = self._ready.popleft()
-            self._running[item] = me
+            if ready:
+                item = ready.popleft()
+            else:
+                found = source() if source is not None else None
+                if found is None:
+                    if ready:
+                        continue  # the source submitted keyed messages, one of them ready
+                    waiter: asyncio.Future[None] = loop.create_future()
+                    self._idle.append(waiter)
+                    await waiter
+                    self._waking = False
+                    continue  # another worker may have taken it meanwhile
+                item = found
+                self.size += 1
+                if not self._waking:
+                    self._wake_one()  # for the source's next message, should this handler wait
+            running[item] = me
             outcome = _GIVEN_BACK
             try:
-                envelope = item.envelope
+                envelope = item.event
                 if envelope is None or item.delivered >= self.max_attempts:
                     outcome = await self._attempt(item)
                 else:  # _attempt's usual case inline: a coroutine less per event
-                    item.attempt += 1
-                    attempt = item.delivered + item.attempt
-                    delivery = Delivery(item.topic or self.topic, self.group, envelope, attempt)
+                    item.tries += 1
+                    attempt = item.delivered + item.tries
+                    delivery = item if item.tries == 1 else self._delivery(item, attempt)
                     try:
                         await self.handler(delivery)
                     except Exception as exc:
@@ -213,18 +259,25 @@ class KeyedRunner:
                 # not acknowledged, so the broker delivers it again — at-least-once holds.
                 log.exception("settling an event of %s for %s failed", self.topic, self.group)
             finally:
-                del self._running[item]
+                del running[item]
                 if item in self._dropping:
                     self._progress.set()
-            if outcome is _SETTLED:
+            if outcome is _SETTLED and item.key is None:
+                self.size -= 1  # _leave's keyless case inline: a call less per event
+                self.on_settled()
+            elif outcome is _SETTLED:
                 self._leave(item)  # what _after does with a settled message, a call less
             else:
                 self._after(item, outcome)
 
     # -- one attempt ---------------------------------------------------------------------------
 
+    def _delivery(self, item: Inbound, attempt: int) -> Delivery:
+        assert item.event is not None
+        return Delivery(item.topic or self.topic, self.group, item.event, attempt)
+
     async def _attempt(self, item: Inbound) -> str:
-        envelope = item.envelope
+        envelope = item.event
         if envelope is None:
             bad = unreadable_envelope(self.topic, 0, item.raw)
             await self._dead_letter(
@@ -235,10 +288,10 @@ class KeyedRunner:
             reason = lease_expired_reason(item.delivered, "")
             await self._dead_letter(item, envelope, reason, item.delivered)
             return _SETTLED
-        item.attempt += 1
-        attempt = item.delivered + item.attempt
+        item.tries += 1
+        attempt = item.delivered + item.tries
         try:
-            await self.handler(Delivery(item.topic or self.topic, self.group, envelope, attempt))
+            await self.handler(self._delivery(item, attempt))
         except Exception as exc:
             return await self._failed(item, envelope, attempt, exc)
         return await self._succeeded(item)
@@ -283,7 +336,7 @@ class KeyedRunner:
         if item in self._dropping and outcome != _SETTLED:
             self._returned.add(item)  # _give_back hands it back to the broker
         elif outcome == _RETRY and not self._stopping:
-            delay = self.backoff.delay(item.delivered + item.attempt)
+            delay = self.backoff.delay(item.delivered + item.tries)
             loop = asyncio.get_running_loop()
             self._timers[item] = loop.call_later(delay, self._retry_due, item)
         else:
@@ -338,7 +391,9 @@ class KeyedRunner:
                 if timer is not None:
                     timer.cancel()
                 self._returned.add(item)
-        self._ready = collections.deque(i for i in self._ready if i not in self._dropping)
+        still_ready = [i for i in self._ready if i not in self._dropping]
+        self._ready.clear()  # in place: workers hold the deque
+        self._ready.extend(still_ready)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while any(item in self._running for item in chosen) and loop.time() < deadline:

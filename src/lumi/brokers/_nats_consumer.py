@@ -44,16 +44,14 @@ EXPIRES = 10.0  # seconds a pull request stays open
 HEARTBEAT = 2.0  # the server's idle heartbeat on an open pull request
 
 
-def _inbound(msg: Msg, topic: str) -> Inbound:
+def _inbound(msg: Msg, topic: str, group: str) -> Inbound:
     try:
         envelope: Envelope | None = decode(msg.data, header_map(msg.headers), prefix=PREFIX)
         error = ""
     except EnvelopeError as exc:
         envelope, error = None, str(exc)
     delivered = msg.metadata.num_delivered - 1
-    return Inbound(
-        token=msg, envelope=envelope, raw=msg.data, error=error, delivered=delivered, topic=topic
-    )
+    return Inbound(msg, envelope, msg.data, error, delivered, topic, group)
 
 
 class NatsMember(Subscription, Settlement):
@@ -184,7 +182,7 @@ class NatsMember(Subscription, Settlement):
             self._credits -= 1
             if head[0] <= 0:
                 self._requests.popleft()
-        self.runner.submit(_inbound(msg, self.topic))
+        self.runner.submit(_inbound(msg, self.topic, self.group))
         if self._want_pull():
             self._kick.set()
 
