@@ -95,6 +95,13 @@ def test_kafka_consume_cost_bench_runs_the_member_without_a_broker() -> None:
     assert result["events"] == 2000 and result["cpu_us_per_event"] > 0  # type: ignore[operator]
 
 
+def test_kafka_consume_loops_bench_times_both_loops_on_records_from_tansu() -> None:
+    """bench/kafka_consume_loops.py fetches records from real tansu and reports the loop CPU
+    per record of Lumi's member (its commits checked) and of the raw loop."""
+    result = run_bench("bench/kafka_consume_loops.py", "2000", "--rounds", "1")
+    assert result["lumi_us"] > 0 and result["raw_us"] > 0  # type: ignore[operator]
+
+
 def test_kafka_consume_timeline_shows_the_thread_and_the_loop() -> None:
     """bench/kafka_consume_timeline.py (it wraps the consumer's internals, so it would rot
     first) consumes from real tansu and prints the thread's batches and the loop's hand-overs."""
