@@ -215,3 +215,13 @@ def test_replicas_fork_from_the_template(running_shop: RunningShop) -> None:
     }
     (template,) = parents
     assert "lumi.runtimes.zygote" in Path(f"/proc/{template}/cmdline").read_text()
+
+
+def test_lumi_runs_output_lines_up_from_its_first_line(running_shop: RunningShop) -> None:
+    """Every line's ``name |`` prefix has one width, the first replica's lines included (the
+    width is made for every replica's name before any of them prints)."""
+    lines = running_shop.run.lines
+    banner = next(i for i, line in enumerate(lines) if "is running" in line)
+    shown = [line for line in lines[: banner + 1] if " | " in line]
+    assert any(line.startswith("Catalog[0]") for line in shown), shown
+    assert len({line.index(" | ") for line in shown}) == 1, shown

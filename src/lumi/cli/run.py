@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -27,6 +27,10 @@ class Terminal:
         self.colour = colour
         self.width = 8
         self._colours: dict[str, int] = {}
+
+    def fit(self, sources: Iterable[str]) -> None:
+        """Make room for ``sources`` now, so the prefixes line up from the first line."""
+        self.width = max(self.width, *(len(source) for source in sources))
 
     def __call__(self, source: str, line: str) -> None:
         service = source.split("[", 1)[0]
@@ -101,6 +105,9 @@ def _run(
     terminal = Terminal(colour)
     runtime = "inproc" if inproc else None
     supervisor = Supervisor(config, emit=terminal, runtime=runtime, nodes=nodes)
+    terminal.fit(
+        f"{name}[{max(config.service(name).replicas, nodes or 1) - 1}]" for name in supervisor.order
+    )
     if all(supervisor.runtime_name(name) != "process" for name in supervisor.order):
         _launch.discard_early()
     if reload:  # watchfiles, aiohttp and the API differ: only for --reload

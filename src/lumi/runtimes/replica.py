@@ -268,8 +268,9 @@ class ReplicaRunner:
                 server = transports.get(name).server(self.host.dispatcher.handle, sock, settings)
                 await server.start()
                 self.servers.append(server)
-            ready()
+            # logged before the supervisor hears of it, so the line comes before its banner
             log.info("%s serving on %s", self.spec.name, " ".join(s.endpoint for s in self.servers))
+            ready()
             await stop.wait()
             log.info("%s draining", self.spec.name)
         finally:
