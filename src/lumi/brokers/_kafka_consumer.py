@@ -219,7 +219,7 @@ class GroupMember(Subscription, Settlement):
                 m for m in self._backlog if (m.topic(), m.partition()) not in keys
             )
         if gone:
-            await self.runner.drop(lambda i: i.token[0] in gone, self.broker.drain_timeout)
+            await self.runner.drop(lambda i: i.token in gone, self.broker.drain_timeout)
             self._on_settled()  # the backlog shrank: resume reading if it was paused
         return {(p.topic, p.partition): p.point for p in gone if p.point is not None}
 
@@ -286,7 +286,7 @@ class GroupMember(Subscription, Settlement):
             except EnvelopeError as exc:
                 envelope, error = None, str(exc)
             # A replayed event is delivered under its own topic's name.
-            item = Inbound((part, offset), envelope, body, error, 0, topic, group)
+            item = Inbound(part, envelope, body, error, 0, topic, group, offset)
             if item.key is None and envelope is not None:
                 return item
             self.runner.submit(item)
@@ -316,7 +316,7 @@ class GroupMember(Subscription, Settlement):
         self.ack_now(item)
 
     def ack_now(self, item: Inbound) -> None:
-        part, offset = item.token
+        part, offset = item.token, item.seq
         order = part._order
         if order and order[0] == offset and not part._done and part.active:
             # _finished's usual case inline (handled in the order taken): one call per event

@@ -47,13 +47,13 @@ class Inbound(Delivery):
     """One message received from the broker and not yet settled.
 
     ``event`` is None when the bytes are not an event (``error`` says why); ``delivered`` is
-    how many times the broker delivered it before; ``token`` is the broker's handle for it;
+    how many times the broker delivered it before; ``token`` (and ``seq``) the broker's handle;
     ``tries`` counts the attempts made in this process. The message is itself the delivery of
     its first attempt here (an object less per event); a retry gets a :class:`Delivery` of its
     own, so a delivery never changes once handed out. Equality is identity. A plain
     ``__init__``: one is made per message, and a dataclass's would cost calls more."""
 
-    __slots__ = ("delivered", "error", "event", "key", "raw", "token", "tries")
+    __slots__ = ("delivered", "error", "event", "key", "raw", "seq", "token", "tries")
 
     def __init__(
         self,
@@ -64,8 +64,10 @@ class Inbound(Delivery):
         delivered: int = 0,
         topic: str = "",
         group: str | None = None,
+        seq: int = 0,
     ) -> None:
         self.token = token
+        self.seq = seq  # where the broker has it, if it says (Kafka: the offset in ``token``)
         self.event = envelope
         if envelope is not None:
             self.envelope = envelope
