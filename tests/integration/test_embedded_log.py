@@ -135,3 +135,44 @@ async def test_a_log_that_cannot_be_created_is_a_clear_error(tmp_path: Path) -> 
     (tmp_path / "blocker").write_text("not a folder")
     with pytest.raises(Unavailable, match="cannot create the event log folder .*blocker"):
         await EmbeddedBroker(tmp_path / "blocker" / "events.db").start()
+
+
+OPENERS, TRIALS, SPACING = 6, 30, 0.12  # processes; fresh logs each opens at once; seconds apart
+
+
+def _open_each_at(paths: list[str], first: float) -> None:
+    """In a process of its own: open (and close) the log at ``paths[k]`` at ``first + k *
+    SPACING``, as every replica of ``lumi run`` opens the app's log when it starts; exit 1
+    naming the first failure."""
+
+    async def open_once(path: str) -> None:
+        async with EmbeddedBroker(Path(path)):
+            pass
+
+    for k, path in enumerate(paths):
+        at = first + k * SPACING
+        while time.time() < at:
+            pass
+        try:
+            asyncio.run(open_once(path))
+        except Exception as exc:
+            print(f"{path}: {exc}", flush=True)
+            raise SystemExit(1) from None
+
+
+def test_replicas_opening_a_new_log_at_once_all_succeed(tmp_path: Path) -> None:
+    """Six processes open each of 30 fresh logs at the same instant: every open succeeds. One
+    of them recovering the WAL makes the others' opens fail with SQLITE_BUSY_RECOVERY, an
+    extended "database is locked" that must be waited out like SQLITE_BUSY (it was not, and
+    now and then a replica of the example shop failed to start)."""
+    import multiprocessing
+
+    paths = [str(tmp_path / f"log{k}" / "events.db") for k in range(TRIALS)]
+    context = multiprocessing.get_context("spawn")  # no fork of pytest's running loop
+    first = time.time() + 5  # after every spawned process has imported Lumi
+    procs = [context.Process(target=_open_each_at, args=(paths, first)) for _ in range(OPENERS)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+    assert [proc.exitcode for proc in procs] == [0] * OPENERS

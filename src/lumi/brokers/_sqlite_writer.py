@@ -202,7 +202,9 @@ def _retry_busy(fn: Callable[[], T], timeout: float) -> T:
         try:
             return fn()
         except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode not in _BUSY or time.monotonic() > deadline:
+            # The primary code: SQLite reports extended ones, e.g. SQLITE_BUSY_RECOVERY while
+            # another connection recovers the WAL of a log every replica opens at once.
+            if exc.sqlite_errorcode & 0xFF not in _BUSY or time.monotonic() > deadline:
                 raise
         time.sleep(pause)
         pause = min(pause * 2, 0.002)
