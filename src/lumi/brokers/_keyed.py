@@ -23,7 +23,7 @@ A broker that holds received messages undecoded may instead give the runner a ``
 worker with nothing ready calls it for the next keyless message (the source submits keyed ones
 itself) and runs it at once, and the broker calls :meth:`KeyedRunner.wake` when messages
 arrive. A message then goes from the broker's buffer to its handler in one worker step, with no
-queue between (bench/kafka_consume_cost.py: a fifth of the loop's cost per event).
+queue between (bench/kafka_consume_cost.py under callgrind: 6 % fewer instructions per event).
 """
 
 from __future__ import annotations
@@ -193,8 +193,8 @@ class KeyedRunner:
         they take messages from the source (one wake-up pending at a time): a handler that
         does not suspend lets its worker run through the whole batch while the next one
         waits for its turn, and handlers that do suspend bring in worker after worker, up
-        to ``concurrency`` (waking every worker at every batch cost the loop a fifth more
-        per event in bench/kafka_consume_cost.py)."""
+        to ``concurrency``; waking a worker per message instead cost a futile wake-up and task
+        step for every idle worker at every batch."""
         if not self._waking:
             self._wake_one()
 
