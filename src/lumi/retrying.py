@@ -9,6 +9,8 @@
   or None without raising), sleeping with backoff in between, and logs one clear line per failed
   attempt. After ``timeout`` seconds it raises :class:`~lumi.model.errors.AppError` with the
   last reason.
+* :func:`while_locked` — SQLite's "database is locked", waited out in a thread with short
+  sleeps (the embedded event log and the span store, which many replicas open at once).
 
 It sits below every axis, so a broker or transport connecting to its server retries the same
 way a service waits for its capabilities (the resilience runtime service builds on it).
@@ -22,6 +24,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from lumi.model.errors import AppError
 from lumi.model.hints import Retry
@@ -88,3 +91,27 @@ async def wait_ready(
             pause,
         )
         await asyncio.sleep(pause)
+
+
+T = TypeVar("T")
+_LOCKED = (5, 6)  # SQLite's primary result codes SQLITE_BUSY and SQLITE_LOCKED
+
+
+def while_locked(fn: Callable[[], T], timeout: float) -> T:
+    """``fn()``, tried again while SQLite says the database is locked by another connection
+    (blocking: call it in a thread). Extended codes count by their primary one: a connection
+    opening a WAL log another one is recovering gets SQLITE_BUSY_RECOVERY, and switching a new
+    file to WAL mode returns SQLITE_BUSY without calling the busy handler — both happen when
+    every replica opens the same file as it starts. Tries again after 50 µs, doubling up to
+    2 ms; raises the error once ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    pause = 0.00005
+    while True:
+        try:
+            return fn()
+        except Exception as exc:  # sqlite3.OperationalError; sqlite3 is not imported here
+            code = getattr(exc, "sqlite_errorcode", None)
+            if code is None or code & 0xFF not in _LOCKED or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.002)

@@ -14,8 +14,8 @@ loss — a redelivery, which at-least-once allows.
 Several processes write the same file, so a transaction may find the write lock taken.
 SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20 ms ... between tries, which put tens of
 milliseconds into cross-process delivery; instead the connection does not wait at all and
-:func:`_retry_busy` tries again after 50 µs, doubling up to 2 ms (a write transaction here
-lasts well under a millisecond).
+:func:`lumi.retrying.while_locked` tries again after 50 µs, doubling up to 2 ms (a write
+transaction here lasts well under a millisecond).
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ import logging
 import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from lumi.model.errors import Unavailable
+from lumi.retrying import while_locked
 
 log = logging.getLogger("lumi.brokers.embedded")
 
@@ -103,7 +103,7 @@ class SqliteWriter:
             conn = sqlite3.connect(
                 self.path, isolation_level=None, timeout=0, check_same_thread=False
             )
-            _retry_busy(lambda: self._setup(conn), self._busy_timeout)
+            while_locked(lambda: self._setup(conn), self._busy_timeout)
         except BaseException as exc:
             self._error = exc
             self._ready.set()
@@ -135,7 +135,7 @@ class SqliteWriter:
         writes = [op for op in batch if not op.read_only]
         for op in reads:
             try:
-                result = _retry_busy(functools.partial(op.fn, conn), self._busy_timeout)
+                result = while_locked(functools.partial(op.fn, conn), self._busy_timeout)
                 outcomes.append((op, result, None))
             except Exception as exc:
                 outcomes.append((op, None, exc))
@@ -160,7 +160,7 @@ class SqliteWriter:
             if synchronous != self._synchronous:
                 conn.execute(f"PRAGMA synchronous={synchronous}")
                 self._synchronous = synchronous
-            _retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"), self._busy_timeout)
+            while_locked(lambda: conn.execute("BEGIN IMMEDIATE"), self._busy_timeout)
         except sqlite3.Error as exc:
             error = Unavailable(f"the event log {self.path} is unavailable: {exc}")
             return [(op, None, error) for op in ops]
@@ -192,25 +192,6 @@ class SqliteWriter:
             except Exception:
                 log.exception("waking consumers failed")
         return outcomes
-
-
-def _retry_busy(fn: Callable[[], T], timeout: float) -> T:
-    """``fn()``, tried again while the database is locked by another connection."""
-    deadline = time.monotonic() + timeout
-    pause = 0.00005
-    while True:
-        try:
-            return fn()
-        except sqlite3.OperationalError as exc:
-            # The primary code: SQLite reports extended ones, e.g. SQLITE_BUSY_RECOVERY while
-            # another connection recovers the WAL of a log every replica opens at once.
-            if exc.sqlite_errorcode & 0xFF not in _BUSY or time.monotonic() > deadline:
-                raise
-        time.sleep(pause)
-        pause = min(pause * 2, 0.002)
-
-
-_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _settle(outcomes: Iterable[tuple[_QueuedOp, Any, BaseException | None]]) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lumi.paths import private_file
+from lumi.retrying import while_locked
 from lumi.runtime_services.observability.spanquery import (
     StoredSpan,
     build_tree,
@@ -60,9 +61,14 @@ CREATE INDEX IF NOT EXISTS spans_start ON spans (start_ns);
 def _connect(path: Path) -> sqlite3.Connection:
     private_file(path)  # SQLite gives its -wal and -shm files the database file's mode
     conn = sqlite3.connect(path, timeout=10.0, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.executescript(_SCHEMA)
+    try:
+        # Replicas open the store at once; SQLite's busy handler does not cover every lock here.
+        while_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"), 10.0)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        while_locked(lambda: conn.executescript(_SCHEMA), 10.0)
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
