@@ -66,7 +66,10 @@ def test_the_shop_does_what_its_openapi_says(lumi_run: Any, tmp_path: Path) -> N
             "--checks": CHECKS,
             "--max-examples": examples,
             "--seed": seed,
-            "--workers": "2",
+            # one worker: in threads, CPython 3.11's ast.parse (Hypothesis describing a lambda)
+            # now and then fails with "AST constructor recursion depth mismatch"
+            # (python/cpython#106905), a schemathesis "Runtime Error" that is not the shop's
+            "--workers": "1",
             "--phases": "examples,coverage,fuzzing",
             "--generation-database": "none",
         }
