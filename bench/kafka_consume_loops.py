@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))  # the engine starters live with the tests
 sys.path.insert(0, str(ROOT / "bench"))
 
 import broker_bench as bench  # noqa: E402
+from kafka_consume_cost import Thread  # noqa: E402
 
 from lumi.brokers import create_broker  # noqa: E402
 from lumi.brokers._kafka_consumer import GroupMember  # noqa: E402
@@ -38,24 +39,6 @@ from lumi.brokers.base import Backoff, Delivery  # noqa: E402
 from lumi.model.envelope import Envelope  # noqa: E402
 
 BATCH = 500
-
-
-class Thread:
-    """Stands in for the consumer thread: remembers the commits."""
-
-    stopping = False
-
-    def __init__(self) -> None:
-        self.commits: dict[tuple[str, int], int] = {}
-
-    def pause(self) -> None:
-        pass
-
-    def resume(self) -> None:
-        pass
-
-    def commit(self, topic: str, partition: int, offset: int) -> None:
-        self.commits[topic, partition] = offset
 
 
 def fetch(bootstrap: str, topic: str, events: int) -> list[Any]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,7 +20,7 @@ from lumi.runtime_services.observability.spanstore import SqliteSpanExporter
 
 pytestmark = pytest.mark.slow
 
-OPENERS, TRIALS, SPACING = 6, 30, 0.12  # processes; fresh files each opens at once; seconds apart
+OPENERS, TRIALS = 6, 30  # processes; fresh files each of them opens at the same instant
 SPAN = ("0" * 31 + "1", "0" * 15 + "1", None, "GET", "Svc", "server", 1, 2, "OK", None, "{}")
 
 
@@ -38,13 +38,12 @@ def _open_store(path: Path) -> None:
         exporter.shutdown()
 
 
-def _open_each_at(kind: str, paths: list[str], first: float) -> None:
-    """In a process of its own: open the file at ``paths[k]`` at ``first + k * SPACING`` (as a
-    starting replica does); exit 1 naming the first failure."""
-    for k, path in enumerate(paths):
-        at = first + k * SPACING
-        while time.time() < at:
-            pass
+def _open_each_at(kind: str, paths: list[str], together: Any) -> None:
+    """In a process of its own: open each file of ``paths`` as the other processes do (they
+    all pass ``together``, a barrier, first), as starting replicas do; exit 1 naming the first
+    failure."""
+    for path in paths:
+        together.wait(timeout=60)
         try:
             if kind == "log":
                 asyncio.run(_open_log(Path(path)))
@@ -52,6 +51,7 @@ def _open_each_at(kind: str, paths: list[str], first: float) -> None:
                 _open_store(Path(path))
         except Exception as exc:
             print(f"{path}: {exc}", flush=True)
+            together.abort()  # the others stop at their next wait instead of timing out
             raise SystemExit(1) from None
 
 
@@ -64,9 +64,9 @@ def test_processes_opening_a_new_file_at_once_all_succeed(
     for path in paths:
         Path(path).parent.mkdir(parents=True)
     context = multiprocessing.get_context("spawn")  # no fork of pytest's running loop
-    first = time.time() + 5  # after every spawned process has imported Lumi
+    together = context.Barrier(OPENERS)
     procs = [
-        context.Process(target=_open_each_at, args=(kind, paths, first)) for _ in range(OPENERS)
+        context.Process(target=_open_each_at, args=(kind, paths, together)) for _ in range(OPENERS)
     ]
     for proc in procs:
         proc.start()

@@ -105,9 +105,7 @@ def _run(
     terminal = Terminal(colour)
     runtime = "inproc" if inproc else None
     supervisor = Supervisor(config, emit=terminal, runtime=runtime, nodes=nodes)
-    terminal.fit(
-        f"{name}[{max(config.service(name).replicas, nodes or 1) - 1}]" for name in supervisor.order
-    )
+    terminal.fit(supervisor.replica_names())
     if all(supervisor.runtime_name(name) != "process" for name in supervisor.order):
         _launch.discard_early()
     if reload:  # watchfiles, aiohttp and the API differ: only for --reload

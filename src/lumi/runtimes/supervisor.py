@@ -416,6 +416,15 @@ class Supervisor:
             slot.monitor = asyncio.create_task(slot.watch())
         self.save()
 
+    def replica_count(self, service: str) -> int:
+        """How many replicas ``service`` runs: one per node for a per-node service."""
+        config = self.config.service(service)
+        return max(1, len(self.nodes)) if config.placement == "per-node" else config.replicas
+
+    def replica_names(self) -> list[str]:
+        """Every replica's name (``Catalog[1]``), in start order."""
+        return [f"{name}[{i}]" for name in self.order for i in range(self.replica_count(name))]
+
     def _bind_all(self, names: Iterable[str] | None = None) -> None:
         host = self.config.defaults.host
         chosen = list(self.order if names is None else names)
@@ -424,9 +433,7 @@ class Supervisor:
                 service = self.config.service(name)
                 names = self.config.binding(name).rpc or ["http"]
                 slots = self.slots[name] = []
-                per_node = service.placement == "per-node"
-                count = max(1, len(self.nodes)) if per_node else service.replicas
-                for index in range(count):
+                for index in range(self.replica_count(name)):
                     # One replica on every node; other services spread over the nodes.
                     node = self.nodes[index % len(self.nodes)] if self.nodes else None
                     sockets: dict[str, socket.socket] = {}
