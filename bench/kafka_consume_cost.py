@@ -53,7 +53,7 @@ async def main(events: int, skip: bool, as_json: bool) -> None:
     loop = asyncio.get_running_loop()
     broker: Any = types.SimpleNamespace(
         backoff=Backoff(), concurrency=32, window=1000, loop=loop, drain_timeout=5,
-        forget=lambda s: None,
+        forget=lambda s: None, name_of=lambda topic: topic,
     )  # fmt: skip
     done = asyncio.Event()
     count = 0
@@ -67,13 +67,15 @@ async def main(events: int, skip: bool, as_json: bool) -> None:
     member = GroupMember(broker, "Bench.ticked", "Bench", handler, max_attempts=5, start="earliest")
     thread = Thread()
     member._thread = thread  # type: ignore[assignment]
-    member._took([("t", 0), ("t", 1), ("t", 2)])
+    member._took([("Bench.ticked", 0), ("Bench.ticked", 1), ("Bench.ticked", 2)])
     messages = []
     for n in range(events):
         data = json.dumps({"n": n, "sent": time.time(), "note": "a small payload"}).encode()
         body = Envelope(id=new_id(), source="/bench", type="Bench.ticked", data=data).to_json()
         messages.append(
-            ck.Message(topic="t", partition=n % 3, offset=n // 3, value=body, headers=HEADERS)
+            ck.Message(
+                topic="Bench.ticked", partition=n % 3, offset=n // 3, value=body, headers=HEADERS
+            )
         )
     if skip:
         return
@@ -87,7 +89,7 @@ async def main(events: int, skip: bool, as_json: bool) -> None:
     for _ in range(3):
         await asyncio.sleep(0)  # the commit points' hand-over
     cpu = time.thread_time() - started
-    expected = {("t", p): events // 3 + (1 if p < events % 3 else 0) for p in range(3)}
+    expected = {("Bench.ticked", p): events // 3 + (1 if p < events % 3 else 0) for p in range(3)}
     assert thread.commits == expected, thread.commits
     if as_json:
         print(json.dumps({"events": events, "cpu_us_per_event": cpu / events * 1e6}))

@@ -62,7 +62,7 @@ async def lumi_loop(records: list[Any]) -> float:
     loop = asyncio.get_running_loop()
     broker: Any = types.SimpleNamespace(
         backoff=Backoff(), concurrency=32, window=10**9, loop=loop, drain_timeout=5,
-        forget=lambda s: None,
+        forget=lambda s: None, name_of=lambda topic: records[0].topic(),
     )  # fmt: skip
     done, count = asyncio.Event(), 0
 

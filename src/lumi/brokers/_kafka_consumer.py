@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import confluent_kafka as ck
@@ -25,7 +26,7 @@ from lumi.brokers._cloudevents import STRUCTURED_CONTENT_TYPE, decode, header_ma
 from lumi.brokers._kafka_client import ConsumerThread
 from lumi.brokers._keyed import Inbound, KeyedRunner, Settlement
 from lumi.brokers.base import Delivery, DeliveryHandler, Subscription
-from lumi.model.envelope import Envelope, EnvelopeError
+from lumi.model.envelope import Envelope
 from lumi.model.errors import Unavailable
 
 if TYPE_CHECKING:
@@ -114,10 +115,11 @@ class GroupMember(Subscription, Settlement):
             backoff=broker.backoff,
             concurrency=broker.concurrency,
         )
-        self.runner.on_settled = self._on_settled
-        self.runner.source = self._pull
+        self.runner.source = self._pull().__next__
         self._backlog: collections.deque[Any] = collections.deque()  # received, not decoded
         self._partitions: dict[tuple[str, int], _Partition] = {}
+        self._name = broker.name_of(topic)  # the topic's name in Kafka
+        self._by_partition: dict[int, _Partition] = {}  # its partitions (not the replay topic's)
         self._ends: dict[int, int] = {}
         self._assigned = asyncio.Event()
         self._paused = False
@@ -207,20 +209,25 @@ class GroupMember(Subscription, Settlement):
 
     def _took(self, keys: list[tuple[str, int]]) -> None:
         for key in keys:
-            self._partitions[key] = _Partition(*key)
+            part = self._partitions[key] = _Partition(*key)
+            if part.topic == self._name:
+                self._by_partition[part.partition] = part
         self._assigned.set()
 
     async def _give_up(self, keys: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
         gone = [self._partitions.pop(key) for key in keys if key in self._partitions]
         for part in gone:
             part.active = False
+            if self._by_partition.get(part.partition) is part:
+                del self._by_partition[part.partition]
         if self._backlog:  # never handed out: the next owner of the partition reads them
-            self._backlog = collections.deque(
-                m for m in self._backlog if (m.topic(), m.partition()) not in keys
-            )
+            kept = [m for m in self._backlog if (m.topic(), m.partition()) not in keys]
+            self._backlog.clear()  # in place: the source holds the deque
+            self._backlog.extend(kept)
         if gone:
             await self.runner.drop(lambda i: i.token in gone, self.broker.drain_timeout)
-            self._on_settled()  # the backlog shrank: resume reading if it was paused
+            if self._paused:  # the backlog shrank: resume reading if there is room
+                self._resume_if_room()
         return {(p.topic, p.partition): p.point for p in gone if p.point is not None}
 
     def _on_messages(self, messages: list[Any]) -> None:
@@ -234,65 +241,71 @@ class GroupMember(Subscription, Settlement):
     def _waiting(self) -> int:
         return self.runner.size + len(self._backlog)
 
-    def _on_settled(self) -> None:
-        if self._paused:
-            self._resume_if_room()
-
     def _resume_if_room(self) -> None:
         if self._waiting() <= self.broker.window // 2 and self._thread:
             self._paused = False
             self._thread.resume()
 
-    def _pull(self) -> Inbound | None:
-        """The runner's source: the next keyless event of the backlog, decoded; keyed ones
-        are submitted to the runner (it keeps their order), undecodable ones too (it
-        dead-letters them), and records that are not events are finished here.
+    def _pull(self) -> Iterator[Inbound | None]:
+        """The runner's source, as a generator each call of the source resumes: the next
+        keyless event of the backlog, decoded; keyed ones are submitted to the runner (it keeps
+        their order), undecodable ones too (it dead-letters them), and records that are not
+        events are finished here.
 
         Records wait in the backlog undecoded rather than in the runner: an event lives from
         decoding to settling, and while few live at once most die young, which is what keeps
         Python's garbage collector cheap (a backlog of decoded events made it a third of the
-        loop's time in bench/broker_bench.py). This is the loop's share of every record, so it
-        calls no helpers beyond decoding.
+        loop's time in bench/broker_bench.py). This is the loop's share of every record: a
+        generator, because resuming one costs a fraction of a function call and its locals are
+        read once, not per record (bench/kafka_consume_cost.py under callgrind); it calls no
+        helpers beyond decoding, and never ends.
         """
-        if self._paused:
-            self._resume_if_room()
-        if self._closed:
-            return None  # stopping: the runner gives back what it has; the rest was never taken
         backlog, partitions, topic, group = self._backlog, self._partitions, self.topic, self.group
-        while backlog:
-            msg = backlog.popleft()
-            err = msg.error()
-            if err is not None:
-                if err.code() != ck.KafkaError.UNKNOWN_TOPIC_OR_PART:
-                    log.warning("consuming %s for %s: %s", self.topic, self.group, err)
-                continue
-            part = partitions.get((msg.topic(), msg.partition()))
-            if part is None:
-                continue  # revoked meanwhile: its next owner reads it again
-            offset = msg.offset()
-            part._order.append(offset)  # part.add(offset), inlined
-            pairs = msg.headers()
-            headers = _STRUCTURED if pairs == _PLAIN_HEADERS else _headers(pairs)
-            body = msg.value()
-            if body is None or MARKER in headers:
-                self._finished(part, offset)  # a tombstone or a replay marker: not an event
-                continue
-            try:
-                if _SPECVERSION in headers:
-                    envelope: Envelope | None = decode(body, headers, prefix=PREFIX)
-                else:
-                    envelope = Envelope.from_json(body)
-                error = ""
-            except EnvelopeError as exc:
-                envelope, error = None, str(exc)
-            # A replayed event is delivered under its own topic's name.
-            item = Inbound(part, envelope, body, error, 0, topic, group, offset)
-            if item.key is None and envelope is not None:
-                return item
-            self.runner.submit(item)
-            if self.runner._ready:
-                return None  # the worker takes it from the runner
-        return None
+        runner, ready = self.runner, self.runner._ready
+        name, by_partition = self._name, self._by_partition  # most records: no key tuple
+        while True:  # one turn per call of the source
+            found = None
+            if self._paused:
+                self._resume_if_room()
+            while backlog and not self._closed:  # closed: the runner gives back what it has
+                msg = backlog.popleft()
+                err = msg.error()
+                if err is not None:
+                    if err.code() != ck.KafkaError.UNKNOWN_TOPIC_OR_PART:
+                        log.warning("consuming %s for %s: %s", topic, group, err)
+                    continue
+                record_topic = msg.topic()
+                if record_topic == name:
+                    part = by_partition.get(msg.partition())
+                else:  # the replay topic
+                    part = partitions.get((record_topic, msg.partition()))
+                if part is None:
+                    continue  # revoked meanwhile: its next owner reads it again
+                offset = msg.offset()
+                part._order.append(offset)  # part.add(offset), inlined
+                pairs = msg.headers()
+                headers = _STRUCTURED if pairs == _PLAIN_HEADERS else _headers(pairs)
+                body = msg.value()
+                if body is None or MARKER in headers:
+                    self._finished(part, offset)  # a tombstone or a replay marker: not an event
+                    continue
+                try:
+                    if _SPECVERSION in headers:
+                        envelope: Envelope | None = decode(body, headers, prefix=PREFIX)
+                    else:
+                        envelope = Envelope.from_json(body)
+                    error = ""
+                except Exception as exc:  # EnvelopeError, or a bug: never the generator's end
+                    envelope, error = None, str(exc)
+                # A replayed event is delivered under its own topic's name.
+                item = Inbound(part, envelope, body, error, 0, topic, group, offset)
+                if item.key is None and envelope is not None:
+                    found = item
+                    break
+                runner.submit(item)
+                if ready:
+                    break  # the worker takes it from the runner
+            yield found
 
     def _finished(self, part: _Partition, offset: int) -> None:
         if part.finish(offset) and part.active:

@@ -147,7 +147,9 @@ class KeyedRunner:
         self._progress = asyncio.Event()  # a message being given back finished running
         self._stopping = False
         self.size = 0  # messages submitted and not yet settled or given back
-        self.on_settled: Callable[[], None] = lambda: None
+        #: called when a message is settled or given back (a broker that reads more when there
+        #: is room); None: nothing to do
+        self.on_settled: Callable[[], None] | None = None
         #: the next keyless message from the broker's buffer, or None (see the module docstring)
         self.source: Callable[[], Inbound | None] | None = None
         self._waking = False  # a worker was woken (or started) and has not run yet
@@ -215,6 +217,8 @@ class KeyedRunner:
         loop = asyncio.get_running_loop()
         me: Any = asyncio.current_task()
         ready, running, source = self._ready, self._running, self.source
+        handler, ack_now, on_settled = self.handler, self.settlement.ack_now, self.on_settled
+        max_attempts, dropping = self.max_attempts, self._dropping
         self._waking = False
         while not self._stopping:
             if ready:
@@ -237,18 +241,17 @@ class KeyedRunner:
             outcome = _GIVEN_BACK
             try:
                 envelope = item.event
-                if envelope is None or item.delivered >= self.max_attempts:
+                if envelope is None or item.delivered >= max_attempts:
                     outcome = await self._attempt(item)
                 else:  # _attempt's usual case inline: a coroutine less per event
                     item.tries += 1
                     attempt = item.delivered + item.tries
                     delivery = item if item.tries == 1 else self._delivery(item, attempt)
                     try:
-                        await self.handler(delivery)
+                        await handler(delivery)
                     except Exception as exc:
                         outcome = await self._failed(item, envelope, attempt, exc)
                     else:
-                        ack_now = self.settlement.ack_now
                         if ack_now is not None:
                             ack_now(item)
                             outcome = _SETTLED
@@ -262,11 +265,12 @@ class KeyedRunner:
                 log.exception("settling an event of %s for %s failed", self.topic, self.group)
             finally:
                 del running[item]
-                if item in self._dropping:
+                if item in dropping:
                     self._progress.set()
             if outcome is _SETTLED and item.key is None:
                 self.size -= 1  # _leave's keyless case inline: a call less per event
-                self.on_settled()
+                if on_settled is not None:
+                    on_settled()
             elif outcome is _SETTLED:
                 self._leave(item)  # what _after does with a settled message, a call less
             else:
@@ -361,7 +365,8 @@ class KeyedRunner:
                     del self._queues[key]
                 elif not self._stopping:
                     self._make_ready(queue[0])
-        self.on_settled()
+        if self.on_settled is not None:
+            self.on_settled()
 
     # -- giving back ---------------------------------------------------------------------------
 
@@ -429,7 +434,8 @@ class KeyedRunner:
                 await self.settlement.release(given_back)
             except Exception:
                 log.exception("giving back events of %s for %s failed", self.topic, self.group)
-        self.on_settled()
+        if self.on_settled is not None:
+            self.on_settled()
 
 
 def _describe(exc: Exception) -> str:
